@@ -1,0 +1,495 @@
+//! The orchestrator's view of the world: the [`Context`] and the durable
+//! futures it hands out (activity calls, timers, external events).
+//!
+//! Every durable operation takes the next sequence number when it is created.
+//! While history is replayed the operation is checked against the recorded
+//! one with that number instead of being scheduled again.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::Location;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Poll, Waker};
+use std::time::{Duration, SystemTime};
+
+use serde::de::DeserializeOwned;
+
+use crate::activity::{Activity, ActivityError};
+use crate::error::{Failure, FailureKind};
+use crate::history::{self, ActivityFailure, Payload};
+use crate::retry::RetryPolicy;
+
+/// The kind of a durable operation, as history records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpKind {
+    Activity,
+    Timer,
+}
+
+impl fmt::Display for OpKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Activity => "activity",
+            Self::Timer => "timer",
+        })
+    }
+}
+
+/// A decision found in history, waiting to be made again by replay.
+#[derive(Debug, Clone)]
+pub(crate) struct Recorded {
+    pub(crate) kind: OpKind,
+    pub(crate) name: String,
+    pub(crate) site: String,
+}
+
+/// Something the orchestrator asked for in this turn, to be committed.
+#[derive(Debug)]
+pub(crate) enum Action {
+    Activity {
+        seq: u64,
+        name: &'static str,
+        input: Payload,
+        site: String,
+        retry: RetryPolicy,
+    },
+    Timer {
+        seq: u64,
+        fire_at: i64,
+        site: String,
+    },
+}
+
+/// How a durable operation ended, as delivered to its future.
+#[derive(Debug)]
+pub(crate) enum Completion {
+    Activity(Result<Payload, ActivityFailure>),
+    Timer,
+}
+
+/// The mutable state one instance's futures share.
+#[derive(Debug)]
+pub(crate) struct State {
+    /// The current turn's deterministic time.
+    pub(crate) now: i64,
+    next_seq: u64,
+    /// True while history is being replayed: no new decision is allowed.
+    pub(crate) replaying: bool,
+    /// Recorded decisions not yet made again, by sequence number.
+    pub(crate) recorded: HashMap<u64, Recorded>,
+    /// New decisions of the current turn.
+    pub(crate) actions: Vec<Action>,
+    completions: HashMap<u64, Completion>,
+    wakers: HashMap<u64, Waker>,
+    /// Operations whose future was dropped before it completed.
+    abandoned: HashSet<u64>,
+    events: HashMap<String, VecDeque<Payload>>,
+    event_wakers: HashMap<String, Vec<Waker>>,
+    /// Durable futures that were polled, are pending and still alive.
+    pub(crate) waiting: usize,
+    /// Set when the instance must fail; every durable future then stays pending.
+    pub(crate) fatal: Option<Failure>,
+}
+
+impl State {
+    pub(crate) fn new() -> Self {
+        Self {
+            now: 0,
+            next_seq: 0,
+            replaying: false,
+            recorded: HashMap::new(),
+            actions: Vec::new(),
+            completions: HashMap::new(),
+            wakers: HashMap::new(),
+            abandoned: HashSet::new(),
+            events: HashMap::new(),
+            event_wakers: HashMap::new(),
+            waiting: 0,
+            fatal: None,
+        }
+    }
+
+    /// Records the first fatal failure; later ones are consequences.
+    pub(crate) fn fail(&mut self, failure: Failure) {
+        self.fatal.get_or_insert(failure);
+    }
+
+    /// Takes the next sequence number and checks it against history, or
+    /// queues `action` as a new decision.
+    fn schedule(
+        &mut self,
+        kind: OpKind,
+        name: &str,
+        site: String,
+        action: impl FnOnce(u64, String) -> Action,
+    ) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if let Some(rec) = self.recorded.remove(&seq) {
+            if rec.kind != kind || rec.name != name {
+                self.fail(Failure::new(
+                    FailureKind::Nondeterminism,
+                    format!(
+                        "step {seq}: history records {} `{}` called at {}, but the code now makes {kind} `{name}` at {site}",
+                        rec.kind, rec.name, rec.site
+                    ),
+                ));
+            }
+        } else if self.replaying {
+            self.fail(Failure::new(
+                FailureKind::Nondeterminism,
+                format!(
+                    "step {seq}: the code makes {kind} `{name}` at {site}, which history does not record at this point"
+                ),
+            ));
+        } else {
+            self.actions.push(action(seq, site));
+        }
+        seq
+    }
+
+    /// Hands an operation's result to its future.
+    pub(crate) fn deliver(&mut self, seq: u64, completion: Completion) {
+        if self.abandoned.remove(&seq) {
+            return;
+        }
+        self.completions.insert(seq, completion);
+        if let Some(w) = self.wakers.remove(&seq) {
+            w.wake();
+        }
+    }
+
+    /// Queues an external event for the first waiter that polls for it.
+    pub(crate) fn deliver_event(&mut self, name: String, data: Payload) {
+        if let Some(wakers) = self.event_wakers.remove(&name) {
+            for w in wakers {
+                w.wake();
+            }
+        }
+        self.events.entry(name).or_default().push_back(data);
+    }
+}
+
+pub(crate) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic in orchestrator code never happens while this lock is held
+    // (user code runs outside it), so a poisoned lock still holds sound state.
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn site(loc: &Location<'_>) -> String {
+    format!("{}:{}:{}", loc.file(), loc.line(), loc.column())
+}
+
+/// The orchestrator's handle on durable operations.
+///
+/// Everything an orchestrator learns from outside its input goes through
+/// here, so that replay sees the same values: activity results, timers,
+/// external events and the time. Cloning is cheap; clones share the instance.
+#[derive(Clone)]
+pub struct Context {
+    instance_id: Arc<str>,
+    state: Arc<Mutex<State>>,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("instance_id", &self.instance_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    pub(crate) fn new(instance_id: Arc<str>, state: Arc<Mutex<State>>) -> Self {
+        Self { instance_id, state }
+    }
+
+    /// The id of the running instance.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// The deterministic time of the current turn: when the events that woke
+    /// the orchestrator were processed, the same on every replay.
+    pub fn now(&self) -> SystemTime {
+        history::system_time(lock(&self.state).now)
+    }
+
+    /// Whether the code is being replayed from history (for logging only:
+    /// never branch on it).
+    pub fn is_replaying(&self) -> bool {
+        lock(&self.state).replaying
+    }
+
+    /// Calls an activity, attempted once; resolves to its value or its
+    /// typed error.
+    #[track_caller]
+    pub fn call<A: Activity>(&self, activity: A, input: A::Input) -> ActivityCall<A> {
+        self.schedule_activity(activity, &input, RetryPolicy::default(), Location::caller())
+    }
+
+    /// Calls an activity, attempting it again per `policy` while it returns
+    /// `Err` or panics.
+    #[track_caller]
+    pub fn call_with_retry<A: Activity>(
+        &self,
+        activity: A,
+        input: A::Input,
+        policy: RetryPolicy,
+    ) -> ActivityCall<A> {
+        self.schedule_activity(activity, &input, policy, Location::caller())
+    }
+
+    fn schedule_activity<A: Activity>(
+        &self,
+        _activity: A,
+        input: &A::Input,
+        retry: RetryPolicy,
+        loc: &Location<'_>,
+    ) -> ActivityCall<A> {
+        let encoded = Payload::encode(input, &format!("the input of activity `{}`", A::NAME));
+        let mut st = lock(&self.state);
+        let seq = match encoded {
+            Ok(input) => st.schedule(OpKind::Activity, A::NAME, site(loc), |seq, site| {
+                Action::Activity {
+                    seq,
+                    name: A::NAME,
+                    input,
+                    site,
+                    retry,
+                }
+            }),
+            Err(e) => {
+                st.fail(Failure::new(FailureKind::Payload, e.to_string()));
+                u64::MAX
+            }
+        };
+        drop(st);
+        ActivityCall {
+            op: OpWait::new(self.state.clone(), seq),
+            _activity: PhantomData,
+        }
+    }
+
+    /// A durable timer: resolves `duration` after the current turn's time,
+    /// never earlier, even across restarts.
+    #[track_caller]
+    pub fn sleep(&self, duration: Duration) -> Timer {
+        let loc = Location::caller();
+        let fire_at = lock(&self.state)
+            .now
+            .saturating_add(history::duration_micros(duration));
+        self.timer_at(fire_at, loc)
+    }
+
+    /// A durable timer that resolves at `deadline` (at once if it has passed).
+    #[track_caller]
+    pub fn sleep_until(&self, deadline: SystemTime) -> Timer {
+        self.timer_at(history::micros(deadline), Location::caller())
+    }
+
+    fn timer_at(&self, fire_at: i64, loc: &Location<'_>) -> Timer {
+        let seq = lock(&self.state).schedule(OpKind::Timer, "timer", site(loc), |seq, site| {
+            Action::Timer { seq, fire_at, site }
+        });
+        Timer {
+            op: OpWait::new(self.state.clone(), seq),
+        }
+    }
+
+    /// Waits for the next external event called `name`, raised with
+    /// [`Client::raise_event`](crate::Client::raise_event).
+    ///
+    /// Events raised before anyone waits are kept, in order. Data that does
+    /// not decode into `T` fails the instance.
+    pub fn wait_event<T: DeserializeOwned>(&self, name: impl Into<String>) -> EventWait<T> {
+        EventWait {
+            state: self.state.clone(),
+            name: name.into(),
+            waiting: false,
+            _data: PhantomData,
+        }
+    }
+}
+
+/// The part every operation future shares: wait for the completion with
+/// this sequence number.
+struct OpWait {
+    state: Arc<Mutex<State>>,
+    seq: u64,
+    waiting: bool,
+    done: bool,
+}
+
+impl OpWait {
+    fn new(state: Arc<Mutex<State>>, seq: u64) -> Self {
+        Self {
+            state,
+            seq,
+            waiting: false,
+            done: false,
+        }
+    }
+
+    /// Takes the completion, or registers the waker. A fatal instance never
+    /// completes anything again.
+    fn poll_completion(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<(Completion, MutexGuard<'_, State>)> {
+        let mut st = lock(&self.state);
+        if st.fatal.is_none() {
+            if let Some(c) = st.completions.remove(&self.seq) {
+                if self.waiting {
+                    st.waiting -= 1;
+                    self.waiting = false;
+                }
+                self.done = true;
+                return Poll::Ready((c, st));
+            }
+        }
+        st.wakers.insert(self.seq, cx.waker().clone());
+        if !self.waiting {
+            self.waiting = true;
+            st.waiting += 1;
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for OpWait {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut st = lock(&self.state);
+        if self.waiting {
+            st.waiting -= 1;
+        }
+        st.wakers.remove(&self.seq);
+        if st.completions.remove(&self.seq).is_none() {
+            st.abandoned.insert(self.seq);
+        }
+    }
+}
+
+/// An activity call in flight; see [`Context::call`].
+#[must_use = "a durable future does nothing unless awaited"]
+pub struct ActivityCall<A: Activity> {
+    op: OpWait,
+    _activity: PhantomData<fn() -> A>,
+}
+
+impl<A: Activity> Future for ActivityCall<A> {
+    type Output = Result<A::Output, ActivityError<A::Error>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let seq = self.op.seq;
+        let (completion, mut st) = match self.op.poll_completion(cx) {
+            Poll::Ready(r) => r,
+            Poll::Pending => return Poll::Pending,
+        };
+        let result = match completion {
+            Completion::Activity(Ok(out)) => out
+                .decode::<A::Output>(&format!("the output of activity `{}`", A::NAME))
+                .map(Ok),
+            Completion::Activity(Err(ActivityFailure::Error(e))) => e
+                .decode::<A::Error>(&format!("the error of activity `{}`", A::NAME))
+                .map(|e| Err(ActivityError::Failed(e))),
+            Completion::Activity(Err(ActivityFailure::Panic(m))) => {
+                Ok(Err(ActivityError::Panicked(m)))
+            }
+            Completion::Activity(Err(ActivityFailure::Aborted(m))) => {
+                Ok(Err(ActivityError::Aborted(m)))
+            }
+            Completion::Timer => {
+                st.fail(Failure::new(
+                    FailureKind::Nondeterminism,
+                    format!("step {seq}: an activity call received a timer's completion"),
+                ));
+                return Poll::Pending;
+            }
+        };
+        match result {
+            Ok(r) => Poll::Ready(r),
+            Err(e) => {
+                st.fail(Failure::new(FailureKind::Payload, e.to_string()));
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// A durable timer in flight; see [`Context::sleep`].
+#[must_use = "a durable future does nothing unless awaited"]
+pub struct Timer {
+    op: OpWait,
+}
+
+impl Future for Timer {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        match self.op.poll_completion(cx) {
+            Poll::Ready((Completion::Timer, _)) => Poll::Ready(()),
+            Poll::Ready((Completion::Activity(_), mut st)) => {
+                st.fail(Failure::new(
+                    FailureKind::Nondeterminism,
+                    "a timer received an activity's completion",
+                ));
+                Poll::Pending
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// A wait for an external event; see [`Context::wait_event`].
+#[must_use = "a durable future does nothing unless awaited"]
+pub struct EventWait<T> {
+    state: Arc<Mutex<State>>,
+    name: String,
+    waiting: bool,
+    _data: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> Future for EventWait<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<T> {
+        let this = &mut *self;
+        let mut st = lock(&this.state);
+        if st.fatal.is_none() {
+            if let Some(data) = st.events.get_mut(&this.name).and_then(VecDeque::pop_front) {
+                if this.waiting {
+                    st.waiting -= 1;
+                    this.waiting = false;
+                }
+                match data.decode::<T>(&format!("the data of event `{}`", this.name)) {
+                    Ok(v) => return Poll::Ready(v),
+                    Err(e) => st.fail(Failure::new(FailureKind::Payload, e.to_string())),
+                }
+            }
+        }
+        st.event_wakers
+            .entry(this.name.clone())
+            .or_default()
+            .push(cx.waker().clone());
+        if !this.waiting {
+            this.waiting = true;
+            st.waiting += 1;
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> Drop for EventWait<T> {
+    fn drop(&mut self) {
+        if self.waiting {
+            lock(&self.state).waiting -= 1;
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Durable, deterministic orchestrations written as plain `async fn`s.
+//!
+//! `#[orchestrator]` turns an async fn into a replayable, event-sourced
+//! workflow; `#[activity]` turns one into a unit of real work it schedules.
+//! A [`Runtime`] runs them on an embedded SQLite file, and every step
+//! survives crashes and restarts.
+//!
+//! ```no_run
+//! use durable::{activity, orchestrator, Context, Runtime};
+//!
+//! #[activity]
+//! async fn double(x: u64) -> u64 {
+//!     x * 2
+//! }
+//!
+//! #[orchestrator]
+//! async fn twice(ctx: Context, x: u64) -> u64 {
+//!     let once = ctx.call(double, x).await.unwrap_or(0);
+//!     ctx.call(double, once).await.unwrap_or(0)
+//! }
+//!
+//! # async fn run() -> Result<(), durable::Error> {
+//! let runtime = Runtime::builder()
+//!     .sqlite("app.db")
+//!     .activity(double)
+//!     .orchestrator(twice)
+//!     .start()
+//!     .await?;
+//! let handle = runtime.client().start(twice, 5).await?;
+//! assert_eq!(handle.result().await?, 20);
+//! runtime.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod activity;
+mod cache;
+mod client;
+mod combinator;
+mod context;
+mod dispatcher;
+mod error;
+pub mod history;
+mod orchestrator;
+mod registry;
+mod replay;
+mod retry;
+mod runtime;
+mod status;
+pub mod store;
+mod unwind;
+mod worker;
+
+pub use activity::{Activity, ActivityError, ActivityInfo, BoxFuture, Never};
+pub use client::{Client, Handle, MAX_NAME_LEN};
+pub use combinator::{join, join_all, select, select_all, Either, JoinAll};
+pub use context::{ActivityCall, Context, EventWait, Timer};
+pub use durable_macros::{activity, orchestrator};
+pub use error::{Error, Failure, FailureKind, StoreError};
+pub use orchestrator::Orchestrator;
+pub use retry::RetryPolicy;
+pub use runtime::{Builder, Runtime};
+pub use status::{InstanceStatus, RuntimeStatus};
+pub use store::Synchronous;
+
+/// What generated code names. Not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+    pub use serde_json;
+    pub use std::boxed::Box;
+    pub use std::vec::Vec;
+
+    use crate::Activity;
+
+    /// The stored name of an activity value, for the callee list.
+    pub fn activity_name<A: Activity>(_: A) -> &'static str {
+        A::NAME
+    }
+
+    /// Autoref dispatch: `(&IsFailure(&out)).is_failure()` is `is_err()` for
+    /// a `Result` and `false` for anything else.
+    pub struct IsFailure<'a, T>(pub &'a T);
+
+    /// Picks `Result::is_err` when the output is a `Result`.
+    pub trait ResultFailure {
+        /// Whether the output is an `Err`.
+        fn is_failure(&self) -> bool;
+    }
+    impl<T, E> ResultFailure for IsFailure<'_, Result<T, E>> {
+        fn is_failure(&self) -> bool {
+            self.0.is_err()
+        }
+    }
+
+    /// The fallback for outputs that are not a `Result`.
+    pub trait ValueFailure {
+        /// Always `false`.
+        fn is_failure(&self) -> bool;
+    }
+    impl<T> ValueFailure for &IsFailure<'_, T> {
+        fn is_failure(&self) -> bool {
+            false
+        }
+    }
+}

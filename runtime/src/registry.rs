@@ -1,0 +1,136 @@
+//! The orchestrators and activities a runtime knows, by stored name, with
+//! their types erased to JSON payloads at the boundary.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use crate::activity::{Activity, BoxFuture};
+use crate::context::Context;
+use crate::error::{Error, Failure, FailureKind};
+use crate::history::{ActivityFailure, Payload};
+use crate::orchestrator::Orchestrator;
+use crate::unwind::CatchUnwind;
+
+/// An orchestrator's run: its encoded output and whether it is a failure.
+pub(crate) type OrchestrationFuture = BoxFuture<Result<(Payload, bool), Failure>>;
+
+type StartFn = dyn Fn(Context, &Payload) -> Result<OrchestrationFuture, Failure> + Send + Sync;
+type RunFn = dyn Fn(&Payload) -> BoxFuture<Result<Payload, ActivityFailure>> + Send + Sync;
+
+pub(crate) struct OrchestratorEntry {
+    pub(crate) start: Box<StartFn>,
+    pub(crate) activities: Vec<&'static str>,
+}
+
+/// What the runtime can run.
+#[derive(Default)]
+pub(crate) struct Registry {
+    orchestrators: HashMap<&'static str, OrchestratorEntry>,
+    activities: HashMap<&'static str, Arc<RunFn>>,
+    /// Names registered twice, reported when the runtime starts.
+    duplicates: Vec<&'static str>,
+}
+
+impl Registry {
+    pub(crate) fn add_orchestrator<O: Orchestrator>(&mut self, orchestrator: O) {
+        let start = move |ctx: Context, input: &Payload| {
+            let input: O::Input = input
+                .decode(&format!("the input of orchestrator `{}`", O::NAME))
+                .map_err(|e| Failure::new(FailureKind::Payload, e.to_string()))?;
+            let run = orchestrator.invoke(ctx, input);
+            let fut: OrchestrationFuture = Box::pin(async move {
+                let out = run.await;
+                let failed = O::is_failure(&out);
+                Payload::encode(&out, &format!("the output of orchestrator `{}`", O::NAME))
+                    .map(|p| (p, failed))
+                    .map_err(|e| Failure::new(FailureKind::Payload, e.to_string()))
+            });
+            Ok(fut)
+        };
+        let entry = OrchestratorEntry {
+            start: Box::new(start),
+            activities: O::activities(),
+        };
+        if self.orchestrators.insert(O::NAME, entry).is_some() {
+            self.duplicates.push(O::NAME);
+        }
+    }
+
+    pub(crate) fn add_activity<A: Activity>(&mut self, activity: A) {
+        let run = move |input: &Payload| -> BoxFuture<Result<Payload, ActivityFailure>> {
+            let input: A::Input =
+                match input.decode(&format!("the input of activity `{}`", A::NAME)) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        let msg = e.to_string();
+                        return Box::pin(async move { Err(ActivityFailure::Aborted(msg)) });
+                    }
+                };
+            Box::pin(async move {
+                // A panic is a failed attempt, not a dead worker.
+                match CatchUnwind::new(AssertUnwindSafe(activity.invoke(input))).await {
+                    Ok(Ok(out)) => {
+                        Payload::encode(&out, &format!("the output of activity `{}`", A::NAME))
+                            .map_err(|e| ActivityFailure::Aborted(e.to_string()))
+                    }
+                    Ok(Err(err)) => Err(Payload::encode(
+                        &err,
+                        &format!("the error of activity `{}`", A::NAME),
+                    )
+                    .map_or_else(
+                        |e| ActivityFailure::Aborted(e.to_string()),
+                        ActivityFailure::Error,
+                    )),
+                    Err(panic) => Err(ActivityFailure::Panic(panic)),
+                }
+            })
+        };
+        if self.activities.insert(A::NAME, Arc::new(run)).is_some() {
+            self.duplicates.push(A::NAME);
+        }
+    }
+
+    /// Checks the registrations: no name twice, every known callee present.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        if let Some(name) = self.duplicates.first() {
+            return Err(Error::Config(format!(
+                "`{name}` is registered twice: two functions share one stored name"
+            )));
+        }
+        let mut names: Vec<_> = self.orchestrators.iter().collect();
+        names.sort_by_key(|(n, _)| **n);
+        for (name, entry) in names {
+            if let Some(missing) = entry
+                .activities
+                .iter()
+                .find(|a| !self.activities.contains_key(*a))
+            {
+                return Err(Error::UnregisteredActivity {
+                    orchestrator: (*name).to_owned(),
+                    activity: (*missing).to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn orchestrator(&self, name: &str) -> Option<&OrchestratorEntry> {
+        self.orchestrators.get(name)
+    }
+
+    pub(crate) fn has_orchestrator(&self, name: &str) -> bool {
+        self.orchestrators.contains_key(name)
+    }
+
+    /// The activity's registered name and its runner.
+    pub(crate) fn activity(&self, name: &str) -> Option<(&'static str, Arc<RunFn>)> {
+        self.activities
+            .get_key_value(name)
+            .map(|(n, run)| (*n, Arc::clone(run)))
+    }
+
+    pub(crate) fn has_activity(&self, name: &str) -> bool {
+        self.activities.contains_key(name)
+    }
+}

@@ -1,0 +1,369 @@
+//! The replay engine: one live execution of an orchestrator, driven turn by
+//! turn, rebuilt from history when it is not in memory.
+//!
+//! A turn applies the events delivered to the instance, polls the
+//! orchestrator until it can go no further and returns what must be
+//! committed. Replay feeds recorded turns through the same path, so the code
+//! sees the same events in the same batches and makes the same decisions,
+//! which are checked against the recorded ones.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Wake, Waker};
+
+use crate::context::{lock, Action, Completion, Context, OpKind, Recorded, State};
+use crate::error::{Failure, FailureKind};
+use crate::history::{Event, HistoryRecord, Payload};
+use crate::registry::{OrchestrationFuture, Registry};
+use crate::unwind::panic_message;
+
+/// How often one turn may re-poll a root that keeps waking itself before it
+/// is judged to be spinning on something that is not durable.
+const MAX_POLLS_PER_TURN: usize = 10_000;
+
+/// How an instance ended in a turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The orchestrator returned; `failed` if the value is an `Err`.
+    Completed { output: Payload, failed: bool },
+    /// The instance failed outside its return value.
+    Failed(Failure),
+    /// The instance was terminated from outside.
+    Terminated(String),
+}
+
+/// What a turn produced, ready to commit.
+#[derive(Debug, Default)]
+pub(crate) struct Turn {
+    /// Every event of the turn, numbered: delivered ones, decisions, the end.
+    pub(crate) events: Vec<HistoryRecord>,
+    /// New work to schedule.
+    pub(crate) actions: Vec<Action>,
+    /// Set when the instance ended in this turn.
+    pub(crate) outcome: Option<Outcome>,
+}
+
+/// Why an instance cannot run with the code this process has. It is left
+/// as it is (nothing consumed, nothing lost) until code that fits is deployed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Parked(pub(crate) Failure);
+
+struct WakeFlag(AtomicBool);
+
+impl Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// One instance's live orchestrator and the state its futures share.
+pub(crate) struct Execution {
+    instance_id: Arc<str>,
+    state: Arc<Mutex<State>>,
+    root: Option<OrchestrationFuture>,
+    flag: Arc<WakeFlag>,
+    /// Events in history so far; a commit must find the same number stored.
+    pub(crate) history_len: u64,
+    /// The number of the next turn.
+    pub(crate) next_turn: u64,
+    /// The last turn's time: turn times never go backwards.
+    pub(crate) last_at: i64,
+    /// Whether the instance has ended.
+    pub(crate) finished: bool,
+}
+
+impl Execution {
+    /// An instance with no history yet.
+    pub(crate) fn new(instance_id: &str) -> Self {
+        Self {
+            instance_id: Arc::from(instance_id),
+            state: Arc::new(Mutex::new(State::new())),
+            root: None,
+            flag: Arc::new(WakeFlag(AtomicBool::new(false))),
+            history_len: 0,
+            next_turn: 0,
+            last_at: i64::MIN,
+            finished: false,
+        }
+    }
+
+    /// Rebuilds an execution by running the code against `history`, turn by
+    /// turn.
+    ///
+    /// # Errors
+    /// [`Parked`] when the code does not make the recorded decisions, its
+    /// orchestrator is not registered here, or it fails where the recorded
+    /// run did not.
+    pub(crate) fn replay(
+        instance_id: &str,
+        history: &[HistoryRecord],
+        registry: &Registry,
+    ) -> Result<Self, Parked> {
+        let mut ex = Self::new(instance_id);
+        {
+            let mut st = lock(&ex.state);
+            st.replaying = true;
+            for rec in history {
+                match &rec.event {
+                    Event::ActivityScheduled {
+                        seq, name, site, ..
+                    } => {
+                        st.recorded.insert(
+                            *seq,
+                            Recorded {
+                                kind: OpKind::Activity,
+                                name: name.clone(),
+                                site: site.clone(),
+                            },
+                        );
+                    }
+                    Event::TimerCreated { seq, site, .. } => {
+                        st.recorded.insert(
+                            *seq,
+                            Recorded {
+                                kind: OpKind::Timer,
+                                name: "timer".to_owned(),
+                                site: site.clone(),
+                            },
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for group in history.chunk_by(|a, b| a.turn == b.turn) {
+            let (turn, at) = (group[0].turn, group[0].at);
+            lock(&ex.state).now = at;
+            let mut terminal = false;
+            for rec in group {
+                if rec.event.is_terminal() {
+                    terminal = true;
+                }
+                if !rec.event.is_decision() {
+                    ex.apply(&rec.event, registry)?;
+                }
+            }
+            let outcome = if terminal { None } else { ex.poll() };
+            if let Some(f) = lock(&ex.state).fatal.clone() {
+                return Err(Parked(f));
+            }
+            match outcome {
+                Some(Err(f)) => return Err(Parked(f)),
+                Some(Ok(_)) => return Err(Parked(Failure::new(
+                    FailureKind::Nondeterminism,
+                    format!(
+                        "the orchestrator returned in turn {turn}, but history records it going on"
+                    ),
+                ))),
+                None => {}
+            }
+            ex.history_len += group.len() as u64;
+            ex.next_turn = turn + 1;
+            ex.last_at = at;
+            if terminal {
+                ex.finished = true;
+                ex.root = None;
+            }
+        }
+        let mut st = lock(&ex.state);
+        st.replaying = false;
+        if let Some((seq, rec)) = st.recorded.iter().min_by_key(|(s, _)| **s) {
+            return Err(Parked(Failure::new(
+                FailureKind::Nondeterminism,
+                format!(
+                    "step {seq}: history records {} `{}` called at {}, which the code no longer makes",
+                    rec.kind, rec.name, rec.site
+                ),
+            )));
+        }
+        drop(st);
+        Ok(ex)
+    }
+
+    /// Runs one turn: delivers `incoming` at time `now`, polls, and returns
+    /// what to commit. The execution is advanced as if the commit succeeded;
+    /// on a failed commit it must be dropped.
+    ///
+    /// # Errors
+    /// [`Parked`] when the instance's orchestrator is not registered here.
+    pub(crate) fn run_turn(
+        &mut self,
+        now: i64,
+        incoming: Vec<Event>,
+        registry: &Registry,
+    ) -> Result<Turn, Parked> {
+        let at = now.max(self.last_at);
+        lock(&self.state).now = at;
+        let mut events = Vec::with_capacity(incoming.len() + 2);
+        let mut outcome = None;
+        for ev in incoming {
+            if self.finished || outcome.is_some() {
+                break;
+            }
+            self.apply(&ev, registry)?;
+            if let Event::Terminated { reason } = &ev {
+                outcome = Some(Outcome::Terminated(reason.clone()));
+            }
+            events.push(ev);
+        }
+        if outcome.is_none() && !self.finished {
+            outcome = match self.poll() {
+                Some(Ok((output, failed))) => Some(Outcome::Completed { output, failed }),
+                Some(Err(f)) => Some(Outcome::Failed(f)),
+                None => None,
+            };
+        }
+        let actions = std::mem::take(&mut lock(&self.state).actions);
+        for action in &actions {
+            match action {
+                Action::Activity {
+                    seq,
+                    name,
+                    input,
+                    site,
+                    ..
+                } => {
+                    if outcome.is_none() && !registry.has_activity(name) {
+                        outcome = Some(Outcome::Failed(Failure::new(
+                            FailureKind::UnregisteredActivity,
+                            format!("activity `{name}` (called at {site}) is not registered with this runtime"),
+                        )));
+                    }
+                    events.push(Event::ActivityScheduled {
+                        seq: *seq,
+                        name: (*name).to_owned(),
+                        input: input.clone(),
+                        site: site.clone(),
+                    });
+                }
+                Action::Timer { seq, fire_at, site } => events.push(Event::TimerCreated {
+                    seq: *seq,
+                    fire_at: *fire_at,
+                    site: site.clone(),
+                }),
+            }
+        }
+        let actions = match &outcome {
+            Some(o) => {
+                match o.clone() {
+                    Outcome::Completed { output, failed } => {
+                        events.push(Event::Completed { output, failed });
+                    }
+                    Outcome::Failed(failure) => events.push(Event::Failed { failure }),
+                    // Already recorded: it is the delivered event.
+                    Outcome::Terminated(_) => {}
+                }
+                self.finished = true;
+                self.root = None;
+                // Work asked for in a turn that ends the instance would only
+                // produce completions nobody reads.
+                Vec::new()
+            }
+            None => actions,
+        };
+        let turn = self.next_turn;
+        let records = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| HistoryRecord {
+                index: self.history_len + i as u64,
+                turn,
+                at,
+                event,
+            })
+            .collect::<Vec<_>>();
+        self.history_len += records.len() as u64;
+        self.next_turn += 1;
+        self.last_at = at;
+        Ok(Turn {
+            events: records,
+            actions,
+            outcome,
+        })
+    }
+
+    /// Delivers one incoming event.
+    fn apply(&mut self, event: &Event, registry: &Registry) -> Result<(), Parked> {
+        match event {
+            Event::Started { name, input } => {
+                let Some(entry) = registry.orchestrator(name) else {
+                    return Err(Parked(Failure::new(
+                        FailureKind::UnregisteredOrchestrator,
+                        format!("orchestrator `{name}` is not registered with this runtime"),
+                    )));
+                };
+                let ctx = Context::new(self.instance_id.clone(), self.state.clone());
+                match (entry.start)(ctx, input) {
+                    Ok(fut) => self.root = Some(fut),
+                    Err(f) => lock(&self.state).fail(f),
+                }
+                self.flag.0.store(true, Ordering::Release);
+            }
+            Event::ActivityCompleted { seq, output } => {
+                lock(&self.state).deliver(*seq, Completion::Activity(Ok(output.clone())))
+            }
+            Event::ActivityFailed { seq, failure } => {
+                lock(&self.state).deliver(*seq, Completion::Activity(Err(failure.clone())))
+            }
+            Event::TimerFired { seq } => lock(&self.state).deliver(*seq, Completion::Timer),
+            Event::EventRaised { name, data } => {
+                lock(&self.state).deliver_event(name.clone(), data.clone());
+            }
+            Event::Terminated { .. }
+            | Event::ActivityScheduled { .. }
+            | Event::TimerCreated { .. }
+            | Event::Completed { .. }
+            | Event::Failed { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Polls the orchestrator until it stops waking itself. `None` while it
+    /// waits on durable operations.
+    fn poll(&mut self) -> Option<Result<(Payload, bool), Failure>> {
+        let root = self.root.as_mut()?;
+        let waker = Waker::from(self.flag.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        for _ in 0..MAX_POLLS_PER_TURN {
+            self.flag.0.store(false, Ordering::Release);
+            let polled = catch_unwind(AssertUnwindSafe(|| root.as_mut().poll(&mut cx)));
+            if let Some(f) = lock(&self.state).fatal.clone() {
+                return Some(Err(f));
+            }
+            match polled {
+                Err(panic) => {
+                    return Some(Err(Failure::new(
+                        FailureKind::Panic,
+                        format!(
+                            "the orchestrator panicked: {}",
+                            panic_message(panic.as_ref())
+                        ),
+                    )))
+                }
+                Ok(Poll::Ready(result)) => return Some(result),
+                Ok(Poll::Pending) => {
+                    if !self.flag.0.load(Ordering::Acquire) {
+                        return if lock(&self.state).waiting == 0 {
+                            Some(Err(Failure::new(
+                                FailureKind::NonDurableAwait,
+                                "the orchestrator is waiting on something that is not a durable operation \
+                                 (a tokio timer, a channel, a lock?): only futures from the Context, and \
+                                 durable's combinators over them, may be awaited",
+                            )))
+                        } else {
+                            None
+                        };
+                    }
+                }
+            }
+        }
+        Some(Err(Failure::new(
+            FailureKind::NonDurableAwait,
+            "the orchestrator keeps waking itself without waiting on a durable operation",
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,116 @@
+//! Retry policies for activity calls.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How often, and how far apart, an activity call is attempted when it
+/// returns `Err` or panics.
+///
+/// The default is one attempt: an error reaches the orchestrator at once.
+/// Attempts lost to a crashed worker are not counted here: those are always
+/// run again.
+///
+/// ```
+/// use durable::RetryPolicy;
+/// use std::time::Duration;
+/// let policy = RetryPolicy::attempts(5)
+///     .backoff(Duration::from_millis(100))
+///     .max_backoff(Duration::from_secs(10));
+/// assert_eq!(policy.max_attempts(), 5);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    max_attempts: u32,
+    initial_backoff_ms: u64,
+    max_backoff_ms: u64,
+    coefficient: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self::attempts(1)
+    }
+}
+
+impl RetryPolicy {
+    /// Up to `max_attempts` attempts in all (at least 1), 1 s apart and
+    /// doubling, until changed with the other methods.
+    pub fn attempts(max_attempts: u32) -> Self {
+        Self {
+            max_attempts: max_attempts.max(1),
+            initial_backoff_ms: 1000,
+            max_backoff_ms: 60_000,
+            coefficient: 2.0,
+        }
+    }
+
+    /// The wait before the second attempt.
+    #[must_use]
+    pub fn backoff(mut self, initial: Duration) -> Self {
+        self.initial_backoff_ms = u64::try_from(initial.as_millis()).unwrap_or(u64::MAX);
+        self
+    }
+
+    /// The longest wait between two attempts.
+    #[must_use]
+    pub fn max_backoff(mut self, max: Duration) -> Self {
+        self.max_backoff_ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
+        self
+    }
+
+    /// The factor each wait grows by (at least 1).
+    #[must_use]
+    pub fn coefficient(mut self, coefficient: f64) -> Self {
+        self.coefficient = if coefficient.is_finite() {
+            coefficient.max(1.0)
+        } else {
+            1.0
+        };
+        self
+    }
+
+    /// The number of attempts allowed.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// The wait after the `failures`-th failed attempt (from 1).
+    pub fn delay_after(&self, failures: u32) -> Duration {
+        let exp = i32::try_from(failures.saturating_sub(1)).unwrap_or(i32::MAX);
+        // f64 is exact for any delay worth waiting; the min clamps the rest.
+        #[allow(clippy::cast_precision_loss)]
+        let ms = (self.initial_backoff_ms as f64) * self.coefficient.powi(exp);
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "clamped to max_backoff_ms first"
+        )]
+        let ms = ms.min(self.max_backoff_ms as f64) as u64;
+        Duration::from_millis(ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy::attempts(10)
+            .backoff(Duration::from_millis(100))
+            .max_backoff(Duration::from_millis(500));
+        assert_eq!(p.delay_after(1), Duration::from_millis(100));
+        assert_eq!(p.delay_after(2), Duration::from_millis(200));
+        assert_eq!(p.delay_after(3), Duration::from_millis(400));
+        assert_eq!(p.delay_after(4), Duration::from_millis(500));
+        assert_eq!(p.delay_after(40), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn at_least_one_attempt() {
+        assert_eq!(RetryPolicy::attempts(0).max_attempts(), 1);
+        assert_eq!(RetryPolicy::default().max_attempts(), 1);
+    }
+}

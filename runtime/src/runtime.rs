@@ -1,0 +1,297 @@
+//! The runtime: its builder, the state its parts share, and its lifecycle.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::activity::Activity;
+use crate::client::{self, Client};
+use crate::error::{Error, StoreError};
+use crate::orchestrator::Orchestrator;
+use crate::registry::Registry;
+use crate::store::{SqliteOptions, SqliteStore, Store, Synchronous};
+use crate::{dispatcher, worker};
+
+/// Tunables, with defaults that suit one process on one machine.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) cache_size: usize,
+    pub(crate) max_activities: usize,
+    pub(crate) lease: Duration,
+    pub(crate) poll_interval: Duration,
+    pub(crate) stuck_retry: Duration,
+    pub(crate) batch: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            cache_size: 10_000,
+            max_activities: 1_000,
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(500),
+            stuck_retry: Duration::from_secs(30),
+            batch: 512,
+        }
+    }
+}
+
+/// What the runtime's tasks and its clients share.
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) registry: Registry,
+    pub(crate) config: Config,
+    /// This process's name in leases and locks.
+    pub(crate) owner: String,
+    /// Wakes the orchestration dispatcher: new messages are queued.
+    pub(crate) dispatcher_wake: Notify,
+    /// Wakes the activity worker: new tasks are queued.
+    pub(crate) worker_wake: Notify,
+    /// Clients waiting for instances to finish.
+    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// Runs a store call on the blocking pool, off the async workers.
+    pub(crate) async fn blocking<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store, &str) -> Result<T, StoreError> + Send + 'static,
+    {
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || f(this.store.as_ref(), &this.owner))
+            .await
+            .unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// The notifier a client waits on for `id` to finish.
+    pub(crate) fn waiter(&self, id: &str) -> Arc<Notify> {
+        let mut w = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(w.entry(id.to_owned()).or_default())
+    }
+
+    /// Wakes every client waiting for `id`.
+    pub(crate) fn finished(&self, id: &str) {
+        let n = self
+            .waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+        if let Some(n) = n {
+            n.notify_waiters();
+        }
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+enum StoreSpec {
+    Sqlite(PathBuf),
+    Custom(Arc<dyn Store>),
+}
+
+/// Configures and starts a [`Runtime`].
+#[must_use = "a builder does nothing until `.start().await`"]
+pub struct Builder {
+    store: Option<StoreSpec>,
+    sqlite: SqliteOptions,
+    registry: Registry,
+    config: Config,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Builder {
+    /// Stores everything in the SQLite file at `path`, created if missing;
+    /// `":memory:"` keeps it in memory (for tests).
+    pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Self {
+        self.store = Some(StoreSpec::Sqlite(path.into()));
+        self
+    }
+
+    /// Sets how hard SQLite works to keep each commit (default
+    /// [`Synchronous::Full`]: a committed step survives power loss).
+    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.sqlite.synchronous = synchronous;
+        self
+    }
+
+    /// Uses `store` instead of SQLite.
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(StoreSpec::Custom(Arc::new(store)));
+        self
+    }
+
+    /// Registers an activity this runtime runs.
+    pub fn activity<A: Activity>(mut self, activity: A) -> Self {
+        self.registry.add_activity(activity);
+        self
+    }
+
+    /// Registers an orchestrator this runtime runs.
+    pub fn orchestrator<O: Orchestrator>(mut self, orchestrator: O) -> Self {
+        self.registry.add_orchestrator(orchestrator);
+        self
+    }
+
+    /// How many live executions stay in memory (default 10,000); beyond
+    /// that the least recently used is dropped and replayed when next needed.
+    pub fn cache_size(mut self, instances: usize) -> Self {
+        self.config.cache_size = instances;
+        self
+    }
+
+    /// How many activity attempts run at once (default 1,000).
+    pub fn max_concurrent_activities(mut self, n: usize) -> Self {
+        self.config.max_activities = n;
+        self
+    }
+
+    /// How long an activity attempt is leased (default 30 s); leases are
+    /// renewed while it runs, so this bounds how soon a crashed worker's
+    /// attempt is run again.
+    pub fn activity_lease(mut self, lease: Duration) -> Self {
+        self.config.lease = lease;
+        self
+    }
+
+    /// How often to look for work that another process queued (default
+    /// 500 ms). Work queued in this process is noticed at once.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.config.poll_interval = interval;
+        self
+    }
+
+    /// Opens the store, checks the registrations and starts the dispatcher
+    /// and the activity worker.
+    ///
+    /// # Errors
+    /// [`Error::Config`] without a store or with a zero setting, a name
+    /// registered twice, or [`Error::UnregisteredActivity`] when an
+    /// orchestrator calls an activity that is not registered; store errors
+    /// opening the database.
+    pub async fn start(self) -> Result<Runtime, Error> {
+        let Builder {
+            store,
+            sqlite,
+            registry,
+            config,
+        } = self;
+        registry.validate()?;
+        if config.max_activities == 0 || config.lease.is_zero() || config.poll_interval.is_zero() {
+            return Err(Error::Config(
+                "max_concurrent_activities, activity_lease and poll_interval must be above zero"
+                    .to_owned(),
+            ));
+        }
+        let store: Arc<dyn Store> = match store {
+            None => {
+                return Err(Error::Config(
+                    "no store: call `.sqlite(path)` (or `.store(..)`) on the builder".to_owned(),
+                ))
+            }
+            Some(StoreSpec::Custom(s)) => s,
+            Some(StoreSpec::Sqlite(path)) => {
+                let opened =
+                    tokio::task::spawn_blocking(move || SqliteStore::open_with(path, &sqlite))
+                        .await
+                        .unwrap_or(Err(StoreError::Closed))?;
+                Arc::new(opened)
+            }
+        };
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            store,
+            registry,
+            config,
+            owner: client::new_id(),
+            dispatcher_wake: Notify::new(),
+            worker_wake: Notify::new(),
+            waiters: Mutex::new(HashMap::new()),
+            shutdown,
+        });
+        let tasks = vec![
+            tokio::spawn(dispatcher::run(Arc::clone(&shared))),
+            tokio::spawn(worker::run(Arc::clone(&shared))),
+        ];
+        Ok(Runtime {
+            shared,
+            tasks,
+            shutdown_tx,
+        })
+    }
+}
+
+/// A running engine: an orchestration dispatcher and an activity worker on
+/// one store. Dropping it stops its tasks; [`Runtime::shutdown`] does so
+/// cleanly, giving unfinished activity leases back.
+pub struct Runtime {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("owner", &self.shared.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// A builder with default settings and nothing registered.
+    pub fn builder() -> Builder {
+        Builder {
+            store: None,
+            sqlite: SqliteOptions {
+                synchronous: Synchronous::Full,
+                ..SqliteOptions::default()
+            },
+            registry: Registry::default(),
+            config: Config::default(),
+        }
+    }
+
+    /// A client to start instances, raise events and read results.
+    pub fn client(&self) -> Client {
+        Client::new(Arc::clone(&self.shared))
+    }
+
+    /// Stops the dispatcher and the worker and waits for them. Activity
+    /// attempts still running are abandoned and their leases given back, so
+    /// the next start runs them again at once; everything committed stays.
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for a store that flushes on close.
+    pub async fn shutdown(mut self) -> Result<(), Error> {
+        self.shutdown_tx.send_replace(true);
+        for task in self.tasks.drain(..) {
+            // A task that panicked has nothing left to clean up.
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shutdown_tx.send_replace(true);
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The activity worker: leases due activity attempts, runs them concurrently
+//! on tokio, renews their leases while they run, and reports their results
+//! in batches.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use crate::activity::ActivityInfo;
+use crate::history::{duration_micros, now_micros, ActivityFailure, Event, Payload};
+use crate::runtime::Shared;
+use crate::store::{LeasedTask, TaskOutcome, TaskResult};
+
+const ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+type Attempt = (LeasedTask, Result<Payload, ActivityFailure>);
+
+/// Runs until the runtime shuts down.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.clone();
+    let mut inflight: JoinSet<Attempt> = JoinSet::new();
+    let mut leased: HashSet<i64> = HashSet::new();
+    let lease = duration_micros(shared.config.lease);
+    let mut renew = tokio::time::interval(shared.config.lease / 3);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut look = true;
+    let mut wait = Duration::ZERO;
+    while !shared.is_shut_down() {
+        let room = shared.config.max_activities.saturating_sub(inflight.len());
+        if look && room > 0 {
+            let now = now_micros();
+            match shared
+                .blocking(move |s, owner| {
+                    s.fetch_tasks(owner, now, now.saturating_add(lease), room)
+                })
+                .await
+            {
+                Ok(tasks) => {
+                    // A full batch may leave more behind: look again at once.
+                    look = tasks.len() == room;
+                    for task in tasks {
+                        leased.insert(task.id);
+                        spawn(&shared, &mut inflight, task);
+                    }
+                    if !look {
+                        wait = next_wait(&shared).await;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("durable: activity worker: {e}; retrying");
+                    wait = ERROR_BACKOFF;
+                    look = false;
+                }
+            }
+        } else if !look {
+            // Keep the wait computed when we last looked.
+        } else {
+            wait = shared.config.poll_interval;
+        }
+        if look && inflight.len() < shared.config.max_activities {
+            continue;
+        }
+        tokio::select! {
+            _ = shutdown.changed() => {}
+            Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                let mut batch = Vec::new();
+                collect(done, &mut batch, &mut leased);
+                while let Some(done) = inflight.try_join_next() {
+                    collect(done, &mut batch, &mut leased);
+                }
+                report(&shared, batch).await;
+                look = true;
+            }
+            () = shared.worker_wake.notified() => look = true,
+            () = tokio::time::sleep(wait), if !look => look = true,
+            _ = renew.tick(), if !leased.is_empty() => {
+                let ids: Vec<i64> = leased.iter().copied().collect();
+                let until = now_micros().saturating_add(lease);
+                if let Err(e) = shared.blocking(move |s, owner| s.renew_tasks(owner, &ids, until)).await {
+                    eprintln!("durable: activity worker: renewing leases: {e}");
+                }
+            }
+        }
+    }
+    // Abandon what still runs and give its leases back, so the next start
+    // (or another process) runs it again at once.
+    inflight.abort_all();
+    while let Some(done) = inflight.join_next().await {
+        if let Ok((task, _)) = done {
+            leased.remove(&task.id);
+        }
+    }
+    if !leased.is_empty() {
+        let ids: Vec<i64> = leased.into_iter().collect();
+        if let Err(e) = shared
+            .blocking(move |s, owner| s.release_tasks(owner, &ids))
+            .await
+        {
+            eprintln!("durable: activity worker: releasing leases: {e}");
+        }
+    }
+}
+
+/// Until the next task falls due, at most the poll interval.
+async fn next_wait(shared: &Arc<Shared>) -> Duration {
+    let cap = shared.config.poll_interval;
+    match shared.blocking(|s, _| s.next_due()).await {
+        Ok(due) => match due.task {
+            Some(at) => {
+                let until = at.saturating_sub(now_micros());
+                Duration::from_micros(until.max(0).unsigned_abs()).min(cap)
+            }
+            None => cap,
+        },
+        Err(_) => cap,
+    }
+}
+
+fn spawn(shared: &Arc<Shared>, inflight: &mut JoinSet<Attempt>, task: LeasedTask) {
+    let run = shared.registry.activity(&task.name);
+    inflight.spawn(async move {
+        let result = match run {
+            Some((name, run)) => {
+                let info = ActivityInfo {
+                    instance_id: task.instance.clone(),
+                    seq: task.seq,
+                    attempt: task.attempt,
+                    name,
+                };
+                info.scope(run(&task.input)).await
+            }
+            None => Err(ActivityFailure::Aborted(format!(
+                "activity `{}` is not registered with this worker",
+                task.name
+            ))),
+        };
+        (task, result)
+    });
+}
+
+/// Turns a finished attempt into its result: done, or queued again per the
+/// retry policy.
+fn collect(
+    done: Result<Attempt, tokio::task::JoinError>,
+    batch: &mut Vec<TaskResult>,
+    leased: &mut HashSet<i64>,
+) {
+    // Attempts catch their own panics; a join error is an abort at shutdown,
+    // whose lease is given back there.
+    let Ok((task, result)) = done else { return };
+    leased.remove(&task.id);
+    let outcome = match result {
+        Ok(output) => TaskOutcome::Done(Event::ActivityCompleted {
+            seq: task.seq,
+            output,
+        }),
+        Err(failure) => {
+            let failures = task.failures.saturating_add(1);
+            let retryable = !matches!(failure, ActivityFailure::Aborted(_));
+            if retryable && failures < task.retry.max_attempts() {
+                TaskOutcome::Retry {
+                    visible_at: now_micros()
+                        .saturating_add(duration_micros(task.retry.delay_after(failures))),
+                    failures,
+                }
+            } else {
+                TaskOutcome::Done(Event::ActivityFailed {
+                    seq: task.seq,
+                    failure,
+                })
+            }
+        }
+    };
+    batch.push(TaskResult {
+        id: task.id,
+        attempt: task.attempt,
+        instance: task.instance,
+        outcome,
+    });
+}
+
+/// Commits a batch of results and wakes the dispatcher. On a store error
+/// the results are lost but the leases expire, so the attempts run again.
+async fn report(shared: &Arc<Shared>, batch: Vec<TaskResult>) {
+    let completed = batch
+        .iter()
+        .any(|r| matches!(r.outcome, TaskOutcome::Done(_)));
+    match shared
+        .blocking(move |s, owner| s.finish_tasks(owner, &batch))
+        .await
+    {
+        Ok(()) if completed => shared.dispatcher_wake.notify_one(),
+        Ok(()) => {}
+        Err(e) => eprintln!("durable: activity worker: recording results: {e}"),
+    }
+}

@@ -1,0 +1,237 @@
+//! Bad input gets a clear, typed error, and nothing is lost.
+
+mod common;
+
+use common::{builder, db, within};
+use durable::{activity, orchestrator, Context, Error, FailureKind, Runtime, StoreError};
+
+#[activity]
+async fn double(x: u64) -> u64 {
+    x * 2
+}
+
+#[activity]
+async fn triple(x: u64) -> u64 {
+    x * 3
+}
+
+#[orchestrator]
+async fn uses_double(ctx: Context, x: u64) -> u64 {
+    ctx.call(double, x).await.unwrap_or(0)
+}
+
+#[orchestrator]
+async fn hides_its_callee(ctx: Context, x: u64) -> u64 {
+    // Through a local, the macro cannot know the callee: the runtime
+    // fails the instance when it calls it.
+    let f = triple;
+    ctx.call(f, x).await.unwrap_or(0)
+}
+
+#[orchestrator]
+async fn other(_ctx: Context) -> String {
+    "other".to_owned()
+}
+
+#[tokio::test]
+async fn starting_an_unregistered_orchestrator_is_refused() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(double)
+        .orchestrator(uses_double)
+        .start()
+        .await
+        .unwrap();
+    let err = rt.client().start(other, ()).await.unwrap_err();
+    assert!(
+        matches!(err, Error::UnregisteredOrchestrator { ref name } if name == "other"),
+        "{err}"
+    );
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unregistered_callee_the_macro_sees_stops_the_runtime_from_starting() {
+    let db = db();
+    let err = builder(&db)
+        .orchestrator(uses_double)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::UnregisteredActivity { ref orchestrator, ref activity }
+            if orchestrator == "uses_double" && activity == "double"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(".activity(double)"),
+        "the fix is named: {err}"
+    );
+}
+
+#[tokio::test]
+async fn an_unregistered_callee_the_macro_cannot_see_fails_the_instance_naming_it() {
+    let db = db();
+    let rt = builder(&db)
+        .orchestrator(hides_its_callee)
+        .start()
+        .await
+        .unwrap();
+    let h = rt.client().start(hides_its_callee, 1).await.unwrap();
+    let err = within(h.result()).await.unwrap_err();
+    let Error::Failed { failure, .. } = err else {
+        panic!("expected a failed instance, got {err}");
+    };
+    assert_eq!(failure.kind, FailureKind::UnregisteredActivity);
+    assert!(failure.message.contains("`triple`"), "{}", failure.message);
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_duplicate_instance_id_is_an_error_and_the_first_is_untouched() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(double)
+        .orchestrator(uses_double)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let first = client
+        .start_with_id(uses_double, "order-1", 5)
+        .await
+        .unwrap();
+    let err = client
+        .start_with_id(uses_double, "order-1", 6)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InstanceExists { ref id } if id == "order-1"),
+        "{err}"
+    );
+    assert_eq!(within(first.result()).await.unwrap(), 10);
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn empty_and_huge_ids_are_refused() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(double)
+        .orchestrator(uses_double)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let err = client.start_with_id(uses_double, "", 1).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidName { .. }), "{err}");
+    let err = client
+        .start_with_id(uses_double, "x".repeat(5000), 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidName { .. }), "{err}");
+    // Any other bytes are fine, quotes and SQL included.
+    let odd = "'; DROP TABLE instances; --\u{0}\u{1F600}";
+    let h = client.start_with_id(uses_double, odd, 4).await.unwrap();
+    assert_eq!(within(h.result()).await.unwrap(), 8);
+    assert_eq!(client.status(odd).await.unwrap().id, odd);
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_handle_of_the_wrong_orchestrator_is_an_error() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(double)
+        .orchestrator(uses_double)
+        .orchestrator(other)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    client.start_with_id(uses_double, "n", 1).await.unwrap();
+    let err = within(client.handle(other, "n").result())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::WrongOrchestrator { .. }), "{err}");
+    let err = client.status("missing").await.unwrap_err();
+    assert!(matches!(err, Error::InstanceNotFound { .. }), "{err}");
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_sqlite_is_refused_and_left_alone() {
+    let db = db();
+    let junk = b"this is not a database, it is a text file of some length..........".repeat(100);
+    std::fs::write(&db.path, &junk).unwrap();
+    let err = builder(&db).start().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Store(StoreError::NotADatabase { .. })),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&db.path).unwrap(),
+        junk,
+        "the file is untouched"
+    );
+}
+
+#[tokio::test]
+async fn a_database_of_another_schema_version_is_refused_not_migrated() {
+    let db = db();
+    let rt = builder(&db).start().await.unwrap();
+    rt.shutdown().await.unwrap();
+    {
+        let conn = rusqlite::Connection::open(&db.path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+    }
+    let err = builder(&db).start().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Store(StoreError::SchemaVersion { found: 99, .. })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("newer release"), "{err}");
+    let conn = rusqlite::Connection::open(&db.path).unwrap();
+    let v: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 99, "nothing was changed");
+}
+
+#[tokio::test]
+async fn another_applications_database_is_refused() {
+    let db = db();
+    {
+        let conn = rusqlite::Connection::open(&db.path).unwrap();
+        conn.execute_batch("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT);")
+            .unwrap();
+    }
+    let err = builder(&db).start().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Store(StoreError::ForeignDatabase { .. })),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_runtime_without_a_store_is_a_config_error() {
+    let err = Runtime::builder().start().await.unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err}");
+}
+
+#[tokio::test]
+async fn an_in_memory_store_works_for_tests() {
+    let rt = Runtime::builder()
+        .sqlite(":memory:")
+        .activity(double)
+        .orchestrator(uses_double)
+        .start()
+        .await
+        .unwrap();
+    let h = rt.client().start(uses_double, 21).await.unwrap();
+    assert_eq!(within(h.result()).await.unwrap(), 42);
+    rt.shutdown().await.unwrap();
+}
