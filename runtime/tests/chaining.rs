@@ -128,3 +128,21 @@ async fn history_has_every_event_once_in_order() {
     assert!(turns.windows(2).all(|w| w[0] <= w[1]));
     rt.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn with_no_cache_every_turn_replays_from_history_to_the_same_result() {
+    let db = db();
+    let rt = builder(&db)
+        .cache_size(0)
+        .activity(double)
+        .activity(check)
+        .orchestrator(pipeline)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client.start(pipeline, 7).await.unwrap();
+    client.raise_event(h.id(), "bonus", 5u64).await.unwrap();
+    assert_eq!(within(h.result()).await.unwrap(), Ok(14 + 5 + 90));
+    rt.shutdown().await.unwrap();
+}

@@ -150,12 +150,14 @@ impl Execution {
             }
             match outcome {
                 Some(Err(f)) => return Err(Parked(f)),
-                Some(Ok(_)) => return Err(Parked(Failure::new(
-                    FailureKind::Nondeterminism,
-                    format!(
+                Some(Ok(_)) => {
+                    return Err(Parked(Failure::new(
+                        FailureKind::Nondeterminism,
+                        format!(
                         "the orchestrator returned in turn {turn}, but history records it going on"
                     ),
-                ))),
+                    )))
+                }
                 None => {}
             }
             ex.history_len += group.len() as u64;

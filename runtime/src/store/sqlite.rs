@@ -190,6 +190,17 @@ impl SqliteStore {
         let conn = Connection::open(path).map_err(|e| classify(e, &shown))?;
         conn.busy_timeout(options.busy_timeout)
             .map_err(|e| classify(e, &shown))?;
+        let busy_ms = i64::try_from(options.busy_timeout.as_millis()).unwrap_or(i64::MAX);
+        let found: i64 = conn
+            .pragma_query_value(None, "busy_timeout", |r| r.get(0))
+            .map_err(|e| classify(e, &shown))?;
+        if found != busy_ms {
+            return Err(StoreError::Pragma {
+                name: "busy_timeout",
+                expected: busy_ms.to_string(),
+                found: found.to_string(),
+            });
+        }
         // The first read of the file: a file that is not SQLite fails here.
         let app_id: i32 = conn
             .pragma_query_value(None, "application_id", |r| r.get(0))
