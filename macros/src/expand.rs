@@ -63,15 +63,12 @@ pub(crate) fn activity(activity: &Activity<'_>, args: &Args) -> TokenStream {
     };
 
     let unit_struct = unit_struct(function);
-    let run = run_method(
-        function,
-        &[],
-        &format!(
-            " Runs the body of the activity `{}` directly, without a runtime (in a unit test, say): `{}.run(..).await`.",
-            name.value(),
-            ident.unraw()
-        ),
+    let run_doc = format!(
+        " Runs the body of the activity `{}` directly, without a runtime (in a unit test, say): `{}.run(..).await`.",
+        name.value(),
+        ident.unraw()
     );
+    let run = run_method(function, &quote!(#[doc = #run_doc]));
     quote! {
         #unit_struct
         #run
@@ -94,8 +91,8 @@ pub(crate) fn activity(activity: &Activity<'_>, args: &Args) -> TokenStream {
     }
 }
 
-/// `#[orchestrator]`'s expansion. `context` is the orchestrator's first
-/// parameter; the checker made sure it exists.
+/// `#[orchestrator]`'s expansion; the checker made sure the first parameter
+/// is the context.
 pub(crate) fn orchestrator(orchestrator: &Orchestrator<'_>, args: &Args) -> TokenStream {
     let function = &orchestrator.function;
     let ident = function.ident();
@@ -118,7 +115,7 @@ pub(crate) fn orchestrator(orchestrator: &Orchestrator<'_>, args: &Args) -> Toke
     let activities = activities(&orchestrator.callees);
     let unit_struct = unit_struct(function);
     // Hidden: it needs a `Context`, which only the runtime makes.
-    let run = run_method(function, &[quote!(#[doc(hidden)])], "");
+    let run = run_method(function, &quote!(#[doc(hidden)]));
     quote! {
         #unit_struct
         #run
@@ -276,8 +273,9 @@ fn unit_struct(function: &Function<'_>) -> TokenStream {
 }
 
 /// `impl name { async fn run(self, params..) -> ret { body } }`, with the
-/// fn's own parameters, return type, body and remaining attributes.
-fn run_method(function: &Function<'_>, extra_attrs: &[TokenStream], doc: &str) -> TokenStream {
+/// fn's own parameters, return type, body and remaining attributes, after
+/// `doc` (the method's doc attribute).
+fn run_method(function: &Function<'_>, doc: &TokenStream) -> TokenStream {
     let item = function.item;
     let ident = function.ident();
     let vis = &item.vis;
@@ -291,12 +289,10 @@ fn run_method(function: &Function<'_>, extra_attrs: &[TokenStream], doc: &str) -
     let stmts = &item.block.stmts;
     let mut body = Group::new(Delimiter::Brace, quote!(#(#inner)* #(#stmts)*));
     body.set_span(item.block.brace_token.span.join());
-    let doc = (!doc.is_empty()).then(|| quote!(#[doc = #doc]));
     quote! {
         #(#cfgs)*
         impl #ident {
             #doc
-            #(#extra_attrs)*
             // `async` is the contract even when the body does not await; the
             // fn's docs (where `# Errors` and `# Panics` go) are on the struct.
             #[allow(
