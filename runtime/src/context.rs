@@ -27,6 +27,7 @@ use crate::retry::RetryPolicy;
 pub(crate) enum OpKind {
     Activity,
     Timer,
+    SideEffect,
 }
 
 impl fmt::Display for OpKind {
@@ -34,6 +35,7 @@ impl fmt::Display for OpKind {
         f.write_str(match self {
             Self::Activity => "activity",
             Self::Timer => "timer",
+            Self::SideEffect => "side effect",
         })
     }
 }
@@ -44,6 +46,8 @@ pub(crate) struct Recorded {
     pub(crate) kind: OpKind,
     pub(crate) name: String,
     pub(crate) site: String,
+    /// A side effect's recorded value.
+    pub(crate) value: Option<Payload>,
 }
 
 /// Something the orchestrator asked for in this turn, to be committed.
@@ -59,6 +63,11 @@ pub(crate) enum Action {
     Timer {
         seq: u64,
         fire_at: i64,
+        site: String,
+    },
+    SideEffect {
+        seq: u64,
+        value: Payload,
         site: String,
     },
 }
@@ -92,6 +101,8 @@ pub(crate) struct State {
     pub(crate) waiting: usize,
     /// Set when the instance must fail; every durable future then stays pending.
     pub(crate) fatal: Option<Failure>,
+    /// The deterministic random source's state.
+    rng: u64,
 }
 
 impl State {
@@ -109,7 +120,29 @@ impl State {
             event_wakers: HashMap::new(),
             waiting: 0,
             fatal: None,
+            rng: 0,
         }
+    }
+
+    /// Seeds the random source from the instance id, so every replay of
+    /// the instance draws the same numbers.
+    pub(crate) fn seed(&mut self, instance_id: &str) {
+        // FNV-1a: stable across Rust releases, unlike the std hasher.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in instance_id.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.rng = h;
+    }
+
+    /// SplitMix64: small, fast, and good enough for ids and jitter.
+    fn next_random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 
     /// Records the first fatal failure; later ones are consequences.
@@ -126,6 +159,18 @@ impl State {
         site: String,
         action: impl FnOnce(u64, String) -> Action,
     ) -> u64 {
+        self.schedule_or_replay(kind, name, site, action).0
+    }
+
+    /// As [`State::schedule`], also returning the recorded decision when
+    /// the operation was replayed.
+    fn schedule_or_replay(
+        &mut self,
+        kind: OpKind,
+        name: &str,
+        site: String,
+        action: impl FnOnce(u64, String) -> Action,
+    ) -> (u64, Option<Recorded>) {
         let seq = self.next_seq;
         self.next_seq += 1;
         if let Some(rec) = self.recorded.remove(&seq) {
@@ -138,6 +183,7 @@ impl State {
                     ),
                 ));
             }
+            return (seq, Some(rec));
         } else if self.replaying {
             self.fail(Failure::new(
                 FailureKind::Nondeterminism,
@@ -148,7 +194,7 @@ impl State {
         } else {
             self.actions.push(action(seq, site));
         }
-        seq
+        (seq, None)
     }
 
     /// Hands an operation's result to its future.
@@ -204,6 +250,7 @@ impl fmt::Debug for Context {
 
 impl Context {
     pub(crate) fn new(instance_id: Arc<str>, state: Arc<Mutex<State>>) -> Self {
+        lock(&state).seed(&instance_id);
         Self { instance_id, state }
     }
 
@@ -298,6 +345,86 @@ impl Context {
         Timer {
             op: OpWait::new(self.state.clone(), seq),
         }
+    }
+
+    /// A deterministic random number: drawn from a source seeded by the
+    /// instance id, so replay draws the same sequence.
+    pub fn random(&self) -> u64 {
+        lock(&self.state).next_random()
+    }
+
+    /// A deterministic, UUID-formatted (version 4) id from [`Context::random`]:
+    /// unique per instance and call, the same on every replay.
+    pub fn uuid(&self) -> String {
+        let mut st = lock(&self.state);
+        let (a, b) = (st.next_random(), st.next_random());
+        drop(st);
+        let a = (a & 0xffff_ffff_ffff_0fff) | 0x4000; // version 4
+        let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000; // RFC 4122 variant
+        format!(
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xffff,
+            b >> 48,
+            b & 0xffff_ffff_ffff
+        )
+    }
+
+    /// Runs `f` once and records its value in history; on replay the
+    /// recorded value is returned and `f` is not run. The escape hatch for
+    /// a nondeterministic value the orchestrator needs (a real clock
+    /// reading, a random seed from the OS).
+    ///
+    /// # Panics
+    /// When a recorded value no longer decodes as `T` (the code changed the
+    /// type); the panic fails the instance with that message.
+    #[track_caller]
+    pub fn side_effect<T, F>(&self, f: F) -> T
+    where
+        T: serde::Serialize + DeserializeOwned,
+        F: FnOnce() -> T,
+    {
+        let loc = Location::caller();
+        let mut st = lock(&self.state);
+        if st.replaying {
+            // Never run `f` again: hand back what the first run recorded.
+            let (_, rec) =
+                st.schedule_or_replay(OpKind::SideEffect, "side_effect", site(loc), |_, _| {
+                    unreachable!("invariant: replay never makes new decisions")
+                });
+            drop(st);
+            let recorded = rec
+                .filter(|r| r.kind == OpKind::SideEffect)
+                .and_then(|r| r.value);
+            // Without a recorded value the mismatch is already recorded as
+            // the instance's failure; the panic only unwinds out of the code.
+            let Some(value) = recorded else {
+                panic!("the side effect at {} does not match history", site(loc));
+            };
+            return match value.decode::<T>("the recorded value of a side effect") {
+                Ok(v) => v,
+                Err(e) => panic!("{e}"),
+            };
+        }
+        drop(st);
+        let value = f();
+        match Payload::encode(&value, "the value of a side effect") {
+            Ok(payload) => {
+                lock(&self.state).schedule(
+                    OpKind::SideEffect,
+                    "side_effect",
+                    site(loc),
+                    |seq, site| Action::SideEffect {
+                        seq,
+                        value: payload,
+                        site,
+                    },
+                );
+            }
+            Err(e) => lock(&self.state).fail(Failure::new(FailureKind::Payload, e.to_string())),
+        }
+        value
     }
 
     /// Waits for the next external event called `name`, raised with

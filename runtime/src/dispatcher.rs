@@ -217,6 +217,8 @@ fn to_commit(id: &str, expected_len: u64, consumed: Vec<i64>, turn: Turn, now: i
                 event: Event::TimerFired { seq },
                 visible_at: fire_at,
             }),
+            // Recorded in history; nothing to run.
+            Action::SideEffect { .. } => {}
         }
     }
     let status = match turn.outcome {

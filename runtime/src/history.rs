@@ -118,6 +118,16 @@ pub enum Event {
         /// Where in the source the timer was made.
         site: String,
     },
+    /// The orchestrator recorded a value computed outside replay
+    /// (`Context::side_effect`).
+    SideEffect {
+        /// The side effect's sequence number.
+        seq: u64,
+        /// The encoded value.
+        value: Payload,
+        /// Where in the source it was made.
+        site: String,
+    },
     /// A durable timer fired.
     TimerFired {
         /// The timer's sequence number.
@@ -165,6 +175,7 @@ impl Event {
             self,
             Self::ActivityScheduled { .. }
                 | Self::TimerCreated { .. }
+                | Self::SideEffect { .. }
                 | Self::Completed { .. }
                 | Self::Failed { .. }
         )

@@ -115,6 +115,7 @@ impl Execution {
                                 kind: OpKind::Activity,
                                 name: name.clone(),
                                 site: site.clone(),
+                                value: None,
                             },
                         );
                     }
@@ -125,6 +126,18 @@ impl Execution {
                                 kind: OpKind::Timer,
                                 name: "timer".to_owned(),
                                 site: site.clone(),
+                                value: None,
+                            },
+                        );
+                    }
+                    Event::SideEffect { seq, value, site } => {
+                        st.recorded.insert(
+                            *seq,
+                            Recorded {
+                                kind: OpKind::SideEffect,
+                                name: "side_effect".to_owned(),
+                                site: site.clone(),
+                                value: Some(value.clone()),
                             },
                         );
                     }
@@ -244,6 +257,11 @@ impl Execution {
                     fire_at: *fire_at,
                     site: site.clone(),
                 }),
+                Action::SideEffect { seq, value, site } => events.push(Event::SideEffect {
+                    seq: *seq,
+                    value: value.clone(),
+                    site: site.clone(),
+                }),
             }
         }
         let actions = match &outcome {
@@ -315,6 +333,7 @@ impl Execution {
             Event::Terminated { .. }
             | Event::ActivityScheduled { .. }
             | Event::TimerCreated { .. }
+            | Event::SideEffect { .. }
             | Event::Completed { .. }
             | Event::Failed { .. } => {}
         }

@@ -102,6 +102,16 @@ orchestrator!(Foreign(ctx, x: u64) -> u64 {
     rx.await.unwrap_or(x)
 });
 
+static EFFECTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+orchestrator!(Effects(ctx, x: u64) -> (u64, u64, String, u64) {
+    let effect = ctx.side_effect(|| EFFECTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1000);
+    let r = ctx.random();
+    let id = ctx.uuid();
+    let after = ctx.call(AddOne, x).await.unwrap_or(0);
+    (effect, r, id, after)
+});
+
 fn registry() -> Registry {
     let mut r = Registry::default();
     r.add_activity(AddOne);
@@ -114,6 +124,7 @@ fn registry() -> Registry {
     r.add_orchestrator(Fails);
     r.add_orchestrator(Panics);
     r.add_orchestrator(Foreign);
+    r.add_orchestrator(Effects);
     r
 }
 
@@ -480,4 +491,61 @@ fn a_terminated_instance_ends_and_drops_later_messages() {
     assert_eq!(outcome, Some(Outcome::Terminated("stop".to_owned())));
     assert!(ex.finished);
     assert_eq!(hist.len(), 2, "started and terminated only: {hist:?}");
+}
+
+#[test]
+fn side_effects_random_numbers_and_ids_replay_to_the_same_values() {
+    let reg = registry();
+    let mut first = Execution::new("effects");
+    let t0 = first
+        .run_turn(0, vec![started("Effects", 1)], &reg)
+        .expect("ok");
+    let runs_after_first = EFFECTS.load(std::sync::atomic::Ordering::SeqCst);
+    let Some(Event::SideEffect { value, .. }) = t0
+        .events
+        .iter()
+        .map(|r| &r.event)
+        .find(|e| matches!(e, Event::SideEffect { .. }))
+    else {
+        panic!("the side effect is recorded: {:?}", t0.events);
+    };
+    let recorded: u64 = value.decode("test").expect("a number");
+    let live = first
+        .run_turn(1, vec![completed(1, 2)], &reg)
+        .expect("ok")
+        .outcome;
+
+    let mut again = Execution::replay("effects", &t0.events, &reg).expect("fits");
+    assert_eq!(
+        EFFECTS.load(std::sync::atomic::Ordering::SeqCst),
+        runs_after_first,
+        "replay does not run the side effect again"
+    );
+    let replayed = again
+        .run_turn(1, vec![completed(1, 2)], &reg)
+        .expect("ok")
+        .outcome;
+    assert_eq!(live, replayed);
+    let Some(Outcome::Completed { output, .. }) = replayed else {
+        panic!("completed");
+    };
+    let (effect, _, id, after): (u64, u64, String, u64) = output.decode("test").expect("decodes");
+    assert_eq!(effect, recorded);
+    assert_eq!(after, 2);
+    assert_eq!(id.len(), 36);
+    assert_eq!(&id[14..15], "4", "a version-4 UUID: {id}");
+}
+
+#[test]
+fn different_instances_draw_different_random_numbers() {
+    let reg = registry();
+    let out = |id: &str| {
+        let mut ex = Execution::new(id);
+        ex.run_turn(0, vec![started("Effects", 1)], &reg)
+            .expect("ok");
+        ex.run_turn(1, vec![completed(1, 2)], &reg)
+            .expect("ok")
+            .outcome
+    };
+    assert_ne!(out("a"), out("b"));
 }
