@@ -57,6 +57,9 @@ pub enum ActivityError<E> {
     /// The activity could not be run at all (its input did not decode, or it
     /// exhausted its attempts by crashing its worker); the reason.
     Aborted(String),
+    /// Its attempts were lost too often: each one crashed or stalled the
+    /// worker running it. The reason.
+    Poisoned(String),
 }
 
 impl<E> ActivityError<E> {
@@ -64,7 +67,7 @@ impl<E> ActivityError<E> {
     pub fn into_failed(self) -> Option<E> {
         match self {
             Self::Failed(e) => Some(e),
-            Self::Panicked(_) | Self::Aborted(_) => None,
+            Self::Panicked(_) | Self::Aborted(_) | Self::Poisoned(_) => None,
         }
     }
 }
@@ -75,6 +78,7 @@ impl<E: fmt::Display> fmt::Display for ActivityError<E> {
             Self::Failed(e) => e.fmt(f),
             Self::Panicked(msg) => write!(f, "activity panicked: {msg}"),
             Self::Aborted(msg) => write!(f, "activity aborted: {msg}"),
+            Self::Poisoned(msg) => write!(f, "activity poisoned: {msg}"),
         }
     }
 }

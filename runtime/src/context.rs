@@ -532,6 +532,9 @@ impl<A: Activity> Future for ActivityCall<A> {
             Completion::Activity(Err(ActivityFailure::Aborted(m))) => {
                 Ok(Err(ActivityError::Aborted(m)))
             }
+            Completion::Activity(Err(ActivityFailure::Poisoned(m))) => {
+                Ok(Err(ActivityError::Poisoned(m)))
+            }
             Completion::Timer => {
                 st.fail(Failure::new(
                     FailureKind::Nondeterminism,

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::cache::Cache;
 use crate::context::Action;
-use crate::history::{duration_micros, now_micros, Event};
+use crate::error::{Failure, FailureKind};
+use crate::history::{duration_micros, now_micros, Event, HistoryRecord};
 use crate::replay::{Execution, Outcome, Parked, Turn};
 use crate::runtime::Shared;
 use crate::status::RuntimeStatus;
@@ -121,6 +122,16 @@ async fn run_batch(
             });
             continue;
         }
+        if w.attempts > shared.config.poison_after {
+            cache.take(&w.id);
+            commits.push(poison(shared, &w, consumed, now).await?);
+            pending.push(Pending {
+                id: w.id,
+                execution: None,
+                finished: true,
+            });
+            continue;
+        }
         let mut ex = match load(shared, cache, &w).await? {
             Ok(ex) => ex,
             Err(Parked(failure)) => {
@@ -173,6 +184,53 @@ async fn run_batch(
             .await?;
     }
     Ok(())
+}
+
+/// Ends an instance whose turn keeps getting lost (its process crashes
+/// during the turn, or its code panics on replay), so it cannot loop forever.
+async fn poison(
+    shared: &Arc<Shared>,
+    w: &InstanceWork,
+    consumed: Vec<i64>,
+    now: i64,
+) -> Result<TurnCommit, crate::error::StoreError> {
+    let id = w.id.clone();
+    let history = shared.blocking(move |s, _| s.history(&id)).await?;
+    let (turn, at) = history
+        .last()
+        .map_or((0, now), |r| (r.turn + 1, r.at.max(now)));
+    let failure = Failure::new(
+        FailureKind::Poisoned,
+        format!(
+            "instance `{}` was tried {} times without completing a turn (its process crashed \
+             during the turn, or its code panicked on replay)",
+            w.id,
+            w.attempts - 1
+        ),
+    );
+    eprintln!("durable: {failure}");
+    Ok(TurnCommit {
+        instance: w.id.clone(),
+        expected_len: w.history_len,
+        events: vec![HistoryRecord {
+            index: w.history_len,
+            turn,
+            at,
+            event: Event::Failed {
+                failure: failure.clone(),
+            },
+        }],
+        consumed,
+        tasks: Vec::new(),
+        messages: Vec::new(),
+        status: Some(StatusUpdate {
+            status: RuntimeStatus::Failed,
+            output: None,
+            failure: Some(failure),
+            reason: None,
+            now: at,
+        }),
+    })
 }
 
 /// The live execution of an instance: from the cache when it is current,

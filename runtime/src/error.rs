@@ -194,6 +194,8 @@ pub enum FailureKind {
     Payload,
     /// The orchestrator awaited something that is not a durable operation.
     NonDurableAwait,
+    /// Its turn was lost too often (a crashed process, a panic on replay).
+    Poisoned,
 }
 
 impl Failure {
@@ -214,6 +216,7 @@ impl fmt::Display for Failure {
             FailureKind::UnregisteredOrchestrator => "unregistered orchestrator",
             FailureKind::Payload => "payload",
             FailureKind::NonDurableAwait => "non-durable await",
+            FailureKind::Poisoned => "poisoned",
         };
         write!(f, "{kind}: {}", self.message)
     }

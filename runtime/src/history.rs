@@ -66,6 +66,8 @@ pub enum ActivityFailure {
     Panic(String),
     /// It could not be run; the reason.
     Aborted(String),
+    /// Its attempts were lost too often (each crashed or stalled its worker).
+    Poisoned(String),
 }
 
 /// One thing that happened to an instance.

@@ -25,6 +25,7 @@ pub(crate) struct Config {
     pub(crate) poll_interval: Duration,
     pub(crate) stuck_retry: Duration,
     pub(crate) batch: usize,
+    pub(crate) poison_after: u32,
 }
 
 impl Default for Config {
@@ -36,6 +37,7 @@ impl Default for Config {
             poll_interval: Duration::from_millis(500),
             stuck_retry: Duration::from_secs(30),
             batch: 512,
+            poison_after: 10,
         }
     }
 }
@@ -175,6 +177,24 @@ impl Builder {
         self
     }
 
+    /// How often an instance that cannot run with this code (stuck, or
+    /// panicking on replay) is tried again (default 30 s).
+    pub fn stuck_retry(mut self, interval: Duration) -> Self {
+        self.config.stuck_retry = interval;
+        self
+    }
+
+    /// After how many lost attempts work is poison (default 10): an activity
+    /// whose attempts keep crashing or stalling their worker fails with
+    /// [`ActivityError::Poisoned`](crate::ActivityError::Poisoned), and an
+    /// instance whose turn keeps crashing its process or panicking on replay
+    /// fails with [`FailureKind::Poisoned`](crate::FailureKind::Poisoned).
+    /// Other work keeps flowing meanwhile; nothing loops forever.
+    pub fn poison_after(mut self, lost_attempts: u32) -> Self {
+        self.config.poison_after = lost_attempts;
+        self
+    }
+
     /// Opens the store, checks the registrations and starts the dispatcher
     /// and the activity worker.
     ///
@@ -191,9 +211,13 @@ impl Builder {
             config,
         } = self;
         registry.validate()?;
-        if config.max_activities == 0 || config.lease.is_zero() || config.poll_interval.is_zero() {
+        if config.max_activities == 0
+            || config.lease.is_zero()
+            || config.poll_interval.is_zero()
+            || config.poison_after == 0
+        {
             return Err(Error::Config(
-                "max_concurrent_activities, activity_lease and poll_interval must be above zero"
+                "max_concurrent_activities, activity_lease, poll_interval and poison_after must be above zero"
                     .to_owned(),
             ));
         }

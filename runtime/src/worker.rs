@@ -120,8 +120,15 @@ async fn next_wait(shared: &Arc<Shared>) -> Duration {
 
 fn spawn(shared: &Arc<Shared>, inflight: &mut JoinSet<Attempt>, task: LeasedTask) {
     let run = shared.registry.activity(&task.name);
+    // Leases taken that ended in neither a result nor a reported failure.
+    let lost = task.attempt.saturating_sub(1).saturating_sub(task.failures);
+    let poison_after = shared.config.poison_after;
     inflight.spawn(async move {
         let result = match run {
+            _ if lost >= poison_after => Err(ActivityFailure::Poisoned(format!(
+                "activity `{}` was lost {lost} times without finishing (its worker crashed or stalled each time)",
+                task.name
+            ))),
             Some((name, run)) => {
                 let info = ActivityInfo {
                     instance_id: task.instance.clone(),
@@ -158,7 +165,10 @@ fn collect(
         }),
         Err(failure) => {
             let failures = task.failures.saturating_add(1);
-            let retryable = !matches!(failure, ActivityFailure::Aborted(_));
+            let retryable = matches!(
+                failure,
+                ActivityFailure::Error(_) | ActivityFailure::Panic(_)
+            );
             if retryable && failures < task.retry.max_attempts() {
                 TaskOutcome::Retry {
                     visible_at: now_micros()

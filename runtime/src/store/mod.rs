@@ -56,6 +56,9 @@ pub struct InstanceWork {
     pub status: Option<RuntimeStatus>,
     /// Events in its history.
     pub history_len: u64,
+    /// How often its turn has been taken since the last commit, this time
+    /// included: a turn that keeps crashing its process is poison.
+    pub attempts: u32,
     /// The messages, oldest first: (message id, event).
     pub messages: Vec<(i64, Event)>,
 }
@@ -239,7 +242,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks an instance stuck with `failure`, leaving its messages queued,
     /// and keeps it locked by `owner` until `retry_at`, when any process may
-    /// try it again (with code that may fit by then).
+    /// try it again (with code that may fit by then). A nondeterminism or a
+    /// missing orchestrator resets the attempt count (the instance waits for
+    /// code, it is not poison); other failures keep it.
     ///
     /// # Errors
     /// When the store fails.

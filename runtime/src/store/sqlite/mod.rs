@@ -1,0 +1,334 @@
+//! The embedded SQLite store: one file, WAL, `synchronous=FULL` by default.
+//!
+//! One connection per store, behind a mutex: inside a process writes are
+//! serialized before they reach SQLite, and every write transaction starts
+//! with `BEGIN IMMEDIATE`, so a transaction never meets `SQLITE_BUSY` halfway
+//! (another process makes it wait up to the busy timeout at `BEGIN`).
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
+
+use crate::error::StoreError;
+use crate::history::Event;
+use crate::status::RuntimeStatus;
+
+mod queries;
+
+/// `PRAGMA application_id` of a durable database: "DURA".
+const APPLICATION_ID: i32 = 0x4455_5241;
+/// The schema this release reads and writes (`PRAGMA user_version`).
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE instances (
+    id          TEXT PRIMARY KEY NOT NULL,
+    name        TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    output      TEXT,
+    failure     TEXT,
+    reason      TEXT,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    history_len INTEGER NOT NULL DEFAULT 0,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    lock_owner  TEXT,
+    lock_until  INTEGER,
+    sum         INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE history (
+    instance TEXT NOT NULL,
+    idx      INTEGER NOT NULL,
+    turn     INTEGER NOT NULL,
+    at       INTEGER NOT NULL,
+    event    TEXT NOT NULL,
+    sum      INTEGER NOT NULL,
+    PRIMARY KEY (instance, idx)
+) WITHOUT ROWID;
+CREATE TABLE messages (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    instance   TEXT NOT NULL,
+    visible_at INTEGER NOT NULL,
+    event      TEXT NOT NULL,
+    sum        INTEGER NOT NULL
+);
+CREATE INDEX messages_due ON messages (visible_at, id);
+CREATE TABLE tasks (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    instance    TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    input       TEXT NOT NULL,
+    retry       TEXT NOT NULL,
+    attempt     INTEGER NOT NULL DEFAULT 0,
+    failures    INTEGER NOT NULL DEFAULT 0,
+    visible_at  INTEGER NOT NULL,
+    lease_owner TEXT,
+    sum         INTEGER NOT NULL,
+    UNIQUE (instance, seq)
+);
+CREATE INDEX tasks_due ON tasks (visible_at, id);
+";
+
+/// How hard SQLite works to make a commit survive power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Synchronous {
+    /// fsync on every commit: a committed turn survives power loss (the default).
+    #[default]
+    Full,
+    /// fsync at checkpoints only: survives a process crash, may lose the
+    /// last commits on power loss. Faster.
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma_value(self) -> i64 {
+        match self {
+            Self::Full => 2,
+            Self::Normal => 1,
+        }
+    }
+}
+
+/// Settings of a [`SqliteStore`].
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Durability of each commit.
+    pub synchronous: Synchronous,
+    /// How long to wait for another process's write lock.
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            synchronous: Synchronous::Full,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The embedded store: a SQLite file (or `:memory:`).
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+/// Classifies a SQLite error by its code, never by its message.
+fn classify(e: rusqlite::Error, path: &str) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => StoreError::NotADatabase {
+            path: path.to_owned(),
+        },
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy,
+        Some(ErrorCode::DiskFull) => StoreError::Full(e.to_string()),
+        Some(ErrorCode::ReadOnly) => StoreError::ReadOnly(e.to_string()),
+        Some(ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
+            what: path.to_owned(),
+            detail: e.to_string(),
+        },
+        _ => StoreError::Sqlite(e),
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        classify(e, "the database")
+    }
+}
+
+fn corrupt(what: impl Into<String>, detail: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        what: what.into(),
+        detail: detail.to_string(),
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    // Our own event types always encode; an error here is a bug, reported as such.
+    serde_json::to_string(value).map_err(|e| corrupt("an event being written", e))
+}
+
+fn decode_event(text: &str, what: impl FnOnce() -> String) -> Result<Event, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt(what(), e))
+}
+
+/// FNV-1a over the parts, each marked present or absent: a row whose
+/// payload columns were damaged no longer matches its stored sum, so it is
+/// reported as corrupt instead of read as a wrong value.
+fn checksum(parts: &[Option<&str>]) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: u8| {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    };
+    for part in parts {
+        match part {
+            None => eat(0),
+            Some(text) => {
+                eat(1);
+                for b in text.bytes() {
+                    eat(b);
+                }
+                eat(0xff);
+            }
+        }
+    }
+    i64::from_ne_bytes(h.to_ne_bytes())
+}
+
+/// Checks a row's stored checksum against its columns.
+fn verify(
+    sum: i64,
+    parts: &[Option<&str>],
+    what: impl FnOnce() -> String,
+) -> Result<(), StoreError> {
+    if checksum(parts) == sum {
+        Ok(())
+    } else {
+        Err(corrupt(what(), "the row does not match its checksum"))
+    }
+}
+
+fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` with default options.
+    ///
+    /// # Errors
+    /// See [`SqliteStore::open_with`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, &SqliteOptions::default())
+    }
+
+    /// Opens (creating if needed) the database at `path`; `":memory:"` is a
+    /// private in-memory database.
+    ///
+    /// # Errors
+    /// [`StoreError::NotADatabase`] for a file that is not SQLite,
+    /// [`StoreError::ForeignDatabase`] for another application's database,
+    /// [`StoreError::SchemaVersion`] for another schema version (nothing is
+    /// migrated or changed), [`StoreError::Pragma`] when a setting does not
+    /// take, and I/O errors.
+    pub fn open_with(path: impl AsRef<Path>, options: &SqliteOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let memory = shown == ":memory:";
+        let conn = Connection::open(path).map_err(|e| classify(e, &shown))?;
+        conn.busy_timeout(options.busy_timeout)
+            .map_err(|e| classify(e, &shown))?;
+        let busy_ms = i64::try_from(options.busy_timeout.as_millis()).unwrap_or(i64::MAX);
+        let found: i64 = conn
+            .pragma_query_value(None, "busy_timeout", |r| r.get(0))
+            .map_err(|e| classify(e, &shown))?;
+        if found != busy_ms {
+            return Err(StoreError::Pragma {
+                name: "busy_timeout",
+                expected: busy_ms.to_string(),
+                found: found.to_string(),
+            });
+        }
+        // The first read of the file: a file that is not SQLite fails here.
+        let app_id: i32 = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .map_err(|e| classify(e, &shown))?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))
+            .map_err(|e| classify(e, &shown))?;
+        let want_mode = if memory { "memory" } else { "wal" };
+        if !mode.eq_ignore_ascii_case(want_mode) {
+            return Err(StoreError::Pragma {
+                name: "journal_mode",
+                expected: want_mode.to_owned(),
+                found: mode,
+            });
+        }
+        let sync = options.synchronous.pragma_value();
+        conn.pragma_update(None, "synchronous", sync)
+            .map_err(|e| classify(e, &shown))?;
+        let found: i64 = conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .map_err(|e| classify(e, &shown))?;
+        if found != sync {
+            return Err(StoreError::Pragma {
+                name: "synchronous",
+                expected: sync.to_string(),
+                found: found.to_string(),
+            });
+        }
+        let store = Self {
+            conn: Mutex::new(conn),
+        };
+        store.check_schema(app_id, &shown)?;
+        Ok(store)
+    }
+
+    /// Creates the schema in an empty database, or checks an existing one.
+    fn check_schema(&self, app_id: i32, path: &str) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| classify(e, path))?;
+        // Read again inside the write lock: another process may have just
+        // created the schema.
+        let app_id_now: i32 = tx.pragma_query_value(None, "application_id", |r| r.get(0))?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let tables: i64 = tx.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+        let _ = app_id;
+        if app_id_now == 0 && version == 0 && tables == 0 {
+            tx.execute_batch(SCHEMA)?;
+            tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            tx.commit()?;
+            return Ok(());
+        }
+        if app_id_now != APPLICATION_ID {
+            return Err(StoreError::ForeignDatabase {
+                path: path.to_owned(),
+                found: app_id_now,
+            });
+        }
+        if version != SCHEMA_VERSION {
+            return Err(StoreError::SchemaVersion {
+                path: path.to_owned(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the connection leaves any open transaction
+        // to be rolled back by its drop: the connection is still sound.
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction and commits it.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+fn status_of(text: &str, id: &str) -> Result<RuntimeStatus, StoreError> {
+    text.parse()
+        .map_err(|e| corrupt(format!("the status of instance `{id}`"), e))
+}
+

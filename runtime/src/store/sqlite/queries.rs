@@ -1,0 +1,528 @@
+//! The SQLite store's queries: one `BEGIN IMMEDIATE` transaction per
+//! [`Store`] call. Every row that carries a payload also carries a checksum
+//! of it, checked on read.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, OptionalExtension, Row, Transaction};
+
+use super::{checksum, corrupt, count, decode_event, status_of, to_json, verify, SqliteStore};
+use crate::error::{Failure, FailureKind, StoreError};
+use crate::history::{self, Event, HistoryRecord, Payload};
+use crate::status::{InstanceStatus, RuntimeStatus};
+use crate::store::{
+    CommitOutcome, Created, Due, Enqueued, InstanceWork, LeasedTask, NewInstance, Store,
+    TaskOutcome, TaskResult, TurnCommit,
+};
+
+/// The checksum of an instance row's mutable columns.
+fn instance_sum(
+    name: &str,
+    status: &str,
+    output: Option<&str>,
+    failure: Option<&str>,
+    reason: Option<&str>,
+) -> i64 {
+    checksum(&[Some(name), Some(status), output, failure, reason])
+}
+
+fn insert_history(
+    tx: &Transaction<'_>,
+    instance: &str,
+    rec: &HistoryRecord,
+) -> Result<(), StoreError> {
+    let event = to_json(&rec.event)?;
+    let sum = checksum(&[Some(instance), Some(&event)]);
+    tx.prepare_cached(
+        "INSERT INTO history (instance, idx, turn, at, event, sum) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        instance,
+        count(rec.index),
+        count(rec.turn),
+        rec.at,
+        event,
+        sum
+    ])?;
+    Ok(())
+}
+
+fn insert_message(
+    tx: &Transaction<'_>,
+    instance: &str,
+    event: &Event,
+    visible_at: i64,
+) -> Result<(), StoreError> {
+    let event = to_json(event)?;
+    let sum = checksum(&[Some(instance), Some(&event)]);
+    tx.prepare_cached(
+        "INSERT INTO messages (instance, visible_at, event, sum) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![instance, visible_at, event, sum])?;
+    Ok(())
+}
+
+fn task_sum(instance: &str, seq: i64, name: &str, input: &str, retry: &str) -> i64 {
+    checksum(&[
+        Some(instance),
+        Some(&seq.to_string()),
+        Some(name),
+        Some(input),
+        Some(retry),
+    ])
+}
+
+/// Reads one leased task row, checking its checksum.
+fn leased_task(r: &Row<'_>) -> Result<LeasedTask, StoreError> {
+    let id: i64 = r.get(0)?;
+    let what = || format!("task {id}");
+    let instance: String = r.get(1)?;
+    let seq: i64 = r.get(2)?;
+    let name: String = r.get(3)?;
+    let input: String = r.get(4)?;
+    let retry: String = r.get(5)?;
+    let attempt: i64 = r.get(6)?;
+    let failures: i64 = r.get(7)?;
+    let sum: i64 = r.get(8)?;
+    if task_sum(&instance, seq, &name, &input, &retry) != sum {
+        return Err(corrupt(what(), "the row does not match its checksum"));
+    }
+    Ok(LeasedTask {
+        id,
+        instance,
+        seq: u64::try_from(seq).map_err(|e| corrupt(what(), e))?,
+        name,
+        input: Payload::from_json(input).map_err(|e| corrupt(what(), e))?,
+        retry: serde_json::from_str(&retry).map_err(|e| corrupt(what(), e))?,
+        attempt: u32::try_from(attempt).map_err(|e| corrupt(what(), e))?,
+        failures: u32::try_from(failures).map_err(|e| corrupt(what(), e))?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn create_instance(&self, new: &NewInstance) -> Result<Created, StoreError> {
+        self.write(|tx| {
+            let sum = instance_sum(&new.name, RuntimeStatus::Pending.as_str(), None, None, None);
+            let n = tx
+                .prepare_cached(
+                    "INSERT INTO instances (id, name, status, created_at, updated_at, sum) \
+                     VALUES (?1, ?2, 'pending', ?3, ?3, ?4) ON CONFLICT (id) DO NOTHING",
+                )?
+                .execute(params![new.id, new.name, new.now, sum])?;
+            if n == 0 {
+                return Ok(Created::Exists);
+            }
+            let started = Event::Started {
+                name: new.name.clone(),
+                input: new.input.clone(),
+            };
+            insert_message(tx, &new.id, &started, 0)?;
+            Ok(Created::Created)
+        })
+    }
+
+    fn enqueue(&self, instance: &str, event: &Event) -> Result<Enqueued, StoreError> {
+        self.write(|tx| {
+            let status: Option<String> = tx
+                .prepare_cached("SELECT status FROM instances WHERE id = ?1")?
+                .query_row([instance], |r| r.get(0))
+                .optional()?;
+            let Some(status) = status else {
+                return Ok(Enqueued::NotFound);
+            };
+            let status = status_of(&status, instance)?;
+            if status.is_finished() {
+                return Ok(Enqueued::Finished(status));
+            }
+            insert_message(tx, instance, event, 0)?;
+            Ok(Enqueued::Queued)
+        })
+    }
+
+    fn fetch_work(
+        &self,
+        owner: &str,
+        now: i64,
+        lock_until: i64,
+        limit: usize,
+    ) -> Result<Vec<InstanceWork>, StoreError> {
+        self.write(|tx| {
+            let mut rows: Vec<(i64, String, String, i64)> = Vec::new();
+            {
+                // Messages of instances nobody else holds (and that this
+                // owner has not set aside as stuck), oldest due first.
+                let mut stmt = tx.prepare_cached(
+                    "SELECT m.id, m.instance, m.event, m.sum FROM messages m \
+                     LEFT JOIN instances i ON i.id = m.instance \
+                     WHERE m.visible_at <= ?1 AND (i.lock_until IS NULL OR i.lock_until <= ?1 \
+                        OR (i.lock_owner = ?3 AND i.status <> 'stuck')) \
+                     ORDER BY m.visible_at, m.id LIMIT ?2",
+                )?;
+                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                let mut q = stmt.query(params![now, limit, owner])?;
+                while let Some(r) = q.next()? {
+                    rows.push((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
+                }
+            }
+            let mut order: Vec<String> = Vec::new();
+            let mut by_instance: HashMap<String, Vec<(i64, Event)>> = HashMap::new();
+            for (id, instance, text, sum) in rows {
+                let what = || format!("message {id} of instance `{instance}`");
+                verify(sum, &[Some(&instance), Some(&text)], what)?;
+                let event = decode_event(&text, what)?;
+                by_instance
+                    .entry(instance.clone())
+                    .or_insert_with(|| {
+                        order.push(instance.clone());
+                        Vec::new()
+                    })
+                    .push((id, event));
+            }
+            let mut out = Vec::with_capacity(order.len());
+            let mut select = tx.prepare_cached(
+                "SELECT status, history_len, attempts FROM instances WHERE id = ?1",
+            )?;
+            let mut lock = tx.prepare_cached(
+                "UPDATE instances SET lock_owner = ?2, lock_until = ?3, attempts = attempts + 1 \
+                 WHERE id = ?1",
+            )?;
+            for instance in order {
+                let mut messages = by_instance.remove(&instance).unwrap_or_default();
+                messages.sort_by_key(|(id, _)| *id);
+                let row: Option<(String, i64, i64)> = select
+                    .query_row([&instance], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()?;
+                let Some((status, len, attempts)) = row else {
+                    out.push(InstanceWork {
+                        id: instance,
+                        status: None,
+                        history_len: 0,
+                        attempts: 0,
+                        messages,
+                    });
+                    continue;
+                };
+                lock.execute(params![instance, owner, lock_until])?;
+                let what = || format!("instance `{instance}`");
+                out.push(InstanceWork {
+                    status: Some(status_of(&status, &instance)?),
+                    history_len: u64::try_from(len).map_err(|e| corrupt(what(), e))?,
+                    attempts: u32::try_from(attempts.saturating_add(1))
+                        .map_err(|e| corrupt(what(), e))?,
+                    id: instance,
+                    messages,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn history(&self, instance: &str) -> Result<Vec<HistoryRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT idx, turn, at, event, sum FROM history WHERE instance = ?1 ORDER BY idx",
+        )?;
+        let mut q = stmt.query([instance])?;
+        let mut out = Vec::new();
+        while let Some(r) = q.next()? {
+            let (idx, turn, at, text, sum): (i64, i64, i64, String, i64) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+            let what = || format!("history event {idx} of instance `{instance}`");
+            verify(sum, &[Some(instance), Some(&text)], what)?;
+            let index = u64::try_from(idx).map_err(|e| corrupt(what(), e))?;
+            if index != out.len() as u64 {
+                return Err(corrupt(what(), format!("expected index {}", out.len())));
+            }
+            let turn = u64::try_from(turn).map_err(|e| corrupt(what(), e))?;
+            let prev_turn = out.last().map_or(0, |r: &HistoryRecord| r.turn);
+            if turn < prev_turn {
+                return Err(corrupt(what(), format!("turn {turn} after turn {prev_turn}")));
+            }
+            out.push(HistoryRecord {
+                index,
+                turn,
+                at,
+                event: decode_event(&text, what)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn commit_turns(
+        &self,
+        _owner: &str,
+        turns: &[TurnCommit],
+    ) -> Result<Vec<CommitOutcome>, StoreError> {
+        self.write(|tx| {
+            let mut outcomes = Vec::with_capacity(turns.len());
+            for turn in turns {
+                if commit_turn(tx, turn)? {
+                    outcomes.push(CommitOutcome::Committed);
+                } else {
+                    outcomes.push(CommitOutcome::Conflict);
+                }
+            }
+            Ok(outcomes)
+        })
+    }
+
+    fn mark_stuck(
+        &self,
+        owner: &str,
+        instance: &str,
+        failure: &Failure,
+        now: i64,
+        retry_at: i64,
+    ) -> Result<(), StoreError> {
+        // An instance that waits for fitting code is not poison: only
+        // failures that may pass (a panic on replay) keep counting attempts.
+        let waits_for_code = matches!(
+            failure.kind,
+            FailureKind::Nondeterminism | FailureKind::UnregisteredOrchestrator
+        );
+        self.write(|tx| {
+            let name: Option<String> = tx
+                .prepare_cached("SELECT name FROM instances WHERE id = ?1")?
+                .query_row([instance], |r| r.get(0))
+                .optional()?;
+            let Some(name) = name else { return Ok(()) };
+            let failure = to_json(failure)?;
+            let status = RuntimeStatus::Stuck.as_str();
+            let sum = instance_sum(&name, status, None, Some(&failure), None);
+            tx.prepare_cached(
+                "UPDATE instances SET status = ?6, output = NULL, failure = ?2, reason = NULL, \
+                 updated_at = ?3, lock_owner = ?4, lock_until = ?5, sum = ?7, \
+                 attempts = CASE WHEN ?8 THEN 0 ELSE attempts END \
+                 WHERE id = ?1 AND (lock_owner IS NULL OR lock_owner = ?4)",
+            )?
+            .execute(params![
+                instance,
+                failure,
+                now,
+                owner,
+                retry_at,
+                status,
+                sum,
+                waits_for_code
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn fetch_tasks(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<LeasedTask>, StoreError> {
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE tasks SET lease_owner = ?1, visible_at = ?2, attempt = attempt + 1 \
+                 WHERE id IN (SELECT id FROM tasks WHERE visible_at <= ?3 ORDER BY visible_at, id LIMIT ?4) \
+                 RETURNING id, instance, seq, name, input, retry, attempt, failures, sum",
+            )?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let mut q = stmt.query(params![owner, lease_until, now, limit])?;
+            let mut out = Vec::new();
+            while let Some(r) = q.next()? {
+                out.push(leased_task(r)?);
+            }
+            out.sort_by_key(|t| t.id);
+            Ok(out)
+        })
+    }
+
+    fn finish_tasks(&self, owner: &str, results: &[TaskResult]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            for res in results {
+                match &res.outcome {
+                    TaskOutcome::Done(event) => {
+                        let n = tx
+                            .prepare_cached(
+                                "DELETE FROM tasks WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3",
+                            )?
+                            .execute(params![res.id, owner, res.attempt])?;
+                        // Zero rows: the lease was lost and the task belongs to
+                        // a later attempt, whose result will count instead.
+                        if n == 1 {
+                            insert_message(tx, &res.instance, event, 0)?;
+                        }
+                    }
+                    TaskOutcome::Retry {
+                        visible_at,
+                        failures,
+                    } => {
+                        tx.prepare_cached(
+                            "UPDATE tasks SET visible_at = ?4, failures = ?5, lease_owner = NULL \
+                             WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3",
+                        )?
+                        .execute(params![res.id, owner, res.attempt, visible_at, failures])?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn renew_tasks(&self, owner: &str, ids: &[i64], lease_until: i64) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE tasks SET visible_at = ?3 WHERE id = ?1 AND lease_owner = ?2",
+            )?;
+            for id in ids {
+                stmt.execute(params![id, owner, lease_until])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn release_tasks(&self, owner: &str, ids: &[i64]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE tasks SET visible_at = 0, lease_owner = NULL WHERE id = ?1 AND lease_owner = ?2",
+            )?;
+            for id in ids {
+                stmt.execute(params![id, owner])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn next_due(&self) -> Result<Due, StoreError> {
+        let conn = self.lock();
+        let message = conn
+            .prepare_cached("SELECT min(visible_at) FROM messages")?
+            .query_row([], |r| r.get(0))?;
+        let task = conn
+            .prepare_cached("SELECT min(visible_at) FROM tasks")?
+            .query_row([], |r| r.get(0))?;
+        Ok(Due { message, task })
+    }
+
+    fn status(&self, instance: &str) -> Result<Option<InstanceStatus>, StoreError> {
+        let conn = self.lock();
+        let row = conn
+            .prepare_cached(
+                "SELECT name, status, output, failure, reason, created_at, updated_at, history_len, sum \
+                 FROM instances WHERE id = ?1",
+            )?
+            .query_row([instance], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, i64>(8)?,
+                ))
+            })
+            .optional()?;
+        let Some((name, status, output, failure, reason, created, updated, len, sum)) = row else {
+            return Ok(None);
+        };
+        let what = || format!("instance `{instance}`");
+        let parts = [
+            Some(name.as_str()),
+            Some(status.as_str()),
+            output.as_deref(),
+            failure.as_deref(),
+            reason.as_deref(),
+        ];
+        verify(sum, &parts, what)?;
+        Ok(Some(InstanceStatus {
+            id: instance.to_owned(),
+            runtime_status: status_of(&status, instance)?,
+            name,
+            output: output
+                .map(Payload::from_json)
+                .transpose()
+                .map_err(|e| corrupt(what(), e))?,
+            failure: failure
+                .map(|f| serde_json::from_str(&f))
+                .transpose()
+                .map_err(|e| corrupt(what(), e))?,
+            terminated: reason,
+            created_at: history::system_time(created),
+            updated_at: history::system_time(updated),
+            history_len: u64::try_from(len).map_err(|e| corrupt(what(), e))?,
+        }))
+    }
+}
+
+/// Writes one turn if the stored history length is the one it was computed
+/// on; `false` (nothing written) if not.
+fn commit_turn(tx: &Transaction<'_>, turn: &TurnCommit) -> Result<bool, StoreError> {
+    let new_len = turn.expected_len + turn.events.len() as u64;
+    let changed = if let Some(s) = &turn.status {
+        let name: Option<String> = tx
+            .prepare_cached("SELECT name FROM instances WHERE id = ?1")?
+            .query_row([&turn.instance], |r| r.get(0))
+            .optional()?;
+        let Some(name) = name else { return Ok(false) };
+        let output = s.output.as_ref().map(Payload::json);
+        let failure = s.failure.as_ref().map(to_json).transpose()?;
+        let status = s.status.as_str();
+        let sum = instance_sum(&name, status, output, failure.as_deref(), s.reason.as_deref());
+        tx.prepare_cached(
+            "UPDATE instances SET history_len = ?3, status = ?4, output = ?5, failure = ?6, \
+             reason = ?7, updated_at = ?8, lock_owner = NULL, lock_until = NULL, attempts = 0, \
+             sum = ?9 WHERE id = ?1 AND history_len = ?2",
+        )?
+        .execute(params![
+            turn.instance,
+            count(turn.expected_len),
+            count(new_len),
+            status,
+            output,
+            failure,
+            s.reason,
+            s.now,
+            sum
+        ])?
+    } else {
+        let n = tx
+            .prepare_cached(
+                "UPDATE instances SET lock_owner = NULL, lock_until = NULL \
+                 WHERE id = ?1 AND history_len = ?2",
+            )?
+            .execute(params![turn.instance, count(turn.expected_len)])?;
+        // A turn for an unknown instance only drops its stray messages.
+        let exists: Option<i64> = tx
+            .prepare_cached("SELECT 1 FROM instances WHERE id = ?1")?
+            .query_row([&turn.instance], |r| r.get(0))
+            .optional()?;
+        if exists.is_none() && turn.events.is_empty() {
+            1
+        } else {
+            n
+        }
+    };
+    if changed == 0 {
+        return Ok(false);
+    }
+    for rec in &turn.events {
+        insert_history(tx, &turn.instance, rec)?;
+    }
+    for task in &turn.tasks {
+        let seq = count(task.seq);
+        let retry = to_json(&task.retry)?;
+        let sum = task_sum(&turn.instance, seq, &task.name, task.input.json(), &retry);
+        tx.prepare_cached(
+            "INSERT INTO tasks (instance, seq, name, input, retry, visible_at, sum) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
+        )?
+        .execute(params![turn.instance, seq, task.name, task.input.json(), retry, sum])?;
+    }
+    for m in &turn.messages {
+        insert_message(tx, &m.instance, &m.event, m.visible_at)?;
+    }
+    let mut del = tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?;
+    for id in &turn.consumed {
+        del.execute([id])?;
+    }
+    Ok(true)
+}
