@@ -111,7 +111,11 @@ impl Client {
                 name: O::NAME.to_owned(),
             });
         }
-        let input = Payload::encode(&input, &format!("the input of orchestrator `{}`", O::NAME))?;
+        let input = Payload::encode(
+            &input,
+            &format!("the input of orchestrator `{}`", O::NAME),
+            self.shared.registry.max_payload,
+        )?;
         let new = NewInstance {
             id: id.clone(),
             name: O::NAME.to_owned(),
@@ -142,6 +146,11 @@ impl Client {
     /// Delivers an external event to a running instance; it is kept until
     /// the orchestrator waits for `name`.
     ///
+    /// Each call delivers one event: a call retried after an error that may
+    /// have come after the commit (an I/O error, a lost connection) can
+    /// deliver it twice. Use [`Client::raise_event_with_key`] to make retries
+    /// safe.
+    ///
     /// # Errors
     /// [`Error::InstanceNotFound`], [`Error::InstanceFinished`],
     /// [`Error::InvalidName`] for an empty or over-long name,
@@ -152,12 +161,35 @@ impl Client {
         name: &str,
         data: T,
     ) -> Result<(), Error> {
+        let event = Self::event(name, data, self.shared.registry.max_payload)?;
+        self.enqueue(id, event, None).await
+    }
+
+    /// Delivers an external event at most once per `key` for this instance:
+    /// calling it again with the same key (a retry after an error) is a
+    /// no-op once the first call committed.
+    ///
+    /// # Errors
+    /// As [`Client::raise_event`], and [`Error::InvalidName`] for an empty or
+    /// over-long key.
+    pub async fn raise_event_with_key<T: Serialize>(
+        &self,
+        id: &str,
+        name: &str,
+        key: &str,
+        data: T,
+    ) -> Result<(), Error> {
+        check_name("event key", key)?;
+        let event = Self::event(name, data, self.shared.registry.max_payload)?;
+        self.enqueue(id, event, Some(key.to_owned())).await
+    }
+
+    fn event<T: Serialize>(name: &str, data: T, limit: usize) -> Result<Event, Error> {
         check_name("event name", name)?;
-        let event = Event::EventRaised {
+        Ok(Event::EventRaised {
             name: name.to_owned(),
-            data: Payload::encode(&data, &format!("the data of event `{name}`"))?,
-        };
-        self.enqueue(id, event).await
+            data: Payload::encode(&data, &format!("the data of event `{name}`"), limit)?,
+        })
     }
 
     /// Ends a running instance now; its pending work is dropped.
@@ -168,14 +200,14 @@ impl Client {
         let event = Event::Terminated {
             reason: reason.to_owned(),
         };
-        self.enqueue(id, event).await
+        self.enqueue(id, event, None).await
     }
 
-    async fn enqueue(&self, id: &str, event: Event) -> Result<(), Error> {
+    async fn enqueue(&self, id: &str, event: Event, key: Option<String>) -> Result<(), Error> {
         let owned = id.to_owned();
         match self
             .shared
-            .blocking(move |s, _| s.enqueue(&owned, &event))
+            .blocking(move |s, _| s.enqueue(&owned, &event, key.as_deref()))
             .await?
         {
             Enqueued::Queued => {

@@ -103,6 +103,8 @@ pub(crate) struct State {
     pub(crate) fatal: Option<Failure>,
     /// The deterministic random source's state.
     rng: u64,
+    /// The largest payload the orchestrator may produce.
+    pub(crate) max_payload: usize,
 }
 
 impl State {
@@ -121,6 +123,7 @@ impl State {
             waiting: 0,
             fatal: None,
             rng: 0,
+            max_payload: crate::registry::DEFAULT_MAX_PAYLOAD,
         }
     }
 
@@ -297,7 +300,9 @@ impl Context {
         retry: RetryPolicy,
         loc: &Location<'_>,
     ) -> ActivityCall<A> {
-        let encoded = Payload::encode(input, &format!("the input of activity `{}`", A::NAME));
+        let limit = lock(&self.state).max_payload;
+        let what = format!("the input of activity `{}`", A::NAME);
+        let encoded = Payload::encode(input, &what, limit);
         let mut st = lock(&self.state);
         let seq = match encoded {
             Ok(input) => st.schedule(OpKind::Activity, A::NAME, site(loc), |seq, site| {
@@ -409,7 +414,8 @@ impl Context {
         }
         drop(st);
         let value = f();
-        match Payload::encode(&value, "the value of a side effect") {
+        let limit = lock(&self.state).max_payload;
+        match Payload::encode(&value, "the value of a side effect", limit) {
             Ok(payload) => {
                 lock(&self.state).schedule(
                     OpKind::SideEffect,

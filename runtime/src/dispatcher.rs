@@ -52,6 +52,11 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             }
         }
     }
+    // Turns in flight were not committed: let the next owner take their
+    // instances at once instead of after the lock expires.
+    if let Err(e) = shared.blocking(|s, owner| s.release_instances(owner)).await {
+        eprintln!("durable: dispatcher: releasing instance locks: {e}");
+    }
 }
 
 async fn sleep_or_shutdown(shutdown: &mut tokio::sync::watch::Receiver<bool>, d: Duration) {
@@ -86,6 +91,8 @@ async fn next_wait(shared: &Arc<Shared>) -> Duration {
 /// A turn computed and waiting for its commit.
 struct Pending {
     id: String,
+    /// The history length before the turn.
+    len_before: u64,
     execution: Option<Execution>,
     finished: bool,
 }
@@ -117,6 +124,7 @@ async fn run_batch(
             });
             pending.push(Pending {
                 id: w.id,
+                len_before: w.history_len,
                 execution: None,
                 finished: false,
             });
@@ -127,6 +135,7 @@ async fn run_batch(
             commits.push(poison(shared, &w, consumed, now).await?);
             pending.push(Pending {
                 id: w.id,
+                len_before: w.history_len,
                 execution: None,
                 finished: true,
             });
@@ -147,6 +156,7 @@ async fn run_batch(
                 commits.push(to_commit(&w.id, expected_len, consumed, turn, ex.last_at));
                 pending.push(Pending {
                     id: w.id,
+                    len_before: expected_len,
                     execution: Some(ex),
                     finished,
                 });
@@ -164,6 +174,15 @@ async fn run_batch(
                 CommitOutcome::Committed if p.finished => shared.finished(&p.id),
                 CommitOutcome::Committed => {
                     if let Some(ex) = p.execution {
+                        let limit = shared.config.history_warning;
+                        if ex.history_len >= limit && p.len_before < limit {
+                            eprintln!(
+                                "durable: warning: instance `{}` has {} events in its history; replay after a \
+                                 restart grows with it: end the orchestration and start a new one with its \
+                                 state as input (continue-as-new)",
+                                p.id, ex.history_len
+                            );
+                        }
                         cache.put(p.id, ex);
                     }
                 }

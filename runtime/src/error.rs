@@ -54,6 +54,17 @@ pub enum Error {
         /// Why.
         source: serde_json::Error,
     },
+    /// A value encodes to more JSON than the runtime's payload limit allows;
+    /// nothing was written.
+    #[error("{what} is {size} bytes of JSON, over the payload limit of {limit} bytes: store large data elsewhere and pass a reference")]
+    PayloadTooLarge {
+        /// What was being encoded.
+        what: String,
+        /// Its encoded size.
+        size: usize,
+        /// The limit (`Builder::max_payload`).
+        limit: usize,
+    },
     /// The instance failed for a reason outside its own code's return value
     /// (a panic, nondeterminism, an unregistered activity, ...).
     #[error("instance `{id}` failed: {failure}")]

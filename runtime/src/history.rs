@@ -19,11 +19,23 @@ use crate::error::{Error, Failure};
 pub struct Payload(Box<RawValue>);
 
 impl Payload {
-    /// Encodes `value`.
-    pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Self, Error> {
-        serde_json::value::to_raw_value(value)
-            .map(Self)
-            .map_err(|e| Error::payload(format!("encoding {what}"), e))
+    /// Encodes `value`, refusing more than `limit` bytes of JSON.
+    pub(crate) fn encode<T: Serialize + ?Sized>(
+        value: &T,
+        what: &str,
+        limit: usize,
+    ) -> Result<Self, Error> {
+        let raw = serde_json::value::to_raw_value(value)
+            .map_err(|e| Error::payload(format!("encoding {what}"), e))?;
+        let size = raw.get().len();
+        if size > limit {
+            return Err(Error::PayloadTooLarge {
+                what: what.to_owned(),
+                size,
+                limit,
+            });
+        }
+        Ok(Self(raw))
     }
 
     /// Decodes into `T`.

@@ -15,8 +15,14 @@ use crate::unwind::CatchUnwind;
 /// An orchestrator's run: its encoded output and whether it is a failure.
 pub(crate) type OrchestrationFuture = BoxFuture<Result<(Payload, bool), Failure>>;
 
-type StartFn = dyn Fn(Context, &Payload) -> Result<OrchestrationFuture, Failure> + Send + Sync;
-type RunFn = dyn Fn(&Payload) -> BoxFuture<Result<Payload, ActivityFailure>> + Send + Sync;
+/// Starts an orchestrator on its encoded input; outputs over the limit fail.
+type StartFn =
+    dyn Fn(Context, &Payload, usize) -> Result<OrchestrationFuture, Failure> + Send + Sync;
+/// Runs one activity attempt on its encoded input; outputs over the limit fail.
+type RunFn = dyn Fn(&Payload, usize) -> BoxFuture<Result<Payload, ActivityFailure>> + Send + Sync;
+
+/// The default largest payload: 4 MiB of JSON.
+pub(crate) const DEFAULT_MAX_PAYLOAD: usize = 4 << 20;
 
 pub(crate) struct OrchestratorEntry {
     pub(crate) start: Box<StartFn>,
@@ -24,17 +30,29 @@ pub(crate) struct OrchestratorEntry {
 }
 
 /// What the runtime can run.
-#[derive(Default)]
 pub(crate) struct Registry {
     orchestrators: HashMap<&'static str, OrchestratorEntry>,
     activities: HashMap<&'static str, Arc<RunFn>>,
     /// Names registered twice, reported when the runtime starts.
     duplicates: Vec<&'static str>,
+    /// The largest payload, in bytes of JSON, anything may produce.
+    pub(crate) max_payload: usize,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            orchestrators: HashMap::new(),
+            activities: HashMap::new(),
+            duplicates: Vec::new(),
+            max_payload: DEFAULT_MAX_PAYLOAD,
+        }
+    }
 }
 
 impl Registry {
     pub(crate) fn add_orchestrator<O: Orchestrator>(&mut self, orchestrator: O) {
-        let start = move |ctx: Context, input: &Payload| {
+        let start = move |ctx: Context, input: &Payload, limit: usize| {
             let input: O::Input = input
                 .decode(&format!("the input of orchestrator `{}`", O::NAME))
                 .map_err(|e| Failure::new(FailureKind::Payload, e.to_string()))?;
@@ -42,9 +60,13 @@ impl Registry {
             let fut: OrchestrationFuture = Box::pin(async move {
                 let out = run.await;
                 let failed = O::is_failure(&out);
-                Payload::encode(&out, &format!("the output of orchestrator `{}`", O::NAME))
-                    .map(|p| (p, failed))
-                    .map_err(|e| Failure::new(FailureKind::Payload, e.to_string()))
+                Payload::encode(
+                    &out,
+                    &format!("the output of orchestrator `{}`", O::NAME),
+                    limit,
+                )
+                .map(|p| (p, failed))
+                .map_err(|e| Failure::new(FailureKind::Payload, e.to_string()))
             });
             Ok(fut)
         };
@@ -58,34 +80,38 @@ impl Registry {
     }
 
     pub(crate) fn add_activity<A: Activity>(&mut self, activity: A) {
-        let run = move |input: &Payload| -> BoxFuture<Result<Payload, ActivityFailure>> {
-            let input: A::Input =
-                match input.decode(&format!("the input of activity `{}`", A::NAME)) {
-                    Ok(i) => i,
-                    Err(e) => {
-                        let msg = e.to_string();
-                        return Box::pin(async move { Err(ActivityFailure::Aborted(msg)) });
+        let run =
+            move |input: &Payload, limit: usize| -> BoxFuture<Result<Payload, ActivityFailure>> {
+                let input: A::Input =
+                    match input.decode(&format!("the input of activity `{}`", A::NAME)) {
+                        Ok(i) => i,
+                        Err(e) => {
+                            let msg = e.to_string();
+                            return Box::pin(async move { Err(ActivityFailure::Aborted(msg)) });
+                        }
+                    };
+                Box::pin(async move {
+                    // A panic is a failed attempt, not a dead worker.
+                    match CatchUnwind::new(AssertUnwindSafe(activity.invoke(input))).await {
+                        Ok(Ok(out)) => Payload::encode(
+                            &out,
+                            &format!("the output of activity `{}`", A::NAME),
+                            limit,
+                        )
+                        .map_err(|e| ActivityFailure::Aborted(e.to_string())),
+                        Ok(Err(err)) => Err(Payload::encode(
+                            &err,
+                            &format!("the error of activity `{}`", A::NAME),
+                            limit,
+                        )
+                        .map_or_else(
+                            |e| ActivityFailure::Aborted(e.to_string()),
+                            ActivityFailure::Error,
+                        )),
+                        Err(panic) => Err(ActivityFailure::Panic(panic)),
                     }
-                };
-            Box::pin(async move {
-                // A panic is a failed attempt, not a dead worker.
-                match CatchUnwind::new(AssertUnwindSafe(activity.invoke(input))).await {
-                    Ok(Ok(out)) => {
-                        Payload::encode(&out, &format!("the output of activity `{}`", A::NAME))
-                            .map_err(|e| ActivityFailure::Aborted(e.to_string()))
-                    }
-                    Ok(Err(err)) => Err(Payload::encode(
-                        &err,
-                        &format!("the error of activity `{}`", A::NAME),
-                    )
-                    .map_or_else(
-                        |e| ActivityFailure::Aborted(e.to_string()),
-                        ActivityFailure::Error,
-                    )),
-                    Err(panic) => Err(ActivityFailure::Panic(panic)),
-                }
-            })
-        };
+                })
+            };
         if self.activities.insert(A::NAME, Arc::new(run)).is_some() {
             self.duplicates.push(A::NAME);
         }

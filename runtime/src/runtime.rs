@@ -26,6 +26,7 @@ pub(crate) struct Config {
     pub(crate) stuck_retry: Duration,
     pub(crate) batch: usize,
     pub(crate) poison_after: u32,
+    pub(crate) history_warning: u64,
 }
 
 impl Default for Config {
@@ -38,6 +39,7 @@ impl Default for Config {
             stuck_retry: Duration::from_secs(30),
             batch: 512,
             poison_after: 10,
+            history_warning: 10_000,
         }
     }
 }
@@ -192,6 +194,33 @@ impl Builder {
     /// Other work keeps flowing meanwhile; nothing loops forever.
     pub fn poison_after(mut self, lost_attempts: u32) -> Self {
         self.config.poison_after = lost_attempts;
+        self
+    }
+
+    /// The largest value, in bytes of JSON, an input, output, error, event
+    /// or side effect may have (default 4 MiB). A larger one is refused with
+    /// [`Error::PayloadTooLarge`] before anything is written: a client call
+    /// returns it, an activity's attempt fails with it, an orchestrator's
+    /// instance fails with it.
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.registry.max_payload = bytes;
+        self
+    }
+
+    /// Warn (on stderr) when an instance's history grows past this many
+    /// events (default 10,000): replay after a restart costs time in
+    /// proportion, so a long-lived orchestration should end and start afresh
+    /// with its state as input.
+    pub fn history_warning(mut self, events: u64) -> Self {
+        self.config.history_warning = events;
+        self
+    }
+
+    /// Uses the SQLite file at `path` with these options (durability, busy
+    /// timeout, size cap).
+    pub fn sqlite_with(mut self, path: impl Into<PathBuf>, options: SqliteOptions) -> Self {
+        self.store = Some(StoreSpec::Sqlite(path.into()));
+        self.sqlite = options;
         self
     }
 

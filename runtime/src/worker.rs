@@ -21,7 +21,13 @@ type Attempt = (LeasedTask, Result<Payload, ActivityFailure>);
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.clone();
     let mut inflight: JoinSet<Attempt> = JoinSet::new();
+    // Leases held: running attempts and results not yet recorded. They are
+    // renewed until the result is in the store.
     let mut leased: HashSet<i64> = HashSet::new();
+    let mut unreported: Vec<TaskResult> = Vec::new();
+    // When to offer refused results again: one deadline across loop passes,
+    // so the other branches firing more often cannot starve it.
+    let mut retry_at = tokio::time::Instant::now();
     let lease = duration_micros(shared.config.lease);
     let mut renew = tokio::time::interval(shared.config.lease / 3);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -65,13 +71,20 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         tokio::select! {
             _ = shutdown.changed() => {}
             Some(done) = inflight.join_next(), if !inflight.is_empty() => {
-                let mut batch = Vec::new();
-                collect(done, &mut batch, &mut leased);
+                collect(done, &mut unreported);
                 while let Some(done) = inflight.try_join_next() {
-                    collect(done, &mut batch, &mut leased);
+                    collect(done, &mut unreported);
                 }
-                report(&shared, batch).await;
+                if !report(&shared, &mut unreported, &mut leased).await {
+                    retry_at = tokio::time::Instant::now() + ERROR_BACKOFF;
+                }
                 look = true;
+            }
+            // Results the store refused last time are offered again.
+            () = tokio::time::sleep_until(retry_at), if !unreported.is_empty() => {
+                if !report(&shared, &mut unreported, &mut leased).await {
+                    retry_at = tokio::time::Instant::now() + ERROR_BACKOFF;
+                }
             }
             () = shared.worker_wake.notified() => look = true,
             () = tokio::time::sleep(wait), if !look => look = true,
@@ -88,10 +101,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     // (or another process) runs it again at once.
     inflight.abort_all();
     while let Some(done) = inflight.join_next().await {
-        if let Ok((task, _)) = done {
-            leased.remove(&task.id);
-        }
+        collect(done, &mut unreported);
     }
+    report(&shared, &mut unreported, &mut leased).await;
     if !leased.is_empty() {
         let ids: Vec<i64> = leased.into_iter().collect();
         if let Err(e) = shared
@@ -120,6 +132,7 @@ async fn next_wait(shared: &Arc<Shared>) -> Duration {
 
 fn spawn(shared: &Arc<Shared>, inflight: &mut JoinSet<Attempt>, task: LeasedTask) {
     let run = shared.registry.activity(&task.name);
+    let limit = shared.registry.max_payload;
     // Leases taken that ended in neither a result nor a reported failure.
     let lost = task.attempt.saturating_sub(1).saturating_sub(task.failures);
     let poison_after = shared.config.poison_after;
@@ -136,7 +149,7 @@ fn spawn(shared: &Arc<Shared>, inflight: &mut JoinSet<Attempt>, task: LeasedTask
                     attempt: task.attempt,
                     name,
                 };
-                info.scope(run(&task.input)).await
+                info.scope(run(&task.input, limit)).await
             }
             None => Err(ActivityFailure::Aborted(format!(
                 "activity `{}` is not registered with this worker",
@@ -149,15 +162,10 @@ fn spawn(shared: &Arc<Shared>, inflight: &mut JoinSet<Attempt>, task: LeasedTask
 
 /// Turns a finished attempt into its result: done, or queued again per the
 /// retry policy.
-fn collect(
-    done: Result<Attempt, tokio::task::JoinError>,
-    batch: &mut Vec<TaskResult>,
-    leased: &mut HashSet<i64>,
-) {
+fn collect(done: Result<Attempt, tokio::task::JoinError>, batch: &mut Vec<TaskResult>) {
     // Attempts catch their own panics; a join error is an abort at shutdown,
     // whose lease is given back there.
     let Ok((task, result)) = done else { return };
-    leased.remove(&task.id);
     let outcome = match result {
         Ok(output) => TaskOutcome::Done(Event::ActivityCompleted {
             seq: task.seq,
@@ -191,18 +199,44 @@ fn collect(
     });
 }
 
-/// Commits a batch of results and wakes the dispatcher. On a store error
-/// the results are lost but the leases expire, so the attempts run again.
-async fn report(shared: &Arc<Shared>, batch: Vec<TaskResult>) {
+/// Commits the results in one transaction and wakes the dispatcher. On a
+/// store error they stay queued (and their leases renewed) for another try;
+/// returns whether everything was recorded.
+async fn report(
+    shared: &Arc<Shared>,
+    unreported: &mut Vec<TaskResult>,
+    leased: &mut HashSet<i64>,
+) -> bool {
+    if unreported.is_empty() {
+        return true;
+    }
+    let batch = std::mem::take(unreported);
     let completed = batch
         .iter()
         .any(|r| matches!(r.outcome, TaskOutcome::Done(_)));
-    match shared
-        .blocking(move |s, owner| s.finish_tasks(owner, &batch))
-        .await
-    {
-        Ok(()) if completed => shared.dispatcher_wake.notify_one(),
-        Ok(()) => {}
-        Err(e) => eprintln!("durable: activity worker: recording results: {e}"),
+    let outcome = shared
+        .blocking(move |s, owner| Ok((s.finish_tasks(owner, &batch), batch)))
+        .await;
+    match outcome {
+        Ok((Ok(()), batch)) => {
+            for r in &batch {
+                leased.remove(&r.id);
+            }
+            if completed {
+                shared.dispatcher_wake.notify_one();
+            }
+            true
+        }
+        Ok((Err(e), batch)) => {
+            eprintln!("durable: activity worker: recording results: {e}; retrying");
+            *unreported = batch;
+            false
+        }
+        // The blocking pool is gone (the runtime is going down): the leases
+        // expire and the attempts run again.
+        Err(e) => {
+            eprintln!("durable: activity worker: recording results: {e}");
+            false
+        }
     }
 }

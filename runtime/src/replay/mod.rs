@@ -313,8 +313,9 @@ impl Execution {
                         format!("orchestrator `{name}` is not registered with this runtime"),
                     )));
                 };
+                lock(&self.state).max_payload = registry.max_payload;
                 let ctx = Context::new(self.instance_id.clone(), self.state.clone());
-                match (entry.start)(ctx, input) {
+                match (entry.start)(ctx, input, registry.max_payload) {
                     Ok(fut) => self.root = Some(fut),
                     Err(f) => lock(&self.state).fail(f),
                 }

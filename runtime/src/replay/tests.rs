@@ -129,7 +129,7 @@ fn registry() -> Registry {
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Payload {
-    Payload::encode(v, "test value").expect("test values encode")
+    Payload::encode(v, "test value", usize::MAX).expect("test values encode")
 }
 
 fn started(name: &str, input: u64) -> Event {

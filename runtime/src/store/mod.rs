@@ -203,10 +203,17 @@ pub trait Store: Send + Sync + 'static {
     fn create_instance(&self, instance: &NewInstance) -> Result<Created, StoreError>;
 
     /// Queues a message for a running instance (an event, a termination).
+    /// With a `key`, a message with the same key already queued for the
+    /// instance makes this a no-op answering [`Enqueued::Queued`].
     ///
     /// # Errors
     /// When the store fails.
-    fn enqueue(&self, instance: &str, event: &Event) -> Result<Enqueued, StoreError>;
+    fn enqueue(
+        &self,
+        instance: &str,
+        event: &Event,
+        key: Option<&str>,
+    ) -> Result<Enqueued, StoreError>;
 
     /// Takes up to `limit` visible messages, grouped by instance, of
     /// instances no other owner holds locked (nor `owner` itself, when it
@@ -282,6 +289,14 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// When the store fails.
     fn renew_tasks(&self, owner: &str, ids: &[i64], lease_until: i64) -> Result<(), StoreError>;
+
+    /// Releases the instance locks `owner` holds (on shutdown), so another
+    /// process or the next start takes the instances at once. Stuck
+    /// instances stay set aside until their retry time.
+    ///
+    /// # Errors
+    /// When the store fails.
+    fn release_instances(&self, owner: &str) -> Result<(), StoreError>;
 
     /// Gives these leased tasks back, due at once (on shutdown).
     ///

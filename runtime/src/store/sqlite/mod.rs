@@ -55,6 +55,11 @@ CREATE TABLE messages (
     sum        INTEGER NOT NULL
 );
 CREATE INDEX messages_due ON messages (visible_at, id);
+CREATE TABLE message_keys (
+    instance TEXT NOT NULL,
+    key      TEXT NOT NULL,
+    PRIMARY KEY (instance, key)
+) WITHOUT ROWID;
 CREATE TABLE tasks (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     instance    TEXT NOT NULL,
@@ -94,12 +99,23 @@ impl Synchronous {
 }
 
 /// Settings of a [`SqliteStore`].
+///
+/// ```
+/// use durable::store::{SqliteOptions, Synchronous};
+/// let mut options = SqliteOptions::default();
+/// options.synchronous = Synchronous::Normal;
+/// options.max_size = Some(1 << 30);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SqliteOptions {
     /// Durability of each commit.
     pub synchronous: Synchronous,
     /// How long to wait for another process's write lock.
     pub busy_timeout: Duration,
+    /// The largest the file may grow, in bytes; past it writes fail with
+    /// [`StoreError::Full`], as on a full disk. `None`: no cap.
+    pub max_size: Option<u64>,
 }
 
 impl Default for SqliteOptions {
@@ -107,6 +123,7 @@ impl Default for SqliteOptions {
         Self {
             synchronous: Synchronous::Full,
             busy_timeout: Duration::from_secs(5),
+            max_size: None,
         }
     }
 }
@@ -124,6 +141,19 @@ impl std::fmt::Debug for SqliteStore {
 
 /// Classifies a SQLite error by its code, never by its message.
 fn classify(e: rusqlite::Error, path: &str) -> StoreError {
+    // A column of the wrong type or bytes that are not UTF-8: a damaged row.
+    if matches!(
+        e,
+        rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::Utf8Error(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+    ) {
+        return StoreError::Corrupt {
+            what: path.to_owned(),
+            detail: e.to_string(),
+        };
+    }
     match e.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => StoreError::NotADatabase {
             path: path.to_owned(),
@@ -253,6 +283,16 @@ impl SqliteStore {
                 found: mode,
             });
         }
+        // SQLite quietly opens a file it may not write read-only; say so now
+        // rather than at the first commit.
+        if conn
+            .is_readonly(rusqlite::MAIN_DB)
+            .map_err(|e| classify(e, &shown))?
+        {
+            return Err(StoreError::ReadOnly(format!(
+                "`{shown}` cannot be opened for writing"
+            )));
+        }
         let sync = options.synchronous.pragma_value();
         conn.pragma_update(None, "synchronous", sync)
             .map_err(|e| classify(e, &shown))?;
@@ -265,6 +305,28 @@ impl SqliteStore {
                 expected: sync.to_string(),
                 found: found.to_string(),
             });
+        }
+        if let Some(bytes) = options.max_size {
+            let page: i64 = conn
+                .pragma_query_value(None, "page_size", |r| r.get(0))
+                .map_err(|e| classify(e, &shown))?;
+            let pages = i64::try_from(bytes).unwrap_or(i64::MAX) / page.max(1);
+            let found: i64 = conn
+                .pragma_update_and_check(None, "max_page_count", pages, |r| r.get(0))
+                .map_err(|e| classify(e, &shown))?;
+            // SQLite never sets the cap below the file's current size.
+            if found > pages.max(1) && found != pages {
+                let current: i64 = conn
+                    .pragma_query_value(None, "page_count", |r| r.get(0))
+                    .map_err(|e| classify(e, &shown))?;
+                if found != current {
+                    return Err(StoreError::Pragma {
+                        name: "max_page_count",
+                        expected: pages.to_string(),
+                        found: found.to_string(),
+                    });
+                }
+            }
         }
         let store = Self {
             conn: Mutex::new(conn),
@@ -331,4 +393,3 @@ fn status_of(text: &str, id: &str) -> Result<RuntimeStatus, StoreError> {
     text.parse()
         .map_err(|e| corrupt(format!("the status of instance `{id}`"), e))
 }
-

@@ -121,7 +121,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn enqueue(&self, instance: &str, event: &Event) -> Result<Enqueued, StoreError> {
+    fn enqueue(
+        &self,
+        instance: &str,
+        event: &Event,
+        key: Option<&str>,
+    ) -> Result<Enqueued, StoreError> {
         self.write(|tx| {
             let status: Option<String> = tx
                 .prepare_cached("SELECT status FROM instances WHERE id = ?1")?
@@ -133,6 +138,17 @@ impl Store for SqliteStore {
             let status = status_of(&status, instance)?;
             if status.is_finished() {
                 return Ok(Enqueued::Finished(status));
+            }
+            if let Some(key) = key {
+                let fresh = tx
+                    .prepare_cached(
+                        "INSERT INTO message_keys (instance, key) VALUES (?1, ?2) \
+                         ON CONFLICT DO NOTHING",
+                    )?
+                    .execute(params![instance, key])?;
+                if fresh == 0 {
+                    return Ok(Enqueued::Queued);
+                }
             }
             insert_message(tx, instance, event, 0)?;
             Ok(Enqueued::Queued)
@@ -236,7 +252,10 @@ impl Store for SqliteStore {
             let turn = u64::try_from(turn).map_err(|e| corrupt(what(), e))?;
             let prev_turn = out.last().map_or(0, |r: &HistoryRecord| r.turn);
             if turn < prev_turn {
-                return Err(corrupt(what(), format!("turn {turn} after turn {prev_turn}")));
+                return Err(corrupt(
+                    what(),
+                    format!("turn {turn} after turn {prev_turn}"),
+                ));
             }
             out.push(HistoryRecord {
                 index,
@@ -377,6 +396,17 @@ impl Store for SqliteStore {
         })
     }
 
+    fn release_instances(&self, owner: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.prepare_cached(
+                "UPDATE instances SET lock_owner = NULL, lock_until = NULL \
+                 WHERE lock_owner = ?1 AND status <> 'stuck'",
+            )?
+            .execute([owner])?;
+            Ok(())
+        })
+    }
+
     fn release_tasks(&self, owner: &str, ids: &[i64]) -> Result<(), StoreError> {
         self.write(|tx| {
             let mut stmt = tx.prepare_cached(
@@ -466,7 +496,13 @@ fn commit_turn(tx: &Transaction<'_>, turn: &TurnCommit) -> Result<bool, StoreErr
         let output = s.output.as_ref().map(Payload::json);
         let failure = s.failure.as_ref().map(to_json).transpose()?;
         let status = s.status.as_str();
-        let sum = instance_sum(&name, status, output, failure.as_deref(), s.reason.as_deref());
+        let sum = instance_sum(
+            &name,
+            status,
+            output,
+            failure.as_deref(),
+            s.reason.as_deref(),
+        );
         tx.prepare_cached(
             "UPDATE instances SET history_len = ?3, status = ?4, output = ?5, failure = ?6, \
              reason = ?7, updated_at = ?8, lock_owner = NULL, lock_until = NULL, attempts = 0, \
@@ -515,7 +551,14 @@ fn commit_turn(tx: &Transaction<'_>, turn: &TurnCommit) -> Result<bool, StoreErr
             "INSERT INTO tasks (instance, seq, name, input, retry, visible_at, sum) \
              VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
         )?
-        .execute(params![turn.instance, seq, task.name, task.input.json(), retry, sum])?;
+        .execute(params![
+            turn.instance,
+            seq,
+            task.name,
+            task.input.json(),
+            retry,
+            sum
+        ])?;
     }
     for m in &turn.messages {
         insert_message(tx, &m.instance, &m.event, m.visible_at)?;
