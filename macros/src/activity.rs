@@ -15,7 +15,7 @@ use crate::{ast, check, expand};
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::new();
     let args = Args::parse(args, &mut errors);
-    let item = match ast::parse_fn(item.clone(), Kind::Activity) {
+    let mut item = match ast::parse_fn(item.clone(), Kind::Activity) {
         Ok(parsed) => parsed,
         Err(error) => {
             let mut tokens = error.to_compile_error();
@@ -23,6 +23,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             return tokens;
         }
     };
+    check::activity_body(&mut item, &mut errors);
     let activity = Activity::from_syn(&item);
     let mut expandable = check::signature(&item, Kind::Activity, &mut errors);
     expandable &= check::inputs(&activity.function.inputs, Kind::Activity, &mut errors);
@@ -222,5 +223,26 @@ mod tests {
         );
         assert!(out.contains("`#[activity]` goes on an `async fn`"), "{out}");
         assert!(out.contains("struct S ;"), "{out}");
+    }
+
+    #[test]
+    fn an_allow_attribute_in_an_activity_is_an_error_and_is_stripped() {
+        let out = expansion(
+            quote!(),
+            quote! {
+                async fn a() -> u64 {
+                    #[durable::allow(wall_clock, reason = "x")]
+                    let t = 1;
+                    t
+                }
+            },
+        );
+        assert_eq!(out.matches("compile_error").count(), 1, "{out}");
+        assert!(
+            out.contains("has no effect in an activity, which may do anything: remove it"),
+            "{out}"
+        );
+        assert!(!out.contains("durable :: allow"), "{out}");
+        assert!(out.contains("impl :: durable :: Activity for a"), "{out}");
     }
 }

@@ -4,10 +4,11 @@
 mod callees;
 
 use proc_macro2::{Span, TokenStream};
+use syn::ext::IdentExt;
 use syn::punctuated::Punctuated;
 use syn::{
-    AttrStyle, Attribute, FnArg, GenericArgument, Ident, Item, ItemFn, Meta, Pat, PatType, Path,
-    PathArguments, ReturnType, Token, Type, TypePath, TypeReference,
+    AttrStyle, Attribute, Expr, ExprPath, FnArg, GenericArgument, Ident, Item, ItemFn, Meta, Pat,
+    PatType, Path, PathArguments, ReturnType, Token, Type, TypePath, TypeReference,
 };
 
 /// Which attribute is being expanded; used to word the errors.
@@ -280,6 +281,77 @@ pub(crate) fn result_args(ty: &Type) -> Option<(&Type, &Type)> {
         }
         _ => None,
     }
+}
+
+/// Whether `expr` is the context bound to `ctx`: `ctx`, `(ctx)`, `&ctx`,
+/// `ctx.clone()`.
+pub(crate) fn is_context_expr(expr: &Expr, ctx: &str) -> bool {
+    match expr {
+        Expr::Path(ExprPath {
+            qself: None, path, ..
+        }) => path.get_ident().is_some_and(|ident| ident.unraw() == ctx),
+        Expr::Paren(expr) => is_context_expr(&expr.expr, ctx),
+        Expr::Group(expr) => is_context_expr(&expr.expr, ctx),
+        Expr::Reference(expr) => is_context_expr(&expr.expr, ctx),
+        Expr::MethodCall(call) if call.method == "clone" && call.args.is_empty() => {
+            is_context_expr(&call.receiver, ctx)
+        }
+        _ => false,
+    }
+}
+
+/// Calls `$then!(args; Variant..)` with every `Expr` variant that has
+/// attributes (or every such `Item` variant): the one list of them.
+macro_rules! variants_with_attrs {
+    (Expr, $then:ident!($($args:tt)*)) => {
+        $then!($($args)*;
+            Array Assign Async Await Binary Block Break Call Cast Closure Const
+            Continue Field ForLoop Group If Index Infer Let Lit Loop Macro Match
+            MethodCall Paren Path Range RawAddr Reference Repeat Return Struct Try
+            TryBlock Tuple Unary Unsafe While Yield)
+    };
+    (Item, $then:ident!($($args:tt)*)) => {
+        $then!($($args)*;
+            Const Enum ExternCrate Fn ForeignMod Impl Macro Mod Static Struct Trait
+            TraitAlias Type Union Use)
+    };
+}
+
+/// `Some(&node.attrs)` (or `&mut`) for the variants listed, else `None`.
+macro_rules! attrs_of {
+    ($node:expr, $kind:ident, &; $($variant:ident)*) => {
+        match $node {
+            $($kind::$variant(node) => Some(&node.attrs),)*
+            _ => None,
+        }
+    };
+    ($node:expr, $kind:ident, &mut; $($variant:ident)*) => {
+        match $node {
+            $($kind::$variant(node) => Some(&mut node.attrs),)*
+            _ => None,
+        }
+    };
+}
+
+/// An expression's outer attributes (for a statement's expression, the
+/// statement's).
+pub(crate) fn expr_attrs(expr: &Expr) -> &[Attribute] {
+    variants_with_attrs!(Expr, attrs_of!(expr, Expr, &)).map_or(&[], Vec::as_slice)
+}
+
+/// An expression's outer attributes, to edit; `None` for `Verbatim`.
+pub(crate) fn expr_attrs_mut(expr: &mut Expr) -> Option<&mut Vec<Attribute>> {
+    variants_with_attrs!(Expr, attrs_of!(expr, Expr, &mut))
+}
+
+/// An item's attributes.
+pub(crate) fn item_attrs(item: &Item) -> &[Attribute] {
+    variants_with_attrs!(Item, attrs_of!(item, Item, &)).map_or(&[], Vec::as_slice)
+}
+
+/// An item's attributes, to edit; `None` for `Verbatim`.
+pub(crate) fn item_attrs_mut(item: &mut Item) -> Option<&mut Vec<Attribute>> {
+    variants_with_attrs!(Item, attrs_of!(item, Item, &mut))
 }
 
 /// `ty` without invisible groups (from `macro_rules!`) and parentheses.

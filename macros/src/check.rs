@@ -1,11 +1,18 @@
 //! Validation: the misuse checks on the signature and the context, and the
-//! place where the determinism rules on an orchestrator's body go.
+//! determinism rules on an orchestrator's body (`check/determinism.rs`,
+//! with the rule table in `check/rules.rs`).
 //!
 //! Each check records its errors and returns whether the fn can still be
 //! expanded: a cosmetic mistake (a missing `async`, a badly bound context)
 //! still gets the full expansion, so call sites keep type-checking and the
 //! user sees only the real error; a mistake in the shape (generics, a
 //! receiver, a missing context) gets the original item back instead.
+
+mod allow;
+mod determinism;
+mod macro_input;
+mod rules;
+mod scope;
 
 use syn::visit::{self, Visit};
 use syn::{
@@ -198,10 +205,30 @@ pub(crate) fn context(orchestrator: &Orchestrator<'_>, errors: &mut Errors) -> b
     expandable
 }
 
-/// The determinism rules on an orchestrator's body. None yet: they go in a
-/// `check/determinism.rs` submodule (a table of forbidden calls, each with
-/// the context method to use instead), called from here.
-pub(crate) fn orchestrator_body(_orchestrator: &Orchestrator<'_>, _errors: &mut Errors) {}
+/// The determinism rules on an orchestrator's body: every call that would
+/// break replay is an error on its tokens. The fn can still be expanded
+/// (the body compiles as written), so nothing is returned.
+pub(crate) fn orchestrator_body(orchestrator: &Orchestrator<'_>, errors: &mut Errors) {
+    determinism::check(orchestrator, errors);
+}
+
+/// Removes the `#[durable::allow(..)]` attributes from an orchestrator, for
+/// emission: rustc has no such attribute. They were read by
+/// [`orchestrator_body`].
+pub(crate) fn strip_allows(item: &mut ItemFn) {
+    allow::strip(item);
+}
+
+/// An activity may do anything, so a `#[durable::allow(..)]` in it is a
+/// mistake: an error on each, and they are removed from `item`.
+pub(crate) fn activity_body(item: &mut ItemFn, errors: &mut Errors) {
+    for attr in allow::strip(item) {
+        errors.error_at(
+            attr,
+            "`#[durable::allow(..)]` has no effect in an activity, which may do anything: remove it",
+        );
+    }
+}
 
 /// The first `&T` in `ty`, outside `fn(..)` / `Fn(..)` signatures.
 fn find_reference(ty: &Type) -> Option<&TypeReference> {

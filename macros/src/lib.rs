@@ -3,8 +3,8 @@
 //! re-exports them; the generated code names only `::durable` paths.
 //!
 //! Each macro runs the same stages: `args` (the attribute's grammar),
-//! `ast` (typed views of the fn), `check` (misuse errors; later the
-//! determinism rules) and `expand` (codegen). The macro holds no runtime
+//! `ast` (typed views of the fn), `check` (misuse errors, and the
+//! determinism rules on an orchestrator's body) and `expand` (codegen). The macro holds no runtime
 //! logic: it generates a trait impl that calls into the runtime.
 
 mod activity;
@@ -126,12 +126,51 @@ pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
 /// path are listed for the runtime, which checks at start that each one is
 /// registered.
 ///
+/// # Determinism
+///
+/// The body is replayed after every restart, so it must compute the same
+/// thing from the same history. A checker rejects what would not: the wall
+/// clock, randomness, random ids, real sleeps and timeouts, threads and
+/// tasks, an unbiased `select!`, I/O, the environment, hash order and
+/// global mutable state, each with a compile error on the offending tokens
+/// that names the rule (`[durable::wall_clock]`), says why and what to
+/// write instead (`ctx.now()`):
+///
+/// ```compile_fail
+/// # use durable::{orchestrator, Context};
+/// #[orchestrator]
+/// async fn stamp(_ctx: Context) -> std::time::SystemTime {
+///     std::time::SystemTime::now() // error: [durable::wall_clock] ..
+/// }
+/// ```
+///
+/// Two escape hatches: `ctx.side_effect(|| ..)`, whose closure runs once
+/// and whose value is recorded in history, and
+/// `#[durable::allow(rule, reason = "..")]` on a statement, a match arm or
+/// (below `#[orchestrator]`) the fn:
+///
+/// ```
+/// # use durable::{orchestrator, Context};
+/// # use std::time::SystemTime;
+/// #[orchestrator]
+/// async fn audit(ctx: Context) -> SystemTime {
+///     #[durable::allow(wall_clock, reason = "only logged, never branched on")]
+///     let seen = SystemTime::now();
+///     eprintln!("replayed at {seen:?}");
+///     ctx.side_effect(SystemTime::now)
+/// }
+/// ```
+///
+/// The checker reads syntax: a call hidden in a helper fn defined
+/// elsewhere is not seen (the runtime fails an instance that awaits a
+/// non-durable future instead of letting it hang).
+///
 /// # Errors
 ///
 /// A compile error on the offending tokens when the context is missing,
-/// misplaced, taken by reference or not bound to a name, and for the same
-/// signature mistakes as `#[activity]`. All of them are reported in one
-/// build.
+/// misplaced, taken by reference or not bound to a name, for the same
+/// signature mistakes as `#[activity]`, and for every determinism rule the
+/// body breaks. All of them are reported in one build.
 #[proc_macro_attribute]
 pub fn orchestrator(args: TokenStream, item: TokenStream) -> TokenStream {
     orchestrator::expand(args.into(), item.into()).into()

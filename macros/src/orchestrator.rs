@@ -33,6 +33,10 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     );
     expandable &= check::output(&item.sig.output, Kind::Orchestrator, &mut errors);
     check::orchestrator_body(&orchestrator, &mut errors);
+    // What is emitted is the item without the checker's own attributes.
+    let mut item = item.clone();
+    check::strip_allows(&mut item);
+    let orchestrator = Orchestrator::from_syn(&item);
     let code = if expandable {
         expand::orchestrator(&orchestrator, &args)
     } else {
@@ -188,5 +192,51 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("enum E { }"), "{out}");
+    }
+
+    #[test]
+    fn determinism_errors_come_with_the_full_expansion() {
+        let out = expansion(
+            quote!(),
+            quote! {
+                #[durable::allow(io, reason = "a fixture")]
+                async fn o(ctx: Context) -> u64 {
+                    #[durable::allow(wall_clock, reason = "logged only")]
+                    let t = SystemTime::now();
+                    let _ = std::fs::read("x");
+                    rand::random()
+                }
+            },
+        );
+        assert_eq!(out.matches("compile_error").count(), 1, "{out}");
+        assert!(
+            out.contains("[durable::randomness] `rand::random` draws fresh randomness"),
+            "{out}"
+        );
+        assert!(!out.contains("durable :: allow"), "{out}");
+        assert!(
+            out.contains("impl :: durable :: Orchestrator for o"),
+            "{out}"
+        );
+        assert!(out.contains("let t = SystemTime :: now () ;"), "{out}");
+    }
+
+    #[test]
+    fn allow_attributes_are_stripped_from_the_fallback_too() {
+        let out = expansion(
+            quote!(),
+            quote! {
+                async fn o<T>(ctx: Context) {
+                    #[durable::allow(wall_clock, reason = "logged only")]
+                    let t = SystemTime::now();
+                }
+            },
+        );
+        assert_eq!(out.matches("compile_error").count(), 1, "{out}");
+        assert!(
+            out.contains("# [allow (dead_code)] async fn o < T >"),
+            "{out}"
+        );
+        assert!(!out.contains("durable :: allow"), "{out}");
     }
 }

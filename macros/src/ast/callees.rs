@@ -126,20 +126,7 @@ impl Calls {
 
     /// Whether `expr` is the context: `ctx`, `(ctx)`, `&ctx`, `ctx.clone()`.
     fn is_ctx(&self, expr: &Expr) -> bool {
-        match expr {
-            Expr::Path(ExprPath {
-                qself: None, path, ..
-            }) => path
-                .get_ident()
-                .is_some_and(|ident| ident.unraw() == self.ctx),
-            Expr::Paren(expr) => self.is_ctx(&expr.expr),
-            Expr::Group(expr) => self.is_ctx(&expr.expr),
-            Expr::Reference(expr) => self.is_ctx(&expr.expr),
-            Expr::MethodCall(call) if call.method == "clone" && call.args.is_empty() => {
-                self.is_ctx(&call.receiver)
-            }
-            _ => false,
-        }
+        super::is_context_expr(expr, &self.ctx)
     }
 }
 
@@ -154,7 +141,7 @@ impl<'ast> Visit<'ast> for Calls {
     }
 
     fn visit_expr(&mut self, expr: &'ast Expr) {
-        if !has_cfg(expr_attrs(expr)) {
+        if !has_cfg(super::expr_attrs(expr)) {
             visit::visit_expr(self, expr);
         }
     }
@@ -184,7 +171,7 @@ impl<'ast> Visit<'ast> for Calls {
     }
 
     fn visit_item(&mut self, item: &'ast Item) {
-        if !has_cfg(item_attrs(item)) {
+        if !has_cfg(super::item_attrs(item)) {
             visit::visit_item(self, item);
         }
     }
@@ -209,72 +196,6 @@ fn macro_exprs(tokens: &TokenStream) -> Vec<Expr> {
 
 fn has_cfg(attrs: &[Attribute]) -> bool {
     attrs.iter().any(|attr| attr.path().is_ident("cfg"))
-}
-
-fn expr_attrs(expr: &Expr) -> &[Attribute] {
-    match expr {
-        Expr::Array(e) => &e.attrs,
-        Expr::Assign(e) => &e.attrs,
-        Expr::Async(e) => &e.attrs,
-        Expr::Await(e) => &e.attrs,
-        Expr::Binary(e) => &e.attrs,
-        Expr::Block(e) => &e.attrs,
-        Expr::Break(e) => &e.attrs,
-        Expr::Call(e) => &e.attrs,
-        Expr::Cast(e) => &e.attrs,
-        Expr::Closure(e) => &e.attrs,
-        Expr::Const(e) => &e.attrs,
-        Expr::Continue(e) => &e.attrs,
-        Expr::Field(e) => &e.attrs,
-        Expr::ForLoop(e) => &e.attrs,
-        Expr::Group(e) => &e.attrs,
-        Expr::If(e) => &e.attrs,
-        Expr::Index(e) => &e.attrs,
-        Expr::Infer(e) => &e.attrs,
-        Expr::Let(e) => &e.attrs,
-        Expr::Lit(e) => &e.attrs,
-        Expr::Loop(e) => &e.attrs,
-        Expr::Macro(e) => &e.attrs,
-        Expr::Match(e) => &e.attrs,
-        Expr::MethodCall(e) => &e.attrs,
-        Expr::Paren(e) => &e.attrs,
-        Expr::Path(e) => &e.attrs,
-        Expr::Range(e) => &e.attrs,
-        Expr::RawAddr(e) => &e.attrs,
-        Expr::Reference(e) => &e.attrs,
-        Expr::Repeat(e) => &e.attrs,
-        Expr::Return(e) => &e.attrs,
-        Expr::Struct(e) => &e.attrs,
-        Expr::Try(e) => &e.attrs,
-        Expr::TryBlock(e) => &e.attrs,
-        Expr::Tuple(e) => &e.attrs,
-        Expr::Unary(e) => &e.attrs,
-        Expr::Unsafe(e) => &e.attrs,
-        Expr::While(e) => &e.attrs,
-        Expr::Yield(e) => &e.attrs,
-        _ => &[],
-    }
-}
-
-fn item_attrs(item: &Item) -> &[Attribute] {
-    match item {
-        Item::Const(i) => &i.attrs,
-        Item::Enum(i) => &i.attrs,
-        Item::ExternCrate(i) => &i.attrs,
-        Item::Fn(i) => &i.attrs,
-        Item::ForeignMod(i) => &i.attrs,
-        Item::Impl(i) => &i.attrs,
-        Item::Macro(i) => &i.attrs,
-        Item::Mod(i) => &i.attrs,
-        Item::Static(i) => &i.attrs,
-        Item::Struct(i) => &i.attrs,
-        Item::Trait(i) => &i.attrs,
-        Item::TraitAlias(i) => &i.attrs,
-        Item::Type(i) => &i.attrs,
-        Item::Union(i) => &i.attrs,
-        Item::Use(i) => &i.attrs,
-        _ => &[],
-    }
 }
 
 #[cfg(test)]

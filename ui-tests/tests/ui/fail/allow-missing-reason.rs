@@ -1,0 +1,14 @@
+use std::time::SystemTime;
+
+use durable::{orchestrator, Context};
+
+#[orchestrator]
+async fn stamp(_ctx: Context) -> SystemTime {
+    #[durable::allow(wall_clock)]
+    let now = SystemTime::now();
+    now
+}
+
+fn main() {
+    let _ = stamp;
+}

@@ -1,0 +1,8 @@
+use durable::orchestrator;
+
+#[orchestrator]
+struct Checkout;
+
+fn main() {
+    let _ = Checkout;
+}
