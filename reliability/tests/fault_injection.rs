@@ -87,10 +87,10 @@ struct FaultyStore {
 /// The error SQLite gives when an fsync fails: the ambiguous kind, where the
 /// caller cannot know whether the transaction is on disk.
 fn injected_io_error() -> StoreError {
-    StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+    StoreError::Sqlite(std::sync::Arc::new(rusqlite::Error::SqliteFailure(
         rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
         Some("disk I/O error (injected after the commit)".to_owned()),
-    ))
+    )))
 }
 
 impl FaultyStore {

@@ -118,7 +118,7 @@ impl Error {
 }
 
 /// A storage failure, classified so callers can act on it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The file exists but is not a SQLite database.
@@ -174,7 +174,13 @@ pub enum StoreError {
     },
     /// Any other SQLite error.
     #[error("sqlite: {0}")]
-    Sqlite(rusqlite::Error),
+    Sqlite(std::sync::Arc<rusqlite::Error>),
+    /// Another write in the same group commit failed so that SQLite gave up
+    /// the whole transaction; nothing of this call was written. Retry it.
+    #[error(
+        "the transaction was rolled back with another write of its group; nothing was written"
+    )]
+    RolledBack,
     /// The store's worker thread is gone.
     #[error("the store is closed")]
     Closed,

@@ -6,16 +6,19 @@
 //! (another process makes it wait up to the busy timeout at `BEGIN`).
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::MutexGuard;
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
 use crate::error::StoreError;
 use crate::history::Event;
 use crate::status::RuntimeStatus;
 
+mod group;
 mod queries;
+
+use group::GroupWriter;
 
 /// `PRAGMA application_id` of a durable database: "DURA".
 const APPLICATION_ID: i32 = 0x4455_5241;
@@ -130,7 +133,7 @@ impl Default for SqliteOptions {
 
 /// The embedded store: a SQLite file (or `:memory:`).
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    writer: GroupWriter,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -165,7 +168,7 @@ fn classify(e: rusqlite::Error, path: &str) -> StoreError {
             what: path.to_owned(),
             detail: e.to_string(),
         },
-        _ => StoreError::Sqlite(e),
+        _ => StoreError::Sqlite(std::sync::Arc::new(e)),
     }
 }
 
@@ -329,7 +332,7 @@ impl SqliteStore {
             }
         }
         let store = Self {
-            conn: Mutex::new(conn),
+            writer: GroupWriter::new(conn),
         };
         store.check_schema(app_id, &shown)?;
         Ok(store)
@@ -371,21 +374,26 @@ impl SqliteStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the connection leaves any open transaction
-        // to be rolled back by its drop: the connection is still sound.
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+        self.writer.lock()
     }
 
-    /// Runs `f` in a `BEGIN IMMEDIATE` transaction and commits it.
+    /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`), shared with the
+    /// writes queued meanwhile, and returns once it committed.
     fn write<T>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+        self.writer.write(f)
+    }
+
+    /// As [`SqliteStore::write`], for a small write that another caller's
+    /// transaction may carry: concurrent client calls share one commit.
+    fn write_shared<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.writer.write_shared(f)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, OptionalExtension, Row, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{checksum, corrupt, count, decode_event, status_of, to_json, verify, SqliteStore};
 use crate::error::{Failure, FailureKind, StoreError};
@@ -26,11 +26,7 @@ fn instance_sum(
     checksum(&[Some(name), Some(status), output, failure, reason])
 }
 
-fn insert_history(
-    tx: &Transaction<'_>,
-    instance: &str,
-    rec: &HistoryRecord,
-) -> Result<(), StoreError> {
+fn insert_history(tx: &Connection, instance: &str, rec: &HistoryRecord) -> Result<(), StoreError> {
     let event = to_json(&rec.event)?;
     let sum = checksum(&[Some(instance), Some(&event)]);
     tx.prepare_cached(
@@ -48,7 +44,7 @@ fn insert_history(
 }
 
 fn insert_message(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     instance: &str,
     event: &Event,
     visible_at: i64,
@@ -101,7 +97,8 @@ fn leased_task(r: &Row<'_>) -> Result<LeasedTask, StoreError> {
 
 impl Store for SqliteStore {
     fn create_instance(&self, new: &NewInstance) -> Result<Created, StoreError> {
-        self.write(|tx| {
+        let new = new.clone();
+        self.write_shared(move |tx| {
             let sum = instance_sum(&new.name, RuntimeStatus::Pending.as_str(), None, None, None);
             let n = tx
                 .prepare_cached(
@@ -127,7 +124,9 @@ impl Store for SqliteStore {
         event: &Event,
         key: Option<&str>,
     ) -> Result<Enqueued, StoreError> {
-        self.write(|tx| {
+        let (instance, event, key) = (instance.to_owned(), event.clone(), key.map(str::to_owned));
+        self.write_shared(move |tx| {
+            let (instance, event, key) = (instance.as_str(), &event, key.as_deref());
             let status: Option<String> = tx
                 .prepare_cached("SELECT status FROM instances WHERE id = ?1")?
                 .query_row([instance], |r| r.get(0))
@@ -353,8 +352,10 @@ impl Store for SqliteStore {
     }
 
     fn finish_tasks(&self, owner: &str, results: &[TaskResult]) -> Result<(), StoreError> {
-        self.write(|tx| {
-            for res in results {
+        let (owner, results) = (owner.to_owned(), results.to_vec());
+        self.write_shared(move |tx| {
+            let owner = owner.as_str();
+            for res in &results {
                 match &res.outcome {
                     TaskOutcome::Done(event) => {
                         let n = tx
@@ -485,7 +486,7 @@ impl Store for SqliteStore {
 
 /// Writes one turn if the stored history length is the one it was computed
 /// on; `false` (nothing written) if not.
-fn commit_turn(tx: &Transaction<'_>, turn: &TurnCommit) -> Result<bool, StoreError> {
+fn commit_turn(tx: &Connection, turn: &TurnCommit) -> Result<bool, StoreError> {
     let new_len = turn.expected_len + turn.events.len() as u64;
     let changed = if let Some(s) = &turn.status {
         let name: Option<String> = tx
