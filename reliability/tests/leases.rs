@@ -66,6 +66,8 @@ fn first_turn(consumed: Vec<i64>, by: &str) -> TurnCommit {
             retry: RetryPolicy::default(),
         }],
         messages: Vec::new(),
+        finished_tasks: Vec::new(),
+        lease_tasks_until: None,
         status: Some(StatusUpdate {
             status: RuntimeStatus::Running,
             output: None,
@@ -94,7 +96,7 @@ fn a_turn_taken_over_after_a_stall_commits_once_and_the_late_commit_is_refused()
         store
             .commit_turns("B", &[first_turn(ids.clone(), "B")])
             .unwrap(),
-        vec![CommitOutcome::Committed]
+        vec![CommitOutcome::Committed { tasks: vec![1] }]
     );
     // A wakes up and commits the turn it computed: refused.
     assert_eq!(

@@ -1,56 +1,102 @@
-//! The orchestration dispatcher: takes instances' queued messages, runs
-//! their turns (from the cache, or by replay) and commits a whole batch of
-//! turns in one transaction.
+//! The orchestration dispatcher: takes instances' queued messages and the
+//! activity results this process's worker hands over, runs their turns (from
+//! the cache, or by replay) and commits a whole batch of turns in one
+//! transaction. New activity tasks are committed already leased to this
+//! process and handed to its worker; finished ones come back the same way,
+//! so a step costs one commit, not three.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc::UnboundedReceiver;
+
 use crate::cache::Cache;
 use crate::context::Action;
-use crate::error::{Failure, FailureKind};
+use crate::error::{Failure, FailureKind, StoreError};
 use crate::history::{duration_micros, now_micros, Event, HistoryRecord};
 use crate::replay::{Execution, Outcome, Parked, Turn};
 use crate::runtime::Shared;
 use crate::status::RuntimeStatus;
-use crate::store::{CommitOutcome, InstanceWork, NewMessage, NewTask, StatusUpdate, TurnCommit};
+use crate::store::{
+    CommitOutcome, InstanceWork, LeasedTask, NewMessage, NewTask, StatusUpdate, TaskOutcome,
+    TaskRef, TaskResult, TurnCommit,
+};
 
 /// How long to back off after a store error before trying again.
 const ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
+/// An activity result handed over by this process's worker, not yet in
+/// the store: the turn that consumes it deletes its task.
+#[derive(Debug, Clone)]
+pub(crate) struct Completed {
+    pub(crate) task: TaskRef,
+    pub(crate) instance: String,
+    pub(crate) event: Event,
+}
+
 /// Runs until the runtime shuts down.
-pub(crate) async fn run(shared: Arc<Shared>) {
+pub(crate) async fn run(shared: Arc<Shared>, mut inbox: UnboundedReceiver<Completed>) {
     let mut cache = Cache::new(shared.config.cache_size);
     let mut shutdown = shared.shutdown.clone();
+    // Results a failed round could not commit, for the next round.
+    let mut carried: Vec<Completed> = Vec::new();
+    // Whether to look in the store: woken by a store write, a timer or the
+    // poll interval; results handed over in memory need no look.
+    let mut look = true;
     while !shared.is_shut_down() {
-        let now = now_micros();
-        let lock_until = now.saturating_add(duration_micros(shared.config.lease));
-        let batch = shared.config.batch;
-        let work = shared
-            .blocking(move |s, owner| s.fetch_work(owner, now, lock_until, batch))
-            .await;
-        let idle = match work {
-            Ok(work) if work.is_empty() => true,
-            Ok(work) => {
-                if let Err(e) = run_batch(&shared, &mut cache, work).await {
-                    eprintln!("durable: dispatcher: {e}; retrying");
-                    sleep_or_shutdown(&mut shutdown, ERROR_BACKOFF).await;
-                }
-                false
-            }
+        let mut completions = std::mem::take(&mut carried);
+        while let Ok(c) = inbox.try_recv() {
+            completions.push(c);
+        }
+        let work = if look {
+            let now = now_micros();
+            let lock_until = now.saturating_add(duration_micros(shared.config.lease));
+            let batch = shared.config.batch;
+            shared
+                .blocking(move |s, owner| s.fetch_work(owner, now, lock_until, batch))
+                .await
+        } else {
+            Ok(Vec::new())
+        };
+        let work = match work {
+            Ok(work) => work,
             Err(e) => {
                 eprintln!("durable: dispatcher: {e}; retrying");
+                carried = completions;
                 sleep_or_shutdown(&mut shutdown, ERROR_BACKOFF).await;
-                false
+                continue;
             }
         };
-        if idle {
+        // A full batch may have left messages behind.
+        look = work.iter().map(|w| w.messages.len()).sum::<usize>() >= shared.config.batch;
+        if work.is_empty() && completions.is_empty() {
             let wait = next_wait(&shared).await;
             tokio::select! {
-                () = shared.dispatcher_wake.notified() => {}
-                () = tokio::time::sleep(wait) => {}
+                () = shared.dispatcher_wake.notified() => look = true,
+                Some(c) = inbox.recv() => carried.push(c),
+                () = tokio::time::sleep(wait) => look = true,
                 _ = shutdown.changed() => {}
             }
+            continue;
         }
+        match run_batch(&shared, &mut cache, work, completions).await {
+            Ok(again) => look |= again,
+            Err((e, back)) => {
+                eprintln!("durable: dispatcher: {e}; retrying");
+                carried = back;
+                look = true;
+                sleep_or_shutdown(&mut shutdown, ERROR_BACKOFF).await;
+            }
+        }
+    }
+    // Results still in memory go to the store as messages (or, if it
+    // refuses, their leases expire and the attempts run again).
+    while let Ok(c) = inbox.try_recv() {
+        carried.push(c);
+    }
+    if let Err(e) = send_to_store(&shared, carried).await {
+        eprintln!("durable: dispatcher: recording activity results: {e}");
     }
     // Turns in flight were not committed: let the next owner take their
     // instances at once instead of after the lock expires.
@@ -88,6 +134,33 @@ async fn next_wait(shared: &Arc<Shared>) -> Duration {
     }
 }
 
+/// Queues handed-over results in the store as messages to their instances,
+/// for the cases the in-memory path cannot take (the instance is stuck,
+/// finished, or was advanced by another process). A result whose lease was
+/// lost is dropped there: its task ran again elsewhere.
+async fn send_to_store(
+    shared: &Arc<Shared>,
+    completions: Vec<Completed>,
+) -> Result<(), StoreError> {
+    if completions.is_empty() {
+        return Ok(());
+    }
+    let results: Vec<TaskResult> = completions
+        .into_iter()
+        .map(|c| TaskResult {
+            id: c.task.id,
+            attempt: c.task.attempt,
+            instance: c.instance,
+            outcome: TaskOutcome::Done(c.event),
+        })
+        .collect();
+    shared
+        .blocking(move |s, owner| s.finish_tasks(owner, &results))
+        .await?;
+    shared.dispatcher_wake.notify_one();
+    Ok(())
+}
+
 /// A turn computed and waiting for its commit.
 struct Pending {
     id: String,
@@ -95,144 +168,312 @@ struct Pending {
     len_before: u64,
     execution: Option<Execution>,
     finished: bool,
+    /// Handed-over results the turn consumes.
+    completions: Vec<Completed>,
 }
 
+/// One instance's input to a round: what the store holds for it (if it was
+/// fetched) and the results handed over in memory.
+struct Input {
+    work: Option<InstanceWork>,
+    completions: Vec<Completed>,
+}
+
+/// Runs and commits one round of turns. Returns whether to look in the
+/// store again at once; on a store error, the handed-over results, for the
+/// next round.
 async fn run_batch(
     shared: &Arc<Shared>,
     cache: &mut Cache,
     work: Vec<InstanceWork>,
-) -> Result<(), crate::error::StoreError> {
-    let now = now_micros();
-    let mut commits = Vec::with_capacity(work.len());
-    let mut pending = Vec::with_capacity(work.len());
-    let mut stuck = Vec::new();
+    completions: Vec<Completed>,
+) -> Result<bool, (StoreError, Vec<Completed>)> {
+    let mut inputs: Vec<(String, Input)> = Vec::with_capacity(work.len());
+    let mut index: HashMap<String, usize> = HashMap::new();
     for w in work {
-        let consumed: Vec<i64> = w.messages.iter().map(|(id, _)| *id).collect();
-        let live = w.status.filter(|s| !s.is_finished());
-        if live.is_none() {
+        index.insert(w.id.clone(), inputs.len());
+        inputs.push((
+            w.id.clone(),
+            Input {
+                work: Some(w),
+                completions: Vec::new(),
+            },
+        ));
+    }
+    for c in completions {
+        let i = *index.entry(c.instance.clone()).or_insert_with(|| {
+            inputs.push((
+                c.instance.clone(),
+                Input {
+                    work: None,
+                    completions: Vec::new(),
+                },
+            ));
+            inputs.len() - 1
+        });
+        inputs[i].1.completions.push(c);
+    }
+    let mut round = Round::default();
+    let mut inputs = inputs.into_iter();
+    while let Some((id, input)) = inputs.next() {
+        if let Err(e) = round.prepare(shared, cache, id, input).await {
+            let mut back = round.into_completions();
+            back.extend(inputs.flat_map(|(_, i)| i.completions));
+            return Err((e, back));
+        }
+    }
+    round.commit(shared, cache).await
+}
+
+/// The turns of one round, built up instance by instance.
+#[derive(Default)]
+struct Round {
+    commits: Vec<TurnCommit>,
+    pending: Vec<Pending>,
+    stuck: Vec<(String, Failure)>,
+    /// Handed-over results that must go to the store instead.
+    to_store: Vec<Completed>,
+}
+
+impl Round {
+    /// Every handed-over result the round holds.
+    fn into_completions(self) -> Vec<Completed> {
+        let mut all = self.to_store;
+        all.extend(self.pending.into_iter().flat_map(|p| p.completions));
+        all
+    }
+
+    /// Computes one instance's turn.
+    async fn prepare(
+        &mut self,
+        shared: &Arc<Shared>,
+        cache: &mut Cache,
+        id: String,
+        input: Input,
+    ) -> Result<(), StoreError> {
+        let now = now_micros();
+        let Input { work, completions } = input;
+        let (consumed, messages, len, attempts, live) = match work {
+            Some(w) => (
+                w.messages.iter().map(|(m, _)| *m).collect::<Vec<i64>>(),
+                w.messages
+                    .into_iter()
+                    .map(|(_, e)| e)
+                    .collect::<Vec<Event>>(),
+                Some(w.history_len),
+                w.attempts,
+                w.status.is_some_and(|s| !s.is_finished()),
+            ),
+            None => (Vec::new(), Vec::new(), None, 0, true),
+        };
+        if !live {
             // Messages for an instance that is gone or finished: nobody
             // will read them (late completions after a race, for example).
-            cache.take(&w.id);
-            commits.push(TurnCommit {
-                instance: w.id.clone(),
-                expected_len: w.history_len,
+            cache.take(&id);
+            self.to_store.extend(completions);
+            self.commits.push(TurnCommit {
+                instance: id.clone(),
+                expected_len: len.unwrap_or(0),
                 events: Vec::new(),
                 consumed,
                 tasks: Vec::new(),
                 messages: Vec::new(),
+                finished_tasks: Vec::new(),
+                lease_tasks_until: None,
                 status: None,
             });
-            pending.push(Pending {
-                id: w.id,
-                len_before: w.history_len,
+            self.pending.push(Pending {
+                id,
+                len_before: len.unwrap_or(0),
                 execution: None,
                 finished: false,
+                completions: Vec::new(),
             });
-            continue;
+            return Ok(());
         }
-        if w.attempts > shared.config.poison_after {
-            cache.take(&w.id);
-            commits.push(poison(shared, &w, consumed, now).await?);
-            pending.push(Pending {
-                id: w.id,
-                len_before: w.history_len,
+        if attempts > shared.config.poison_after {
+            cache.take(&id);
+            let len = len.unwrap_or(0);
+            self.to_store.extend(completions);
+            self.commits
+                .push(poison(shared, &id, len, attempts, consumed, now).await?);
+            self.pending.push(Pending {
+                id,
+                len_before: len,
                 execution: None,
                 finished: true,
+                completions: Vec::new(),
             });
-            continue;
+            return Ok(());
         }
-        let mut ex = match load(shared, cache, &w).await? {
-            Ok(ex) => ex,
+        let mut ex = match load(shared, cache, &id, len).await? {
+            Ok(ex) if !ex.finished => ex,
+            Ok(_) => {
+                // Finished meanwhile (seen on replay): the results go where
+                // stray messages go.
+                self.to_store.extend(completions);
+                return Ok(());
+            }
             Err(Parked(failure)) => {
-                stuck.push((w.id, failure));
-                continue;
+                self.to_store.extend(completions);
+                self.stuck.push((id, failure));
+                return Ok(());
             }
         };
-        let incoming: Vec<Event> = w.messages.into_iter().map(|(_, e)| e).collect();
+        let mut incoming = messages;
+        incoming.extend(completions.iter().map(|c| c.event.clone()));
         let expected_len = ex.history_len;
         match ex.run_turn(now, incoming, &shared.registry) {
             Ok(turn) => {
                 let finished = turn.outcome.is_some();
-                commits.push(to_commit(&w.id, expected_len, consumed, turn, ex.last_at));
-                pending.push(Pending {
-                    id: w.id,
+                let mut commit = to_commit(&id, expected_len, consumed, turn, ex.last_at);
+                commit.finished_tasks = completions.iter().map(|c| c.task).collect();
+                commit.lease_tasks_until =
+                    Some(now.saturating_add(duration_micros(shared.config.lease)));
+                self.commits.push(commit);
+                self.pending.push(Pending {
+                    id,
                     len_before: expected_len,
                     execution: Some(ex),
                     finished,
+                    completions,
                 });
             }
-            Err(Parked(failure)) => stuck.push((w.id, failure)),
-        }
-    }
-    if !commits.is_empty() {
-        let has_tasks = commits.iter().any(|c| !c.tasks.is_empty());
-        let outcomes = shared
-            .blocking(move |s, owner| s.commit_turns(owner, &commits))
-            .await?;
-        for (p, outcome) in pending.into_iter().zip(outcomes) {
-            match outcome {
-                CommitOutcome::Committed if p.finished => shared.finished(&p.id),
-                CommitOutcome::Committed => {
-                    if let Some(ex) = p.execution {
-                        let limit = shared.config.history_warning;
-                        if ex.history_len >= limit && p.len_before < limit {
-                            eprintln!(
-                                "durable: warning: instance `{}` has {} events in its history; replay after a \
-                                 restart grows with it: end the orchestration and start a new one with its \
-                                 state as input (continue-as-new)",
-                                p.id, ex.history_len
-                            );
-                        }
-                        cache.put(p.id, ex);
-                    }
-                }
-                // Someone else advanced the instance: the execution is stale
-                // and is rebuilt from history next time.
-                CommitOutcome::Conflict => {}
+            Err(Parked(failure)) => {
+                self.to_store.extend(completions);
+                self.stuck.push((id, failure));
             }
         }
-        if has_tasks {
-            shared.worker_wake.notify_one();
+        Ok(())
+    }
+
+    /// Commits the round, hands new tasks to the worker, keeps the live
+    /// executions and sends what the turns could not take to the store.
+    async fn commit(
+        self,
+        shared: &Arc<Shared>,
+        cache: &mut Cache,
+    ) -> Result<bool, (StoreError, Vec<Completed>)> {
+        let Round {
+            commits,
+            pending,
+            stuck,
+            mut to_store,
+        } = self;
+        let mut look = false;
+        if !commits.is_empty() {
+            let committed = shared
+                .blocking(move |s, owner| s.commit_turns(owner, &commits).map(|o| (o, commits)))
+                .await;
+            let (outcomes, commits) = match committed {
+                Ok(r) => r,
+                Err(e) => {
+                    to_store.extend(pending.into_iter().flat_map(|p| p.completions));
+                    return Err((e, to_store));
+                }
+            };
+            for ((p, outcome), commit) in pending.into_iter().zip(outcomes).zip(commits) {
+                match outcome {
+                    CommitOutcome::Committed { tasks } => {
+                        hand_over(shared, &commit, tasks);
+                        if p.finished {
+                            shared.finished(&p.id);
+                        } else if let Some(ex) = p.execution {
+                            warn_if_long(shared, &p.id, p.len_before, ex.history_len);
+                            cache.put(p.id, ex);
+                        }
+                    }
+                    // Someone else advanced the instance, or a result's lease
+                    // was lost: the execution is stale and is rebuilt from
+                    // history next time; the results go the long way.
+                    CommitOutcome::Conflict => {
+                        to_store.extend(p.completions);
+                        look = true;
+                    }
+                }
+            }
         }
+        let now = now_micros();
+        let retry_at = now.saturating_add(duration_micros(shared.config.stuck_retry));
+        for (id, failure) in stuck {
+            eprintln!("durable: instance `{id}` is stuck: {failure}");
+            if let Err(e) = shared
+                .blocking(move |s, owner| s.mark_stuck(owner, &id, &failure, now, retry_at))
+                .await
+            {
+                return Err((e, to_store));
+            }
+        }
+        if !to_store.is_empty() {
+            let back = to_store.clone();
+            send_to_store(shared, to_store)
+                .await
+                .map_err(|e| (e, back))?;
+            look = true;
+        }
+        Ok(look)
     }
-    let retry_at = now.saturating_add(duration_micros(shared.config.stuck_retry));
-    for (id, failure) in stuck {
-        eprintln!("durable: instance `{id}` is stuck: {failure}");
-        shared
-            .blocking(move |s, owner| s.mark_stuck(owner, &id, &failure, now, retry_at))
-            .await?;
+}
+
+/// Sends a committed turn's new tasks, leased to this process, to its worker.
+fn hand_over(shared: &Arc<Shared>, commit: &TurnCommit, ids: Vec<i64>) {
+    for (task, id) in commit.tasks.iter().zip(ids) {
+        let leased = LeasedTask {
+            id,
+            instance: commit.instance.clone(),
+            seq: task.seq,
+            name: task.name.clone(),
+            input: task.input.clone(),
+            retry: task.retry,
+            attempt: 1,
+            failures: 0,
+        };
+        // Without a worker (shutting down) the lease expires and the task
+        // is run again by whoever starts next.
+        let _ = shared.tasks_tx.send(leased);
     }
-    Ok(())
+}
+
+fn warn_if_long(shared: &Arc<Shared>, id: &str, before: u64, after: u64) {
+    let limit = shared.config.history_warning;
+    if after >= limit && before < limit {
+        eprintln!(
+            "durable: warning: instance `{id}` has {after} events in its history; replay after a \
+             restart grows with it: end the orchestration and start a new one with its state as \
+             input (continue-as-new)"
+        );
+    }
 }
 
 /// Ends an instance whose turn keeps getting lost (its process crashes
 /// during the turn, or its code panics on replay), so it cannot loop forever.
 async fn poison(
     shared: &Arc<Shared>,
-    w: &InstanceWork,
+    id: &str,
+    history_len: u64,
+    attempts: u32,
     consumed: Vec<i64>,
     now: i64,
-) -> Result<TurnCommit, crate::error::StoreError> {
-    let id = w.id.clone();
-    let history = shared.blocking(move |s, _| s.history(&id)).await?;
+) -> Result<TurnCommit, StoreError> {
+    let owned = id.to_owned();
+    let history = shared.blocking(move |s, _| s.history(&owned)).await?;
     let (turn, at) = history
         .last()
         .map_or((0, now), |r| (r.turn + 1, r.at.max(now)));
     let failure = Failure::new(
         FailureKind::Poisoned,
         format!(
-            "instance `{}` was tried {} times without completing a turn (its process crashed \
+            "instance `{id}` was tried {} times without completing a turn (its process crashed \
              during the turn, or its code panicked on replay)",
-            w.id,
-            w.attempts - 1
+            attempts - 1
         ),
     );
     eprintln!("durable: {failure}");
     Ok(TurnCommit {
-        instance: w.id.clone(),
-        expected_len: w.history_len,
+        instance: id.to_owned(),
+        expected_len: history_len,
         events: vec![HistoryRecord {
-            index: w.history_len,
+            index: history_len,
             turn,
             at,
             event: Event::Failed {
@@ -242,6 +483,8 @@ async fn poison(
         consumed,
         tasks: Vec::new(),
         messages: Vec::new(),
+        finished_tasks: Vec::new(),
+        lease_tasks_until: None,
         status: Some(StatusUpdate {
             status: RuntimeStatus::Failed,
             output: None,
@@ -252,24 +495,26 @@ async fn poison(
     })
 }
 
-/// The live execution of an instance: from the cache when it is current,
-/// else rebuilt from history.
+/// The live execution of an instance: from the cache when it is current
+/// (`len`, the stored history length, if the store was read), else rebuilt
+/// from history.
 async fn load(
     shared: &Arc<Shared>,
     cache: &mut Cache,
-    w: &InstanceWork,
-) -> Result<Result<Execution, Parked>, crate::error::StoreError> {
-    if let Some(ex) = cache.take(&w.id) {
-        if ex.history_len == w.history_len {
+    id: &str,
+    len: Option<u64>,
+) -> Result<Result<Execution, Parked>, StoreError> {
+    if let Some(ex) = cache.take(id) {
+        if len.is_none_or(|len| ex.history_len == len) {
             return Ok(Ok(ex));
         }
     }
-    if w.history_len == 0 {
-        return Ok(Ok(Execution::new(&w.id)));
+    if len == Some(0) {
+        return Ok(Ok(Execution::new(id)));
     }
-    let id = w.id.clone();
-    let history = shared.blocking(move |s, _| s.history(&id)).await?;
-    Ok(Execution::replay(&w.id, &history, &shared.registry))
+    let owned = id.to_owned();
+    let history = shared.blocking(move |s, _| s.history(&owned)).await?;
+    Ok(Execution::replay(id, &history, &shared.registry))
 }
 
 fn to_commit(id: &str, expected_len: u64, consumed: Vec<i64>, turn: Turn, now: i64) -> TurnCommit {
@@ -339,6 +584,8 @@ fn to_commit(id: &str, expected_len: u64, consumed: Vec<i64>, turn: Turn, now: i
         consumed,
         tasks,
         messages,
+        finished_tasks: Vec::new(),
+        lease_tasks_until: None,
         status: Some(status),
     }
 }

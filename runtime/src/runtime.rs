@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -55,6 +56,10 @@ pub(crate) struct Shared {
     pub(crate) dispatcher_wake: Notify,
     /// Wakes the activity worker: new tasks are queued.
     pub(crate) worker_wake: Notify,
+    /// Tasks committed already leased to this process, for its worker.
+    pub(crate) tasks_tx: UnboundedSender<crate::store::LeasedTask>,
+    /// Results of this process's activities, for its dispatcher.
+    pub(crate) completions_tx: UnboundedSender<dispatcher::Completed>,
     /// Clients waiting for instances to finish.
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -266,6 +271,8 @@ impl Builder {
             }
         };
         let (shutdown_tx, shutdown) = watch::channel(false);
+        let (tasks_tx, tasks_rx) = unbounded_channel();
+        let (completions_tx, completions_rx) = unbounded_channel();
         let shared = Arc::new(Shared {
             store,
             registry,
@@ -273,12 +280,14 @@ impl Builder {
             owner: client::new_id(),
             dispatcher_wake: Notify::new(),
             worker_wake: Notify::new(),
+            tasks_tx,
+            completions_tx,
             waiters: Mutex::new(HashMap::new()),
             shutdown,
         });
         let tasks = vec![
-            tokio::spawn(dispatcher::run(Arc::clone(&shared))),
-            tokio::spawn(worker::run(Arc::clone(&shared))),
+            tokio::spawn(dispatcher::run(Arc::clone(&shared), completions_rx)),
+            tokio::spawn(worker::run(Arc::clone(&shared), tasks_rx)),
         ];
         Ok(Runtime {
             shared,

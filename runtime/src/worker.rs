@@ -1,26 +1,31 @@
-//! The activity worker: leases due activity attempts, runs them concurrently
-//! on tokio, renews their leases while they run, and reports their results
-//! in batches.
+//! The activity worker: runs the attempts its dispatcher hands it and the
+//! due ones it leases from the store, concurrently on tokio; renews their
+//! leases while they run; hands finished results back to the dispatcher and
+//! records retries in the store.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinSet;
 
 use crate::activity::ActivityInfo;
+use crate::dispatcher::Completed;
 use crate::history::{duration_micros, now_micros, ActivityFailure, Event, Payload};
 use crate::runtime::Shared;
-use crate::store::{LeasedTask, TaskOutcome, TaskResult};
+use crate::store::{LeasedTask, TaskOutcome, TaskRef, TaskResult};
 
 const ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
 type Attempt = (LeasedTask, Result<Payload, ActivityFailure>);
 
 /// Runs until the runtime shuts down.
-pub(crate) async fn run(shared: Arc<Shared>) {
+pub(crate) async fn run(shared: Arc<Shared>, mut handed: UnboundedReceiver<LeasedTask>) {
     let mut shutdown = shared.shutdown.clone();
     let mut inflight: JoinSet<Attempt> = JoinSet::new();
+    // Handed-over attempts waiting for room to run (already leased).
+    let mut backlog: VecDeque<LeasedTask> = VecDeque::new();
     // Leases held: running attempts and results not yet recorded. They are
     // renewed until the result is in the store.
     let mut leased: HashSet<i64> = HashSet::new();
@@ -34,6 +39,12 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut look = true;
     let mut wait = Duration::ZERO;
     while !shared.is_shut_down() {
+        while inflight.len() < shared.config.max_activities {
+            let Some(task) = backlog.pop_front() else {
+                break;
+            };
+            spawn(&shared, &mut inflight, task);
+        }
         let room = shared.config.max_activities.saturating_sub(inflight.len());
         if look && room > 0 {
             let now = now_micros();
@@ -70,10 +81,21 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         }
         tokio::select! {
             _ = shutdown.changed() => {}
+            Some(task) = handed.recv() => {
+                leased.insert(task.id);
+                backlog.push_back(task);
+                while let Ok(task) = handed.try_recv() {
+                    leased.insert(task.id);
+                    backlog.push_back(task);
+                }
+                // Room is filled from the backlog first, then the store.
+                look = false;
+                wait = Duration::ZERO;
+            }
             Some(done) = inflight.join_next(), if !inflight.is_empty() => {
-                collect(done, &mut unreported);
+                collect(&shared, done, &mut unreported, &mut leased);
                 while let Some(done) = inflight.try_join_next() {
-                    collect(done, &mut unreported);
+                    collect(&shared, done, &mut unreported, &mut leased);
                 }
                 if !report(&shared, &mut unreported, &mut leased).await {
                     retry_at = tokio::time::Instant::now() + ERROR_BACKOFF;
@@ -101,7 +123,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     // (or another process) runs it again at once.
     inflight.abort_all();
     while let Some(done) = inflight.join_next().await {
-        collect(done, &mut unreported);
+        collect(&shared, done, &mut unreported, &mut leased);
     }
     report(&shared, &mut unreported, &mut leased).await;
     if !leased.is_empty() {
@@ -162,7 +184,12 @@ fn spawn(shared: &Arc<Shared>, inflight: &mut JoinSet<Attempt>, task: LeasedTask
 
 /// Turns a finished attempt into its result: done, or queued again per the
 /// retry policy.
-fn collect(done: Result<Attempt, tokio::task::JoinError>, batch: &mut Vec<TaskResult>) {
+fn collect(
+    shared: &Shared,
+    done: Result<Attempt, tokio::task::JoinError>,
+    batch: &mut Vec<TaskResult>,
+    leased: &mut HashSet<i64>,
+) {
     // Attempts catch their own panics; a join error is an abort at shutdown,
     // whose lease is given back there.
     let Ok((task, result)) = done else { return };
@@ -191,6 +218,34 @@ fn collect(done: Result<Attempt, tokio::task::JoinError>, batch: &mut Vec<TaskRe
             }
         }
     };
+    if let TaskOutcome::Done(event) = outcome {
+        // The result goes straight to the dispatcher, whose turn commit
+        // deletes the task; the lease, renewed a moment ago, outlives that.
+        let handed = Completed {
+            task: TaskRef {
+                id: task.id,
+                attempt: task.attempt,
+            },
+            instance: task.instance,
+            event,
+        };
+        match shared.completions_tx.send(handed) {
+            Ok(()) => {
+                leased.remove(&task.id);
+            }
+            // No dispatcher (shutting down): record it in the store.
+            Err(back) => {
+                let c = back.0;
+                batch.push(TaskResult {
+                    id: c.task.id,
+                    attempt: c.task.attempt,
+                    instance: c.instance,
+                    outcome: TaskOutcome::Done(c.event),
+                });
+            }
+        }
+        return;
+    }
     batch.push(TaskResult {
         id: task.id,
         attempt: task.attempt,

@@ -299,6 +299,8 @@ fn write_world(store: &SqliteStore, w: &World) -> Result<(), TestCaseError> {
                 visible_at: 0,
             })
             .collect(),
+        finished_tasks: Vec::new(),
+        lease_tasks_until: None,
         status: Some(StatusUpdate {
             status: w.status,
             output: Some(w.output.clone()),
@@ -309,7 +311,9 @@ fn write_world(store: &SqliteStore, w: &World) -> Result<(), TestCaseError> {
     };
     prop_assert_eq!(
         store.commit_turns(OWNER, &[turn]).map_err(store_err)?,
-        vec![CommitOutcome::Committed]
+        vec![CommitOutcome::Committed {
+            tasks: (1..=w.tasks.len() as i64).collect()
+        }]
     );
     Ok(())
 }
@@ -431,6 +435,8 @@ fn task_round_trip(retry: RetryPolicy) -> RetryPolicy {
             retry,
         }],
         messages: Vec::new(),
+        finished_tasks: Vec::new(),
+        lease_tasks_until: None,
         status: None,
     };
     store.commit_turns(OWNER, &[turn]).expect("commit");

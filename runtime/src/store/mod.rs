@@ -103,6 +103,13 @@ pub struct TurnCommit {
     pub tasks: Vec<NewTask>,
     /// Delayed messages to queue (timers).
     pub messages: Vec<NewMessage>,
+    /// Activity attempts whose results the turn consumed straight from the
+    /// worker: deleted with the turn, which is refused if one of them is no
+    /// longer leased to the committing owner at that attempt.
+    pub finished_tasks: Vec<TaskRef>,
+    /// When set, the new tasks are queued already leased to the committing
+    /// owner until then (attempt 1), for its own worker to run at once.
+    pub lease_tasks_until: Option<i64>,
     /// The new status; `None` leaves it (messages dropped for a finished
     /// or unknown instance).
     pub status: Option<StatusUpdate>,
@@ -123,12 +130,25 @@ pub struct StatusUpdate {
     pub now: i64,
 }
 
-/// Whether a turn was committed.
+/// One leased attempt of a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskRef {
+    /// The task's id.
+    pub id: i64,
+    /// The attempt it was leased as.
+    pub attempt: u32,
+}
+
+/// Whether a turn was committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitOutcome {
-    /// Written.
-    Committed,
-    /// Refused: the stored history length differs; nothing of it was written.
+    /// Written; the ids of its new tasks, in the order of `tasks`.
+    Committed {
+        /// The new tasks' ids.
+        tasks: Vec<i64>,
+    },
+    /// Refused: the stored history length differs, or a finished task's
+    /// lease was lost; nothing of it was written.
     Conflict,
 }
 

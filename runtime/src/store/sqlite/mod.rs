@@ -6,7 +6,7 @@
 //! (another process makes it wait up to the busy timeout at `BEGIN`).
 
 use std::path::Path;
-use std::sync::MutexGuard;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
@@ -134,6 +134,10 @@ impl Default for SqliteOptions {
 /// The embedded store: a SQLite file (or `:memory:`).
 pub struct SqliteStore {
     writer: GroupWriter,
+    /// A second connection for reads, so that a status or history read
+    /// never waits behind a commit's fsync (WAL lets it read meanwhile).
+    /// `None` for `:memory:`, where a second connection is another database.
+    reader: Option<Mutex<Connection>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -296,6 +300,20 @@ impl SqliteStore {
                 "`{shown}` cannot be opened for writing"
             )));
         }
+        // Savepoints (one per write in a group commit) journal to memory,
+        // not to a temp file per transaction.
+        conn.pragma_update(None, "temp_store", 2)
+            .map_err(|e| classify(e, &shown))?;
+        let temp: i64 = conn
+            .pragma_query_value(None, "temp_store", |r| r.get(0))
+            .map_err(|e| classify(e, &shown))?;
+        if temp != 2 {
+            return Err(StoreError::Pragma {
+                name: "temp_store",
+                expected: "2 (memory)".to_owned(),
+                found: temp.to_string(),
+            });
+        }
         let sync = options.synchronous.pragma_value();
         conn.pragma_update(None, "synchronous", sync)
             .map_err(|e| classify(e, &shown))?;
@@ -331,10 +349,23 @@ impl SqliteStore {
                 }
             }
         }
-        let store = Self {
+        let mut store = Self {
             writer: GroupWriter::new(conn),
+            reader: None,
         };
         store.check_schema(app_id, &shown)?;
+        if !memory {
+            let reader = Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| classify(e, &shown))?;
+            reader
+                .busy_timeout(options.busy_timeout)
+                .map_err(|e| classify(e, &shown))?;
+            store.reader = Some(Mutex::new(reader));
+        }
         Ok(store)
     }
 
@@ -375,6 +406,14 @@ impl SqliteStore {
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
         self.writer.lock()
+    }
+
+    /// The connection for reads: the reader, or for `:memory:` the writer.
+    fn read(&self) -> MutexGuard<'_, Connection> {
+        match &self.reader {
+            Some(reader) => reader.lock().unwrap_or_else(PoisonError::into_inner),
+            None => self.writer.lock(),
+        }
     }
 
     /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`), shared with the

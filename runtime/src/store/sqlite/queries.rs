@@ -233,7 +233,7 @@ impl Store for SqliteStore {
     }
 
     fn history(&self, instance: &str) -> Result<Vec<HistoryRecord>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let mut stmt = conn.prepare_cached(
             "SELECT idx, turn, at, event, sum FROM history WHERE instance = ?1 ORDER BY idx",
         )?;
@@ -268,16 +268,23 @@ impl Store for SqliteStore {
 
     fn commit_turns(
         &self,
-        _owner: &str,
+        owner: &str,
         turns: &[TurnCommit],
     ) -> Result<Vec<CommitOutcome>, StoreError> {
         self.write(|tx| {
             let mut outcomes = Vec::with_capacity(turns.len());
             for turn in turns {
-                if commit_turn(tx, turn)? {
-                    outcomes.push(CommitOutcome::Committed);
-                } else {
-                    outcomes.push(CommitOutcome::Conflict);
+                // A savepoint per turn: a refused turn leaves no trace.
+                tx.execute_batch("SAVEPOINT turn")?;
+                match commit_turn(tx, owner, turn)? {
+                    Some(tasks) => {
+                        tx.execute_batch("RELEASE turn")?;
+                        outcomes.push(CommitOutcome::Committed { tasks });
+                    }
+                    None => {
+                        tx.execute_batch("ROLLBACK TO turn; RELEASE turn")?;
+                        outcomes.push(CommitOutcome::Conflict);
+                    }
                 }
             }
             Ok(outcomes)
@@ -421,7 +428,7 @@ impl Store for SqliteStore {
     }
 
     fn next_due(&self) -> Result<Due, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let message = conn
             .prepare_cached("SELECT min(visible_at) FROM messages")?
             .query_row([], |r| r.get(0))?;
@@ -432,7 +439,7 @@ impl Store for SqliteStore {
     }
 
     fn status(&self, instance: &str) -> Result<Option<InstanceStatus>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let row = conn
             .prepare_cached(
                 "SELECT name, status, output, failure, reason, created_at, updated_at, history_len, sum \
@@ -485,15 +492,30 @@ impl Store for SqliteStore {
 }
 
 /// Writes one turn if the stored history length is the one it was computed
-/// on; `false` (nothing written) if not.
-fn commit_turn(tx: &Connection, turn: &TurnCommit) -> Result<bool, StoreError> {
+/// on and the tasks it finished are still leased as they were; returns the
+/// new tasks' ids, or `None` (the caller undoes what was written) if not.
+fn commit_turn(
+    tx: &Connection,
+    owner: &str,
+    turn: &TurnCommit,
+) -> Result<Option<Vec<i64>>, StoreError> {
+    for t in &turn.finished_tasks {
+        let n = tx
+            .prepare_cached(
+                "DELETE FROM tasks WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3",
+            )?
+            .execute(params![t.id, owner, t.attempt])?;
+        if n == 0 {
+            return Ok(None);
+        }
+    }
     let new_len = turn.expected_len + turn.events.len() as u64;
     let changed = if let Some(s) = &turn.status {
         let name: Option<String> = tx
             .prepare_cached("SELECT name FROM instances WHERE id = ?1")?
             .query_row([&turn.instance], |r| r.get(0))
             .optional()?;
-        let Some(name) = name else { return Ok(false) };
+        let Some(name) = name else { return Ok(None) };
         let output = s.output.as_ref().map(Payload::json);
         let failure = s.failure.as_ref().map(to_json).transpose()?;
         let status = s.status.as_str();
@@ -539,18 +561,23 @@ fn commit_turn(tx: &Connection, turn: &TurnCommit) -> Result<bool, StoreError> {
         }
     };
     if changed == 0 {
-        return Ok(false);
+        return Ok(None);
     }
     for rec in &turn.events {
         insert_history(tx, &turn.instance, rec)?;
     }
+    let (lease_owner, visible_at, attempt) = match turn.lease_tasks_until {
+        Some(until) => (Some(owner), until, 1),
+        None => (None, 0, 0),
+    };
+    let mut ids = Vec::with_capacity(turn.tasks.len());
     for task in &turn.tasks {
         let seq = count(task.seq);
         let retry = to_json(&task.retry)?;
         let sum = task_sum(&turn.instance, seq, &task.name, task.input.json(), &retry);
         tx.prepare_cached(
-            "INSERT INTO tasks (instance, seq, name, input, retry, visible_at, sum) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
+            "INSERT INTO tasks (instance, seq, name, input, retry, visible_at, lease_owner, attempt, sum) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
         .execute(params![
             turn.instance,
@@ -558,8 +585,12 @@ fn commit_turn(tx: &Connection, turn: &TurnCommit) -> Result<bool, StoreError> {
             task.name,
             task.input.json(),
             retry,
+            visible_at,
+            lease_owner,
+            attempt,
             sum
         ])?;
+        ids.push(tx.last_insert_rowid());
     }
     for m in &turn.messages {
         insert_message(tx, &m.instance, &m.event, m.visible_at)?;
@@ -568,5 +599,5 @@ fn commit_turn(tx: &Connection, turn: &TurnCommit) -> Result<bool, StoreError> {
     for id in &turn.consumed {
         del.execute([id])?;
     }
-    Ok(true)
+    Ok(Some(ids))
 }
