@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::dispatcher::Inbound;
 use crate::error::Error;
 use crate::history::{now_micros, Event, HistoryRecord, Payload};
 use crate::orchestrator::Orchestrator;
@@ -122,15 +123,18 @@ impl Client {
             input,
             now: now_micros(),
         };
+        let event = Event::Started {
+            name: new.name.clone(),
+            input: new.input.clone(),
+        };
         match self
             .shared
             .blocking(move |s, _| s.create_instance(&new))
             .await?
         {
-            Created::Created => {}
+            Created::Created { message } => self.hand_over(&id, message, event),
             Created::Exists => return Err(Error::InstanceExists { id }),
         }
-        self.shared.dispatcher_wake.notify_one();
         Ok(self.handle(_orchestrator, id))
     }
 
@@ -203,15 +207,31 @@ impl Client {
         self.enqueue(id, event, None).await
     }
 
+    /// Gives the dispatcher a message just committed, sparing it a read.
+    fn hand_over(&self, id: &str, message: i64, event: Event) {
+        let sent = self.shared.inbox_tx.send(Inbound::Message {
+            instance: id.to_owned(),
+            id: message,
+            event,
+        });
+        if sent.is_err() {
+            // No dispatcher here: whoever runs next reads it from the store.
+            self.shared.dispatcher_wake.notify_one();
+        }
+    }
+
     async fn enqueue(&self, id: &str, event: Event, key: Option<String>) -> Result<(), Error> {
         let owned = id.to_owned();
+        let handed = event.clone();
         match self
             .shared
             .blocking(move |s, _| s.enqueue(&owned, &event, key.as_deref()))
             .await?
         {
-            Enqueued::Queued => {
-                self.shared.dispatcher_wake.notify_one();
+            Enqueued::Queued { message } => {
+                if let Some(message) = message {
+                    self.hand_over(id, message, handed);
+                }
                 Ok(())
             }
             Enqueued::NotFound => Err(Error::InstanceNotFound { id: id.to_owned() }),

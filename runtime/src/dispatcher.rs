@@ -35,19 +35,39 @@ pub(crate) struct Completed {
     pub(crate) event: Event,
 }
 
+/// What reaches the dispatcher in memory from this process.
+#[derive(Debug, Clone)]
+pub(crate) enum Inbound {
+    /// An activity result from the worker.
+    Completed(Completed),
+    /// A message a client just committed (a start, an event): the turn that
+    /// consumes it deletes it, so taking it from memory saves a read of the
+    /// store; it stays in the store for anyone else until then.
+    Message {
+        instance: String,
+        id: i64,
+        event: Event,
+    },
+}
+
 /// Runs until the runtime shuts down.
-pub(crate) async fn run(shared: Arc<Shared>, mut inbox: UnboundedReceiver<Completed>) {
+pub(crate) async fn run(shared: Arc<Shared>, mut inbox: UnboundedReceiver<Inbound>) {
     let mut cache = Cache::new(shared.config.cache_size);
     let mut shutdown = shared.shutdown.clone();
     // Results a failed round could not commit, for the next round.
-    let mut carried: Vec<Completed> = Vec::new();
+    let mut carried: Vec<Inbound> = Vec::new();
     // Whether to look in the store: woken by a store write, a timer or the
     // poll interval; results handed over in memory need no look.
     let mut look = true;
+    // The earliest timer message known, read after each look at the store
+    // and lowered by the timers this process commits: going idle costs no
+    // read of the store.
+    let mut next_timer: Option<i64> = None;
+    let mut timers_known = false;
     while !shared.is_shut_down() {
-        let mut completions = std::mem::take(&mut carried);
+        let mut inbound = std::mem::take(&mut carried);
         while let Ok(c) = inbox.try_recv() {
-            completions.push(c);
+            inbound.push(c);
         }
         let work = if look {
             let now = now_micros();
@@ -60,18 +80,29 @@ pub(crate) async fn run(shared: Arc<Shared>, mut inbox: UnboundedReceiver<Comple
             Ok(Vec::new())
         };
         let work = match work {
-            Ok(work) => work,
+            Ok(work) => {
+                timers_known &= !look;
+                work
+            }
             Err(e) => {
                 eprintln!("durable: dispatcher: {e}; retrying");
-                carried = completions;
+                carried = inbound;
                 sleep_or_shutdown(&mut shutdown, ERROR_BACKOFF).await;
                 continue;
             }
         };
         // A full batch may have left messages behind.
         look = work.iter().map(|w| w.messages.len()).sum::<usize>() >= shared.config.batch;
-        if work.is_empty() && completions.is_empty() {
-            let wait = next_wait(&shared).await;
+        if work.is_empty() && inbound.is_empty() {
+            if !timers_known {
+                next_timer = shared
+                    .blocking(|s, _| s.next_due())
+                    .await
+                    .ok()
+                    .and_then(|d| d.message);
+                timers_known = true;
+            }
+            let wait = idle_wait(&shared, next_timer);
             tokio::select! {
                 () = shared.dispatcher_wake.notified() => look = true,
                 Some(c) = inbox.recv() => carried.push(c),
@@ -80,11 +111,18 @@ pub(crate) async fn run(shared: Arc<Shared>, mut inbox: UnboundedReceiver<Comple
             }
             continue;
         }
-        match run_batch(&shared, &mut cache, work, completions).await {
-            Ok(again) => look |= again,
+        match run_batch(&shared, &mut cache, work, inbound).await {
+            Ok((again, timer)) => {
+                look |= again;
+                next_timer = match (next_timer, timer) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
             Err((e, back)) => {
                 eprintln!("durable: dispatcher: {e}; retrying");
-                carried = back;
+                // Messages are in the store: the next look finds them.
+                carried = back.into_iter().map(Inbound::Completed).collect();
                 look = true;
                 sleep_or_shutdown(&mut shutdown, ERROR_BACKOFF).await;
             }
@@ -95,7 +133,14 @@ pub(crate) async fn run(shared: Arc<Shared>, mut inbox: UnboundedReceiver<Comple
     while let Ok(c) = inbox.try_recv() {
         carried.push(c);
     }
-    if let Err(e) = send_to_store(&shared, carried).await {
+    let completions = carried
+        .into_iter()
+        .filter_map(|i| match i {
+            Inbound::Completed(c) => Some(c),
+            Inbound::Message { .. } => None,
+        })
+        .collect();
+    if let Err(e) = send_to_store(&shared, completions).await {
         eprintln!("durable: dispatcher: recording activity results: {e}");
     }
     // Turns in flight were not committed: let the next owner take their
@@ -114,12 +159,9 @@ async fn sleep_or_shutdown(shutdown: &mut tokio::sync::watch::Receiver<bool>, d:
 
 /// How long to sleep when there is nothing to do: until the next timer,
 /// at most the poll interval (work queued by other processes).
-async fn next_wait(shared: &Arc<Shared>) -> Duration {
+fn idle_wait(shared: &Shared, next_timer: Option<i64>) -> Duration {
     let cap = shared.config.poll_interval;
-    let Ok(due) = shared.blocking(|s, _| s.next_due()).await else {
-        return cap;
-    };
-    match due.message {
+    match next_timer {
         Some(at) => {
             let until = at.saturating_sub(now_micros());
             // Due already means another process holds it or it is stuck here:
@@ -173,9 +215,10 @@ struct Pending {
 }
 
 /// One instance's input to a round: what the store holds for it (if it was
-/// fetched) and the results handed over in memory.
+/// fetched), the messages and the results handed over in memory.
 struct Input {
     work: Option<InstanceWork>,
+    messages: Vec<(i64, Event)>,
     completions: Vec<Completed>,
 }
 
@@ -186,8 +229,8 @@ async fn run_batch(
     shared: &Arc<Shared>,
     cache: &mut Cache,
     work: Vec<InstanceWork>,
-    completions: Vec<Completed>,
-) -> Result<bool, (StoreError, Vec<Completed>)> {
+    inbound: Vec<Inbound>,
+) -> Result<(bool, Option<i64>), (StoreError, Vec<Completed>)> {
     let mut inputs: Vec<(String, Input)> = Vec::with_capacity(work.len());
     let mut index: HashMap<String, usize> = HashMap::new();
     for w in work {
@@ -196,22 +239,41 @@ async fn run_batch(
             w.id.clone(),
             Input {
                 work: Some(w),
+                messages: Vec::new(),
                 completions: Vec::new(),
             },
         ));
     }
-    for c in completions {
-        let i = *index.entry(c.instance.clone()).or_insert_with(|| {
+    for item in inbound {
+        let instance = match &item {
+            Inbound::Completed(c) => c.instance.clone(),
+            Inbound::Message { instance, .. } => instance.clone(),
+        };
+        let i = *index.entry(instance.clone()).or_insert_with(|| {
             inputs.push((
-                c.instance.clone(),
+                instance,
                 Input {
                     work: None,
+                    messages: Vec::new(),
                     completions: Vec::new(),
                 },
             ));
             inputs.len() - 1
         });
-        inputs[i].1.completions.push(c);
+        let input = &mut inputs[i].1;
+        match item {
+            Inbound::Completed(c) => input.completions.push(c),
+            Inbound::Message { id, event, .. } => {
+                // The store may have handed over the same message.
+                let fetched = input
+                    .work
+                    .as_ref()
+                    .is_some_and(|w| w.messages.iter().any(|(m, _)| *m == id));
+                if !fetched {
+                    input.messages.push((id, event));
+                }
+            }
+        }
     }
     let mut round = Round::default();
     let mut inputs = inputs.into_iter();
@@ -252,20 +314,25 @@ impl Round {
         input: Input,
     ) -> Result<(), StoreError> {
         let now = now_micros();
-        let Input { work, completions } = input;
-        let (consumed, messages, len, attempts, live) = match work {
+        let Input {
+            work,
+            messages: mut handed,
+            completions,
+        } = input;
+        let (mut all, len, attempts, live) = match work {
             Some(w) => (
-                w.messages.iter().map(|(m, _)| *m).collect::<Vec<i64>>(),
-                w.messages
-                    .into_iter()
-                    .map(|(_, e)| e)
-                    .collect::<Vec<Event>>(),
+                w.messages,
                 Some(w.history_len),
                 w.attempts,
                 w.status.is_some_and(|s| !s.is_finished()),
             ),
-            None => (Vec::new(), Vec::new(), None, 0, true),
+            None => (Vec::new(), None, 0, true),
         };
+        all.append(&mut handed);
+        // Oldest first, as the store orders them.
+        all.sort_by_key(|(m, _)| *m);
+        let consumed: Vec<i64> = all.iter().map(|(m, _)| *m).collect();
+        let messages: Vec<Event> = all.into_iter().map(|(_, e)| e).collect();
         if !live {
             // Messages for an instance that is gone or finished: nobody
             // will read them (late completions after a race, for example).
@@ -353,7 +420,7 @@ impl Round {
         self,
         shared: &Arc<Shared>,
         cache: &mut Cache,
-    ) -> Result<bool, (StoreError, Vec<Completed>)> {
+    ) -> Result<(bool, Option<i64>), (StoreError, Vec<Completed>)> {
         let Round {
             commits,
             pending,
@@ -361,6 +428,7 @@ impl Round {
             mut to_store,
         } = self;
         let mut look = false;
+        let mut timer: Option<i64> = None;
         if !commits.is_empty() {
             let committed = shared
                 .blocking(move |s, owner| s.commit_turns(owner, &commits).map(|o| (o, commits)))
@@ -376,6 +444,9 @@ impl Round {
                 match outcome {
                     CommitOutcome::Committed { tasks } => {
                         hand_over(shared, &commit, tasks);
+                        for m in &commit.messages {
+                            timer = Some(timer.map_or(m.visible_at, |t| t.min(m.visible_at)));
+                        }
                         if p.finished {
                             shared.finished(&p.id);
                         } else if let Some(ex) = p.execution {
@@ -411,7 +482,7 @@ impl Round {
                 .map_err(|e| (e, back))?;
             look = true;
         }
-        Ok(look)
+        Ok((look, timer))
     }
 }
 

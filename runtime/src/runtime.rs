@@ -59,7 +59,7 @@ pub(crate) struct Shared {
     /// Tasks committed already leased to this process, for its worker.
     pub(crate) tasks_tx: UnboundedSender<crate::store::LeasedTask>,
     /// Results of this process's activities, for its dispatcher.
-    pub(crate) completions_tx: UnboundedSender<dispatcher::Completed>,
+    pub(crate) inbox_tx: UnboundedSender<dispatcher::Inbound>,
     /// Clients waiting for instances to finish.
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -272,7 +272,7 @@ impl Builder {
         };
         let (shutdown_tx, shutdown) = watch::channel(false);
         let (tasks_tx, tasks_rx) = unbounded_channel();
-        let (completions_tx, completions_rx) = unbounded_channel();
+        let (inbox_tx, inbox_rx) = unbounded_channel();
         let shared = Arc::new(Shared {
             store,
             registry,
@@ -281,12 +281,12 @@ impl Builder {
             dispatcher_wake: Notify::new(),
             worker_wake: Notify::new(),
             tasks_tx,
-            completions_tx,
+            inbox_tx,
             waiters: Mutex::new(HashMap::new()),
             shutdown,
         });
         let tasks = vec![
-            tokio::spawn(dispatcher::run(Arc::clone(&shared), completions_rx)),
+            tokio::spawn(dispatcher::run(Arc::clone(&shared), inbox_rx)),
             tokio::spawn(worker::run(Arc::clone(&shared), tasks_rx)),
         ];
         Ok(Runtime {

@@ -11,7 +11,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinSet;
 
 use crate::activity::ActivityInfo;
-use crate::dispatcher::Completed;
+use crate::dispatcher::{Completed, Inbound};
 use crate::history::{duration_micros, now_micros, ActivityFailure, Event, Payload};
 use crate::runtime::Shared;
 use crate::store::{LeasedTask, TaskOutcome, TaskRef, TaskResult};
@@ -88,9 +88,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut handed: UnboundedReceiver<Lease
                     leased.insert(task.id);
                     backlog.push_back(task);
                 }
-                // Room is filled from the backlog first, then the store.
-                look = false;
-                wait = Duration::ZERO;
+                // Spawned at the top of the loop; the store needs no look.
             }
             Some(done) = inflight.join_next(), if !inflight.is_empty() => {
                 collect(&shared, done, &mut unreported, &mut leased);
@@ -229,13 +227,15 @@ fn collect(
             instance: task.instance,
             event,
         };
-        match shared.completions_tx.send(handed) {
+        match shared.inbox_tx.send(Inbound::Completed(handed)) {
             Ok(()) => {
                 leased.remove(&task.id);
             }
             // No dispatcher (shutting down): record it in the store.
             Err(back) => {
-                let c = back.0;
+                let Inbound::Completed(c) = back.0 else {
+                    return;
+                };
                 batch.push(TaskResult {
                     id: c.task.id,
                     attempt: c.task.attempt,

@@ -30,8 +30,11 @@ pub struct NewInstance {
 /// What [`Store::create_instance`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Created {
-    /// The instance was created.
-    Created,
+    /// The instance was created; the id of its `Started` message.
+    Created {
+        /// The message's id.
+        message: i64,
+    },
     /// An instance with that id already exists; nothing was written.
     Exists,
 }
@@ -39,8 +42,12 @@ pub enum Created {
 /// What [`Store::enqueue`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
-    /// The message is queued.
-    Queued,
+    /// The message is queued under this id (`None`: a message with the same
+    /// key was queued before, and this one was not).
+    Queued {
+        /// The message's id.
+        message: Option<i64>,
+    },
     /// No such instance; nothing was written.
     NotFound,
     /// The instance has finished; nothing was written.
@@ -97,7 +104,8 @@ pub struct TurnCommit {
     pub expected_len: u64,
     /// New history events, numbered from `expected_len`.
     pub events: Vec<HistoryRecord>,
-    /// Message ids consumed by the turn.
+    /// Message ids consumed by the turn; the turn is refused if one of them
+    /// is gone (consumed by another turn).
     pub consumed: Vec<i64>,
     /// Activity calls to queue.
     pub tasks: Vec<NewTask>,
@@ -224,7 +232,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Queues a message for a running instance (an event, a termination).
     /// With a `key`, a message with the same key already queued for the
-    /// instance makes this a no-op answering [`Enqueued::Queued`].
+    /// instance makes this a no-op answering `Enqueued::Queued { message: None }`.
     ///
     /// # Errors
     /// When the store fails.

@@ -48,14 +48,14 @@ fn insert_message(
     instance: &str,
     event: &Event,
     visible_at: i64,
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     let event = to_json(event)?;
     let sum = checksum(&[Some(instance), Some(&event)]);
     tx.prepare_cached(
         "INSERT INTO messages (instance, visible_at, event, sum) VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![instance, visible_at, event, sum])?;
-    Ok(())
+    Ok(tx.last_insert_rowid())
 }
 
 fn task_sum(instance: &str, seq: i64, name: &str, input: &str, retry: &str) -> i64 {
@@ -113,8 +113,8 @@ impl Store for SqliteStore {
                 name: new.name.clone(),
                 input: new.input.clone(),
             };
-            insert_message(tx, &new.id, &started, 0)?;
-            Ok(Created::Created)
+            let message = insert_message(tx, &new.id, &started, 0)?;
+            Ok(Created::Created { message })
         })
     }
 
@@ -146,11 +146,13 @@ impl Store for SqliteStore {
                     )?
                     .execute(params![instance, key])?;
                 if fresh == 0 {
-                    return Ok(Enqueued::Queued);
+                    return Ok(Enqueued::Queued { message: None });
                 }
             }
-            insert_message(tx, instance, event, 0)?;
-            Ok(Enqueued::Queued)
+            let message = insert_message(tx, instance, event, 0)?;
+            Ok(Enqueued::Queued {
+                message: Some(message),
+            })
         })
     }
 
@@ -274,17 +276,12 @@ impl Store for SqliteStore {
         self.write(|tx| {
             let mut outcomes = Vec::with_capacity(turns.len());
             for turn in turns {
-                // A savepoint per turn: a refused turn leaves no trace.
-                tx.execute_batch("SAVEPOINT turn")?;
-                match commit_turn(tx, owner, turn)? {
-                    Some(tasks) => {
-                        tx.execute_batch("RELEASE turn")?;
-                        outcomes.push(CommitOutcome::Committed { tasks });
-                    }
-                    None => {
-                        tx.execute_batch("ROLLBACK TO turn; RELEASE turn")?;
-                        outcomes.push(CommitOutcome::Conflict);
-                    }
+                // Every check before any write: a refused turn leaves no trace.
+                if let Some(name) = check_turn(tx, owner, turn)? {
+                    let tasks = write_turn(tx, owner, turn, name.as_deref())?;
+                    outcomes.push(CommitOutcome::Committed { tasks });
+                } else {
+                    outcomes.push(CommitOutcome::Conflict);
                 }
             }
             Ok(outcomes)
@@ -491,77 +488,96 @@ impl Store for SqliteStore {
     }
 }
 
-/// Writes one turn if the stored history length is the one it was computed
-/// on and the tasks it finished are still leased as they were; returns the
-/// new tasks' ids, or `None` (the caller undoes what was written) if not.
-fn commit_turn(
+/// Whether a turn may be written: the stored history length is the one it
+/// was computed on, the messages it consumed are still queued and the tasks
+/// it finished are still leased as they were. `Some(name)` (the instance's
+/// orchestrator, `None` for an unknown instance) if so.
+#[allow(
+    clippy::option_option,
+    reason = "refused / unknown instance / known instance"
+)]
+fn check_turn(
     tx: &Connection,
     owner: &str,
     turn: &TurnCommit,
-) -> Result<Option<Vec<i64>>, StoreError> {
+) -> Result<Option<Option<String>>, StoreError> {
+    let row: Option<(String, i64)> = tx
+        .prepare_cached("SELECT name, history_len FROM instances WHERE id = ?1")?
+        .query_row([&turn.instance], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let name = match row {
+        Some((name, len)) if len == count(turn.expected_len) => Some(name),
+        Some(_) => return Ok(None),
+        // An unknown instance's turn may only drop its stray messages.
+        None if turn.status.is_none() && turn.events.is_empty() => None,
+        None => return Ok(None),
+    };
+    let mut task = tx.prepare_cached(
+        "SELECT 1 FROM tasks WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3",
+    )?;
     for t in &turn.finished_tasks {
-        let n = tx
-            .prepare_cached(
-                "DELETE FROM tasks WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3",
-            )?
-            .execute(params![t.id, owner, t.attempt])?;
-        if n == 0 {
+        if !task.exists(params![t.id, owner, t.attempt])? {
             return Ok(None);
         }
     }
-    let new_len = turn.expected_len + turn.events.len() as u64;
-    let changed = if let Some(s) = &turn.status {
-        let name: Option<String> = tx
-            .prepare_cached("SELECT name FROM instances WHERE id = ?1")?
-            .query_row([&turn.instance], |r| r.get(0))
-            .optional()?;
-        let Some(name) = name else { return Ok(None) };
-        let output = s.output.as_ref().map(Payload::json);
-        let failure = s.failure.as_ref().map(to_json).transpose()?;
-        let status = s.status.as_str();
-        let sum = instance_sum(
-            &name,
-            status,
-            output,
-            failure.as_deref(),
-            s.reason.as_deref(),
-        );
-        tx.prepare_cached(
-            "UPDATE instances SET history_len = ?3, status = ?4, output = ?5, failure = ?6, \
-             reason = ?7, updated_at = ?8, lock_owner = NULL, lock_until = NULL, attempts = 0, \
-             sum = ?9 WHERE id = ?1 AND history_len = ?2",
-        )?
-        .execute(params![
-            turn.instance,
-            count(turn.expected_len),
-            count(new_len),
-            status,
-            output,
-            failure,
-            s.reason,
-            s.now,
-            sum
-        ])?
-    } else {
-        let n = tx
-            .prepare_cached(
-                "UPDATE instances SET lock_owner = NULL, lock_until = NULL \
-                 WHERE id = ?1 AND history_len = ?2",
-            )?
-            .execute(params![turn.instance, count(turn.expected_len)])?;
-        // A turn for an unknown instance only drops its stray messages.
-        let exists: Option<i64> = tx
-            .prepare_cached("SELECT 1 FROM instances WHERE id = ?1")?
-            .query_row([&turn.instance], |r| r.get(0))
-            .optional()?;
-        if exists.is_none() && turn.events.is_empty() {
-            1
-        } else {
-            n
+    let mut message = tx.prepare_cached("SELECT 1 FROM messages WHERE id = ?1")?;
+    for id in &turn.consumed {
+        if !message.exists([id])? {
+            // Consumed by another turn: this one is stale.
+            return Ok(None);
         }
-    };
-    if changed == 0 {
-        return Ok(None);
+    }
+    Ok(Some(name))
+}
+
+/// Writes a turn [`check_turn`] passed; returns the new tasks' ids.
+fn write_turn(
+    tx: &Connection,
+    owner: &str,
+    turn: &TurnCommit,
+    name: Option<&str>,
+) -> Result<Vec<i64>, StoreError> {
+    let mut del = tx.prepare_cached("DELETE FROM tasks WHERE id = ?1")?;
+    for t in &turn.finished_tasks {
+        del.execute([t.id])?;
+    }
+    let new_len = turn.expected_len + turn.events.len() as u64;
+    match (&turn.status, name) {
+        (Some(s), Some(name)) => {
+            let output = s.output.as_ref().map(Payload::json);
+            let failure = s.failure.as_ref().map(to_json).transpose()?;
+            let status = s.status.as_str();
+            let sum = instance_sum(
+                name,
+                status,
+                output,
+                failure.as_deref(),
+                s.reason.as_deref(),
+            );
+            tx.prepare_cached(
+                "UPDATE instances SET history_len = ?2, status = ?3, output = ?4, failure = ?5, \
+                 reason = ?6, updated_at = ?7, lock_owner = NULL, lock_until = NULL, attempts = 0, \
+                 sum = ?8 WHERE id = ?1",
+            )?
+            .execute(params![
+                turn.instance,
+                count(new_len),
+                status,
+                output,
+                failure,
+                s.reason,
+                s.now,
+                sum
+            ])?;
+        }
+        (None, Some(_)) => {
+            tx.prepare_cached(
+                "UPDATE instances SET lock_owner = NULL, lock_until = NULL WHERE id = ?1",
+            )?
+            .execute([&turn.instance])?;
+        }
+        // `check_turn` let an unknown instance through only without status.
+        (_, None) => {}
     }
     for rec in &turn.events {
         insert_history(tx, &turn.instance, rec)?;
@@ -599,5 +615,5 @@ fn commit_turn(
     for id in &turn.consumed {
         del.execute([id])?;
     }
-    Ok(Some(ids))
+    Ok(ids)
 }
