@@ -231,6 +231,8 @@ pub(crate) async fn replay(s: Settings) -> Res {
     }
     let events = rt.client().status(&id).await?.history_len;
     rt.shutdown().await?;
+    // Fold the WAL into the file so a copy of the file is the whole state.
+    rusqlite::Connection::open(&path)?.pragma_update(None, "wal_checkpoint", "TRUNCATE")?;
     let mut times = Vec::new();
     let mut baseline = Vec::new();
     for run in 0..s.runs {

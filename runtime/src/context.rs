@@ -159,7 +159,7 @@ impl State {
         &mut self,
         kind: OpKind,
         name: &str,
-        site: String,
+        site: &Location<'_>,
         action: impl FnOnce(u64, String) -> Action,
     ) -> u64 {
         self.schedule_or_replay(kind, name, site, action).0
@@ -171,9 +171,11 @@ impl State {
         &mut self,
         kind: OpKind,
         name: &str,
-        site: String,
+        loc: &Location<'_>,
         action: impl FnOnce(u64, String) -> Action,
     ) -> (u64, Option<Recorded>) {
+        // Formatted only when recorded or reported: replay checks are hot.
+        let site = || site(loc);
         let seq = self.next_seq;
         self.next_seq += 1;
         if let Some(rec) = self.recorded.remove(&seq) {
@@ -181,8 +183,8 @@ impl State {
                 self.fail(Failure::new(
                     FailureKind::Nondeterminism,
                     format!(
-                        "step {seq}: history records {} `{}` called at {}, but the code now makes {kind} `{name}` at {site}",
-                        rec.kind, rec.name, rec.site
+                        "step {seq}: history records {} `{}` called at {}, but the code now makes {kind} `{name}` at {}",
+                        rec.kind, rec.name, rec.site, site()
                     ),
                 ));
             }
@@ -191,11 +193,12 @@ impl State {
             self.fail(Failure::new(
                 FailureKind::Nondeterminism,
                 format!(
-                    "step {seq}: the code makes {kind} `{name}` at {site}, which history does not record at this point"
+                    "step {seq}: the code makes {kind} `{name}` at {}, which history does not record at this point",
+                    site()
                 ),
             ));
         } else {
-            self.actions.push(action(seq, site));
+            self.actions.push(action(seq, site()));
         }
         (seq, None)
     }
@@ -300,12 +303,26 @@ impl Context {
         retry: RetryPolicy,
         loc: &Location<'_>,
     ) -> ActivityCall<A> {
-        let limit = lock(&self.state).max_payload;
-        let what = format!("the input of activity `{}`", A::NAME);
-        let encoded = Payload::encode(input, &what, limit);
+        let (limit, replaying) = {
+            let st = lock(&self.state);
+            (st.max_payload, st.replaying)
+        };
+        // Replay only checks the call against history, where the first run
+        // recorded its input: encoding it again would be wasted work.
+        let encoded = if replaying {
+            Ok(None)
+        } else {
+            Payload::encode(
+                input,
+                &format!("the input of activity `{}`", A::NAME),
+                limit,
+            )
+            .map(Some)
+        };
         let mut st = lock(&self.state);
         let seq = match encoded {
-            Ok(input) => st.schedule(OpKind::Activity, A::NAME, site(loc), |seq, site| {
+            Ok(input) => st.schedule(OpKind::Activity, A::NAME, loc, |seq, site| {
+                let input = input.expect("invariant: new decisions are made only outside replay");
                 Action::Activity {
                     seq,
                     name: A::NAME,
@@ -344,7 +361,7 @@ impl Context {
     }
 
     fn timer_at(&self, fire_at: i64, loc: &Location<'_>) -> Timer {
-        let seq = lock(&self.state).schedule(OpKind::Timer, "timer", site(loc), |seq, site| {
+        let seq = lock(&self.state).schedule(OpKind::Timer, "timer", loc, |seq, site| {
             Action::Timer { seq, fire_at, site }
         });
         Timer {
@@ -394,10 +411,9 @@ impl Context {
         let mut st = lock(&self.state);
         if st.replaying {
             // Never run `f` again: hand back what the first run recorded.
-            let (_, rec) =
-                st.schedule_or_replay(OpKind::SideEffect, "side_effect", site(loc), |_, _| {
-                    unreachable!("invariant: replay never makes new decisions")
-                });
+            let (_, rec) = st.schedule_or_replay(OpKind::SideEffect, "side_effect", loc, |_, _| {
+                unreachable!("invariant: replay never makes new decisions")
+            });
             drop(st);
             let recorded = rec
                 .filter(|r| r.kind == OpKind::SideEffect)
@@ -417,16 +433,13 @@ impl Context {
         let limit = lock(&self.state).max_payload;
         match Payload::encode(&value, "the value of a side effect", limit) {
             Ok(payload) => {
-                lock(&self.state).schedule(
-                    OpKind::SideEffect,
-                    "side_effect",
-                    site(loc),
-                    |seq, site| Action::SideEffect {
+                lock(&self.state).schedule(OpKind::SideEffect, "side_effect", loc, |seq, site| {
+                    Action::SideEffect {
                         seq,
                         value: payload,
                         site,
-                    },
-                );
+                    }
+                });
             }
             Err(e) => lock(&self.state).fail(Failure::new(FailureKind::Payload, e.to_string())),
         }

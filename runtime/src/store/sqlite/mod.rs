@@ -198,24 +198,31 @@ fn decode_event(text: &str, what: impl FnOnce() -> String) -> Result<Event, Stor
     serde_json::from_str(text).map_err(|e| corrupt(what(), e))
 }
 
-/// FNV-1a over the parts, each marked present or absent: a row whose
+/// A word-at-a-time hash over the parts, each marked present or absent (and
+/// by its length): a row whose
 /// payload columns were damaged no longer matches its stored sum, so it is
 /// reported as corrupt instead of read as a wrong value.
 fn checksum(parts: &[Option<&str>]) -> i64 {
+    // Eight bytes a step: each step (xor, odd multiply, rotate) is a
+    // bijection of the state, so any change confined to one word always
+    // changes the sum; more scattered damage goes unseen with odds of 2^-64.
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |b: u8| {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    };
+    let mut eat = |w: u64| h = (h ^ w).wrapping_mul(K).rotate_left(29);
     for part in parts {
         match part {
-            None => eat(0),
+            None => eat(u64::MAX),
             Some(text) => {
-                eat(1);
-                for b in text.bytes() {
-                    eat(b);
+                eat(text.len() as u64);
+                let mut words = text.as_bytes().chunks_exact(8);
+                for w in words.by_ref() {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(w);
+                    eat(u64::from_le_bytes(b));
                 }
-                eat(0xff);
+                let mut b = [0u8; 8];
+                b[..words.remainder().len()].copy_from_slice(words.remainder());
+                eat(u64::from_le_bytes(b));
             }
         }
     }

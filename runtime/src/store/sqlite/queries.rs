@@ -242,10 +242,12 @@ impl Store for SqliteStore {
         let mut q = stmt.query([instance])?;
         let mut out = Vec::new();
         while let Some(r) = q.next()? {
-            let (idx, turn, at, text, sum): (i64, i64, i64, String, i64) =
-                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+            let (idx, turn, at, sum): (i64, i64, i64, i64) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(4)?);
             let what = || format!("history event {idx} of instance `{instance}`");
-            verify(sum, &[Some(instance), Some(&text)], what)?;
+            // Borrowed from SQLite's row: no copy per event.
+            let text = r.get_ref(3)?.as_str().map_err(|e| corrupt(what(), e))?;
+            verify(sum, &[Some(instance), Some(text)], what)?;
             let index = u64::try_from(idx).map_err(|e| corrupt(what(), e))?;
             if index != out.len() as u64 {
                 return Err(corrupt(what(), format!("expected index {}", out.len())));
@@ -262,7 +264,7 @@ impl Store for SqliteStore {
                 index,
                 turn,
                 at,
-                event: decode_event(&text, what)?,
+                event: decode_event(text, what)?,
             });
         }
         Ok(out)
