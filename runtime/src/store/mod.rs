@@ -105,7 +105,9 @@ pub struct TurnCommit {
     /// New history events, numbered from `expected_len`.
     pub events: Vec<HistoryRecord>,
     /// Message ids consumed by the turn; the turn is refused if one of them
-    /// is gone (consumed by another turn).
+    /// is gone (consumed by another turn), or if an older message of the
+    /// instance, due by the turn's time, is not among them (messages are
+    /// consumed in the order they were queued).
     pub consumed: Vec<i64>,
     /// Activity calls to queue.
     pub tasks: Vec<NewTask>,

@@ -58,6 +58,7 @@ CREATE TABLE messages (
     sum        INTEGER NOT NULL
 );
 CREATE INDEX messages_due ON messages (visible_at, id);
+CREATE INDEX messages_instance ON messages (instance, id);
 CREATE TABLE message_keys (
     instance TEXT NOT NULL,
     key      TEXT NOT NULL,

@@ -173,7 +173,7 @@ impl Store for SqliteStore {
                      LEFT JOIN instances i ON i.id = m.instance \
                      WHERE m.visible_at <= ?1 AND (i.lock_until IS NULL OR i.lock_until <= ?1 \
                         OR (i.lock_owner = ?3 AND i.status <> 'stuck')) \
-                     ORDER BY m.visible_at, m.id LIMIT ?2",
+                     ORDER BY m.id LIMIT ?2",
                 )?;
                 let limit = i64::try_from(limit).unwrap_or(i64::MAX);
                 let mut q = stmt.query(params![now, limit, owner])?;
@@ -527,6 +527,22 @@ fn check_turn(
         if !message.exists([id])? {
             // Consumed by another turn: this one is stale.
             return Ok(None);
+        }
+    }
+    // Messages reach an instance in the order they were queued: a turn that
+    // would pass over an older due message (one handed over in memory can
+    // overtake one only the store knows of) is refused, and the next look
+    // at the store takes both, in order.
+    if let (Some(status), Some(&newest)) = (&turn.status, turn.consumed.iter().max()) {
+        let mut older = tx.prepare_cached(
+            "SELECT id FROM messages WHERE instance = ?1 AND id < ?2 AND visible_at <= ?3",
+        )?;
+        let mut rows = older.query(params![turn.instance, newest, status.now])?;
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            if !turn.consumed.contains(&id) {
+                return Ok(None);
+            }
         }
     }
     Ok(Some(name))
