@@ -126,9 +126,6 @@ pub(crate) async fn seq(s: Settings) -> Res {
         for h in starts.collect::<Vec<_>>() {
             handles.push(h.await??);
         }
-        if std::env::var_os("BENCH_DEBUG").is_some() {
-            eprintln!("started in {:?}", began.elapsed());
-        }
         for (i, h) in handles.iter().enumerate() {
             assert_eq!(h.result().await?, i as u64 + 3);
         }

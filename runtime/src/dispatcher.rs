@@ -66,7 +66,10 @@ pub(crate) async fn run(shared: Arc<Shared>, mut inbox: UnboundedReceiver<Inboun
     let mut timers_known = false;
     while !shared.is_shut_down() {
         let mut inbound = std::mem::take(&mut carried);
-        while let Ok(c) = inbox.try_recv() {
+        // A round takes at most a batch from memory too: rounds stay short
+        // and memory flat however fast clients start instances.
+        while inbound.len() < shared.config.batch {
+            let Ok(c) = inbox.try_recv() else { break };
             inbound.push(c);
         }
         let work = if look {
