@@ -1,0 +1,224 @@
+//! The durable futures the [`Context`](super::Context) hands out: each waits
+//! for the completion with its sequence number, delivered by a turn.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+
+use serde::de::DeserializeOwned;
+
+use super::{lock, Completion, State};
+use crate::activity::{Activity, ActivityError};
+use crate::error::{Failure, FailureKind};
+use crate::history::ActivityFailure;
+
+/// The part every operation future shares: wait for the completion with
+/// this sequence number.
+pub(super) struct OpWait {
+    state: Arc<Mutex<State>>,
+    seq: u64,
+    waiting: bool,
+    done: bool,
+}
+
+impl OpWait {
+    pub(super) fn new(state: Arc<Mutex<State>>, seq: u64) -> Self {
+        Self {
+            state,
+            seq,
+            waiting: false,
+            done: false,
+        }
+    }
+
+    /// Takes the completion, or registers the waker. A fatal instance never
+    /// completes anything again.
+    fn poll_completion(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<(Completion, MutexGuard<'_, State>)> {
+        let mut st = lock(&self.state);
+        if st.fatal.is_none() {
+            if let Some(c) = st.completions.remove(&self.seq) {
+                if self.waiting {
+                    st.waiting -= 1;
+                    self.waiting = false;
+                }
+                self.done = true;
+                return Poll::Ready((c, st));
+            }
+        }
+        st.wakers.insert(self.seq, cx.waker().clone());
+        if !self.waiting {
+            self.waiting = true;
+            st.waiting += 1;
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for OpWait {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut st = lock(&self.state);
+        if self.waiting {
+            st.waiting -= 1;
+        }
+        st.wakers.remove(&self.seq);
+        if st.completions.remove(&self.seq).is_none() {
+            st.abandoned.insert(self.seq);
+        }
+    }
+}
+
+/// An activity call in flight; see [`Context::call`].
+#[must_use = "a durable future does nothing unless awaited"]
+pub struct ActivityCall<A: Activity> {
+    op: OpWait,
+    _activity: PhantomData<fn() -> A>,
+}
+
+impl<A: Activity> ActivityCall<A> {
+    pub(super) fn new(op: OpWait) -> Self {
+        Self {
+            op,
+            _activity: PhantomData,
+        }
+    }
+}
+
+impl<A: Activity> Future for ActivityCall<A> {
+    type Output = Result<A::Output, ActivityError<A::Error>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let seq = self.op.seq;
+        let (completion, mut st) = match self.op.poll_completion(cx) {
+            Poll::Ready(r) => r,
+            Poll::Pending => return Poll::Pending,
+        };
+        let result = match completion {
+            Completion::Activity(Ok(out)) => out
+                .decode::<A::Output>(&format!("the output of activity `{}`", A::NAME))
+                .map(Ok),
+            Completion::Activity(Err(ActivityFailure::Error(e))) => e
+                .decode::<A::Error>(&format!("the error of activity `{}`", A::NAME))
+                .map(|e| Err(ActivityError::Failed(e))),
+            Completion::Activity(Err(ActivityFailure::Panic(m))) => {
+                Ok(Err(ActivityError::Panicked(m)))
+            }
+            Completion::Activity(Err(ActivityFailure::Aborted(m))) => {
+                Ok(Err(ActivityError::Aborted(m)))
+            }
+            Completion::Activity(Err(ActivityFailure::Poisoned(m))) => {
+                Ok(Err(ActivityError::Poisoned(m)))
+            }
+            Completion::Timer => {
+                st.fail(Failure::new(
+                    FailureKind::Nondeterminism,
+                    format!("step {seq}: an activity call received a timer's completion"),
+                ));
+                return Poll::Pending;
+            }
+        };
+        match result {
+            Ok(r) => Poll::Ready(r),
+            Err(e) => {
+                st.fail(Failure::new(FailureKind::Payload, e.to_string()));
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// A durable timer in flight; see [`Context::sleep`].
+#[must_use = "a durable future does nothing unless awaited"]
+pub struct Timer {
+    op: OpWait,
+}
+
+impl Timer {
+    pub(super) fn new(op: OpWait) -> Self {
+        Self { op }
+    }
+}
+
+impl Future for Timer {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        match self.op.poll_completion(cx) {
+            Poll::Ready((Completion::Timer, _)) => Poll::Ready(()),
+            Poll::Ready((Completion::Activity(_), mut st)) => {
+                st.fail(Failure::new(
+                    FailureKind::Nondeterminism,
+                    "a timer received an activity's completion",
+                ));
+                Poll::Pending
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// A wait for an external event; see [`Context::wait_event`].
+#[must_use = "a durable future does nothing unless awaited"]
+pub struct EventWait<T> {
+    state: Arc<Mutex<State>>,
+    name: String,
+    waiting: bool,
+    _data: PhantomData<fn() -> T>,
+}
+
+impl<T> EventWait<T> {
+    pub(super) fn new(state: Arc<Mutex<State>>, name: String) -> Self {
+        Self {
+            state,
+            name,
+            waiting: false,
+            _data: PhantomData,
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Future for EventWait<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<T> {
+        let this = &mut *self;
+        let mut st = lock(&this.state);
+        if st.fatal.is_none() {
+            if let Some(data) = st.events.get_mut(&this.name).and_then(VecDeque::pop_front) {
+                if this.waiting {
+                    st.waiting -= 1;
+                    this.waiting = false;
+                }
+                match data.decode::<T>(&format!("the data of event `{}`", this.name)) {
+                    Ok(v) => return Poll::Ready(v),
+                    Err(e) => st.fail(Failure::new(FailureKind::Payload, e.to_string())),
+                }
+            }
+        }
+        st.event_wakers
+            .entry(this.name.clone())
+            .or_default()
+            .push(cx.waker().clone());
+        if !this.waiting {
+            this.waiting = true;
+            st.waiting += 1;
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> Drop for EventWait<T> {
+    fn drop(&mut self) {
+        if self.waiting {
+            lock(&self.state).waiting -= 1;
+        }
+    }
+}
