@@ -186,33 +186,42 @@ pub(crate) async fn latency(s: Settings) -> Res {
 }
 
 /// One instance running 10,000 sequential activities: time per step at the
-/// start and at the end.
+/// start and at the end (it must stay flat: no replay per step).
 pub(crate) async fn long(s: Settings) -> Res {
     const N: usize = 10_000;
-    let (_dir, path) = db()?;
-    let rt = runtime(&path, s).await?;
-    STAMPS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clear();
-    let began = Instant::now();
-    let h = rt.client().start(steps, N as u64).await?;
-    assert_eq!(h.result().await?, N as u64);
-    let total = began.elapsed();
-    let stamps = std::mem::take(
-        &mut *STAMPS
+    let (mut firsts, mut lasts, mut ratios, mut totals) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..s.runs {
+        let (_dir, path) = db()?;
+        let rt = runtime(&path, s).await?;
+        STAMPS
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    );
-    let per_step = |from: usize, to: usize| ms(stamps[to] - stamps[from]) / (to - from) as f64;
-    let first = per_step(0, 1_000);
-    let last = per_step(N - 1_001, N - 1);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        let began = Instant::now();
+        let h = rt.client().start(steps, N as u64).await?;
+        assert_eq!(h.result().await?, N as u64);
+        totals.push(began.elapsed().as_secs_f64());
+        let stamps = std::mem::take(
+            &mut *STAMPS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let per_step = |from: usize, to: usize| ms(stamps[to] - stamps[from]) / (to - from) as f64;
+        let (first, last) = (per_step(0, 1_000), per_step(N - 1_001, N - 1));
+        firsts.push(first);
+        lasts.push(last);
+        ratios.push(last / first);
+        rt.shutdown().await?;
+    }
     println!(
-        "long: {N} sequential activities in {:.2} s: first 1,000 steps {first:.3} ms/step, last 1,000 {last:.3} ms/step (last/first {:.2})",
-        total.as_secs_f64(),
-        last / first
+        "long: {N} sequential activities in {:.2} s: first 1,000 steps {:.3} ms/step, last 1,000 {:.3} ms/step, \
+         last/first {:.2} (medians of {} runs)",
+        median(&mut totals),
+        median(&mut firsts),
+        median(&mut lasts),
+        median(&mut ratios),
+        s.runs
     );
-    rt.shutdown().await?;
     Ok(())
 }
 
