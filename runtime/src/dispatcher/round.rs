@@ -187,6 +187,11 @@ impl Round {
             });
             return Ok(());
         }
+        // A `Started` handed over in memory is a new instance: its history
+        // is empty (if another process ran it meanwhile, the commit is
+        // refused), so there is nothing to read.
+        let len =
+            len.or_else(|| matches!(messages.first(), Some(Event::Started { .. })).then_some(0));
         let mut ex = match load(shared, cache, &id, len).await? {
             Ok(ex) if !ex.finished => ex,
             Ok(_) => {
