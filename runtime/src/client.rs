@@ -196,11 +196,20 @@ impl Client {
         })
     }
 
-    /// Ends a running instance now; its pending work is dropped.
+    /// Ends a running instance at its next turn; its queued timers, events
+    /// and not-yet-started activity calls are dropped (attempts already
+    /// running finish, and their results are dropped).
     ///
     /// # Errors
-    /// [`Error::InstanceNotFound`], [`Error::InstanceFinished`], and store errors.
+    /// [`Error::InstanceNotFound`], [`Error::InstanceFinished`],
+    /// [`Error::PayloadTooLarge`] for an over-long reason, and store errors.
     pub async fn terminate(&self, id: &str, reason: &str) -> Result<(), Error> {
+        // The reason is stored like any payload, so it obeys the same limit.
+        Payload::encode(
+            reason,
+            "the reason for terminating",
+            self.shared.registry.max_payload,
+        )?;
         let event = Event::Terminated {
             reason: reason.to_owned(),
         };

@@ -213,6 +213,8 @@ pub enum FailureKind {
     NonDurableAwait,
     /// Its turn was lost too often (a crashed process, a panic on replay).
     Poisoned,
+    /// A stored row of it is damaged; it waits, stuck, until repaired.
+    Corrupt,
 }
 
 impl Failure {
@@ -234,6 +236,7 @@ impl fmt::Display for Failure {
             FailureKind::Payload => "payload",
             FailureKind::NonDurableAwait => "non-durable await",
             FailureKind::Poisoned => "poisoned",
+            FailureKind::Corrupt => "corrupt store data",
         };
         write!(f, "{kind}: {}", self.message)
     }

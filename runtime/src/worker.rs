@@ -34,7 +34,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut handed: UnboundedReceiver<Lease
     // so the other branches firing more often cannot starve it.
     let mut retry_at = tokio::time::Instant::now();
     let lease = duration_micros(shared.config.lease);
-    let mut renew = tokio::time::interval(shared.config.lease / 3);
+    let mut renew = tokio::time::interval((shared.config.lease / 3).max(Duration::from_millis(1)));
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut look = true;
     let mut wait = Duration::ZERO;
@@ -118,7 +118,12 @@ pub(crate) async fn run(shared: Arc<Shared>, mut handed: UnboundedReceiver<Lease
         }
     }
     // Abandon what still runs and give its leases back, so the next start
-    // (or another process) runs it again at once.
+    // (or another process) runs it again at once: handed-over tasks that
+    // never started included.
+    handed.close();
+    while let Ok(task) = handed.try_recv() {
+        leased.insert(task.id);
+    }
     inflight.abort_all();
     while let Some(done) = inflight.join_next().await {
         collect(&shared, done, &mut unreported, &mut leased);

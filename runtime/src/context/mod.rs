@@ -205,6 +205,13 @@ impl State {
         (seq, None)
     }
 
+    /// Takes the next sequence number for a new decision outside replay.
+    fn reserve(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
     /// Hands an operation's result to its future.
     pub(crate) fn deliver(&mut self, seq: u64, completion: Completion) {
         if self.abandoned.remove(&seq) {
@@ -425,19 +432,18 @@ impl Context {
                 Err(e) => panic!("{e}"),
             };
         }
+        // The sequence number is taken before `f` runs, so that durable
+        // calls `f` makes (which it should not) cannot reorder the steps.
+        let seq = st.reserve();
+        let limit = st.max_payload;
         drop(st);
         let value = f();
-        let limit = lock(&self.state).max_payload;
         match Payload::encode(&value, "the value of a side effect", limit) {
-            Ok(payload) => {
-                lock(&self.state).schedule(OpKind::SideEffect, "side_effect", loc, |seq, site| {
-                    Action::SideEffect {
-                        seq,
-                        value: payload,
-                        site,
-                    }
-                });
-            }
+            Ok(payload) => lock(&self.state).actions.push(Action::SideEffect {
+                seq,
+                value: payload,
+                site: site(loc),
+            }),
             Err(e) => lock(&self.state).fail(Failure::new(FailureKind::Payload, e.to_string())),
         }
         value

@@ -61,7 +61,20 @@ pub(crate) async fn run(shared: Arc<Shared>, mut inbox: UnboundedReceiver<Inboun
     // read of the store.
     let mut next_timer: Option<i64> = None;
     let mut timers_known = false;
+    let mut last_look = tokio::time::Instant::now();
     while !shared.is_shut_down() {
+        // A steady stream of in-memory work must not starve the store: due
+        // timers and other processes' messages live only there.
+        look |= last_look.elapsed() >= shared.config.poll_interval
+            || next_timer.is_some_and(|t| t <= now_micros());
+        if look {
+            last_look = tokio::time::Instant::now();
+            // This look takes the due timers; later ones are read again
+            // when the dispatcher next goes idle.
+            if next_timer.is_some_and(|t| t <= now_micros()) {
+                next_timer = None;
+            }
+        }
         let mut inbound = std::mem::take(&mut carried);
         // A round takes at most a batch from memory too: rounds stay short
         // and memory flat however fast clients start instances.
@@ -129,7 +142,10 @@ pub(crate) async fn run(shared: Arc<Shared>, mut inbox: UnboundedReceiver<Inboun
         }
     }
     // Results still in memory go to the store as messages (or, if it
-    // refuses, their leases expire and the attempts run again).
+    // refuses, their leases expire and the attempts run again). Closed
+    // first, so that the worker records in the store whatever it finishes
+    // from now on instead of handing it here.
+    inbox.close();
     while let Ok(c) = inbox.try_recv() {
         carried.push(c);
     }

@@ -192,7 +192,15 @@ impl Round {
         // refused), so there is nothing to read.
         let len =
             len.or_else(|| matches!(messages.first(), Some(Event::Started { .. })).then_some(0));
-        let mut ex = match load(shared, cache, &id, len).await? {
+        let loaded = match load(shared, cache, &id, len).await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                // Carried to the next round, not dropped.
+                self.to_store.extend(completions);
+                return Err(e);
+            }
+        };
+        let mut ex = match loaded {
             Ok(ex) if !ex.finished => ex,
             Ok(_) => {
                 // Finished meanwhile (seen on replay): the results go where
@@ -403,8 +411,15 @@ async fn load(
         return Ok(Ok(Execution::new(id)));
     }
     let owned = id.to_owned();
-    let history = shared.blocking(move |s, _| s.history(&owned)).await?;
-    Ok(Execution::replay(id, &history, &shared.registry))
+    match shared.blocking(move |s, _| s.history(&owned)).await {
+        Ok(history) => Ok(Execution::replay(id, &history, &shared.registry)),
+        // A damaged history stops this instance, not the round.
+        Err(e @ StoreError::Corrupt { .. }) => Ok(Err(Parked(Failure::new(
+            FailureKind::Corrupt,
+            e.to_string(),
+        )))),
+        Err(e) => Err(e),
+    }
 }
 
 fn to_commit(id: &str, expected_len: u64, consumed: Vec<i64>, turn: Turn, now: i64) -> TurnCommit {

@@ -101,6 +101,15 @@ impl Execution {
         registry: &Registry,
     ) -> Result<Self, Parked> {
         let mut ex = Self::new(instance_id);
+        // A finished instance's code never runs again: nothing to replay
+        // (and its last turn's decisions were never followed by a poll).
+        if let Some(last) = history.last().filter(|r| r.event.is_terminal()) {
+            ex.history_len = history.len() as u64;
+            ex.next_turn = last.turn + 1;
+            ex.last_at = last.at;
+            ex.finished = true;
+            return Ok(ex);
+        }
         {
             let mut st = lock(&ex.state);
             st.replaying = true;

@@ -328,7 +328,8 @@ pub trait Store: Send + Sync + 'static {
     /// When the store fails.
     fn release_instances(&self, owner: &str) -> Result<(), StoreError>;
 
-    /// Gives these leased tasks back, due at once (on shutdown).
+    /// Gives these leased tasks back, due at once (on shutdown); the
+    /// attempts given back do not count as lost.
     ///
     /// # Errors
     /// When the store fails.

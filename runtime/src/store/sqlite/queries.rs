@@ -15,6 +15,10 @@ use crate::store::{
     TaskOutcome, TaskResult, TurnCommit,
 };
 
+/// What `fetch_work` reads of an instance: status, history length,
+/// attempts, lock owner, lock expiry.
+type InstanceRow = (String, i64, i64, Option<String>, Option<i64>);
+
 /// The checksum of an instance row's mutable columns.
 fn instance_sum(
     name: &str,
@@ -95,6 +99,36 @@ fn leased_task(r: &Row<'_>) -> Result<LeasedTask, StoreError> {
     })
 }
 
+/// Marks a live instance stuck because a row of it is damaged, locked by
+/// `owner` until `until` (then it is looked at again: a repaired row lets it
+/// go on). Nothing of it is consumed.
+fn set_aside(
+    tx: &Connection,
+    instance: &str,
+    owner: &str,
+    damage: &StoreError,
+    now: i64,
+    until: i64,
+) -> Result<(), StoreError> {
+    eprintln!("durable: instance `{instance}` set aside: {damage}");
+    let name: Option<String> = tx
+        .prepare_cached(
+            "SELECT name FROM instances WHERE id = ?1 AND status IN ('pending', 'running', 'stuck')",
+        )?
+        .query_row([instance], |r| r.get(0))
+        .optional()?;
+    let Some(name) = name else { return Ok(()) };
+    let failure = to_json(&Failure::new(FailureKind::Corrupt, damage.to_string()))?;
+    let status = RuntimeStatus::Stuck.as_str();
+    let sum = instance_sum(&name, status, None, Some(&failure), None);
+    tx.prepare_cached(
+        "UPDATE instances SET status = ?2, output = NULL, failure = ?3, reason = NULL, updated_at = ?4, \
+         lock_owner = ?5, lock_until = ?6, sum = ?7 WHERE id = ?1",
+    )?
+    .execute(params![instance, status, failure, now, owner, until, sum])?;
+    Ok(())
+}
+
 impl Store for SqliteStore {
     fn create_instance(&self, new: &NewInstance) -> Result<Created, StoreError> {
         let new = new.clone();
@@ -164,10 +198,10 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<InstanceWork>, StoreError> {
         self.write(|tx| {
-            let mut rows: Vec<(i64, String, String, i64)> = Vec::new();
+            let mut rows: Vec<(i64, String, Result<Event, StoreError>)> = Vec::new();
             {
                 // Messages of instances nobody else holds (and that this
-                // owner has not set aside as stuck), oldest due first.
+                // owner has not set aside as stuck), oldest first.
                 let mut stmt = tx.prepare_cached(
                     "SELECT m.id, m.instance, m.event, m.sum FROM messages m \
                      LEFT JOIN instances i ON i.id = m.instance \
@@ -178,38 +212,62 @@ impl Store for SqliteStore {
                 let limit = i64::try_from(limit).unwrap_or(i64::MAX);
                 let mut q = stmt.query(params![now, limit, owner])?;
                 while let Some(r) = q.next()? {
-                    rows.push((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
+                    let id: i64 = r.get(0)?;
+                    let Ok(instance) = r.get::<_, String>(1) else {
+                        // Not even the instance is readable: nothing to tell.
+                        eprintln!("durable: skipping message {id}: its instance column is damaged");
+                        continue;
+                    };
+                    let what = || format!("message {id} of instance `{instance}`");
+                    let event = r
+                        .get_ref(2)?
+                        .as_str()
+                        .map_err(|e| corrupt(what(), e))
+                        .and_then(|text| {
+                            let sum: i64 = r.get(3).map_err(|e| corrupt(what(), e))?;
+                            verify(sum, &[Some(&instance), Some(text)], what)?;
+                            decode_event(text, what)
+                        });
+                    rows.push((id, instance, event));
                 }
             }
             let mut order: Vec<String> = Vec::new();
             let mut by_instance: HashMap<String, Vec<(i64, Event)>> = HashMap::new();
-            for (id, instance, text, sum) in rows {
-                let what = || format!("message {id} of instance `{instance}`");
-                verify(sum, &[Some(&instance), Some(&text)], what)?;
-                let event = decode_event(&text, what)?;
-                by_instance
-                    .entry(instance.clone())
-                    .or_insert_with(|| {
-                        order.push(instance.clone());
-                        Vec::new()
-                    })
-                    .push((id, event));
+            let mut damaged: HashMap<String, StoreError> = HashMap::new();
+            for (id, instance, event) in rows {
+                let entry = by_instance.entry(instance.clone()).or_insert_with(|| {
+                    order.push(instance.clone());
+                    Vec::new()
+                });
+                match event {
+                    Ok(event) => entry.push((id, event)),
+                    Err(e) => {
+                        damaged.entry(instance).or_insert(e);
+                    }
+                }
             }
             let mut out = Vec::with_capacity(order.len());
             let mut select = tx.prepare_cached(
-                "SELECT status, history_len, attempts FROM instances WHERE id = ?1",
+                "SELECT status, history_len, attempts, lock_owner, lock_until FROM instances WHERE id = ?1",
             )?;
             let mut lock = tx.prepare_cached(
-                "UPDATE instances SET lock_owner = ?2, lock_until = ?3, attempts = attempts + 1 \
-                 WHERE id = ?1",
+                "UPDATE instances SET lock_owner = ?2, lock_until = ?3, attempts = ?4 WHERE id = ?1",
             )?;
             for instance in order {
                 let mut messages = by_instance.remove(&instance).unwrap_or_default();
                 messages.sort_by_key(|(id, _)| *id);
-                let row: Option<(String, i64, i64)> = select
-                    .query_row([&instance], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                if let Some(e) = damaged.remove(&instance) {
+                    // A damaged message would be passed over: set the
+                    // instance aside, stuck with the reason, until repaired.
+                    set_aside(tx, &instance, owner, &e, now, lock_until)?;
+                    continue;
+                }
+                let row: Option<InstanceRow> = select
+                    .query_row([&instance], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    })
                     .optional()?;
-                let Some((status, len, attempts)) = row else {
+                let Some((status, len, attempts, lock_owner, locked_until)) = row else {
                     out.push(InstanceWork {
                         id: instance,
                         status: None,
@@ -219,13 +277,17 @@ impl Store for SqliteStore {
                     });
                     continue;
                 };
-                lock.execute(params![instance, owner, lock_until])?;
+                // A fetch counts as an attempt unless this owner still holds
+                // the instance from a fetch whose turn did not commit (a
+                // store error): only a lost owner is a lost attempt.
+                let held = lock_owner.as_deref() == Some(owner) && locked_until.is_some_and(|t| t > now);
+                let attempts = if held { attempts } else { attempts.saturating_add(1) };
+                lock.execute(params![instance, owner, lock_until, attempts])?;
                 let what = || format!("instance `{instance}`");
                 out.push(InstanceWork {
                     status: Some(status_of(&status, &instance)?),
                     history_len: u64::try_from(len).map_err(|e| corrupt(what(), e))?,
-                    attempts: u32::try_from(attempts.saturating_add(1))
-                        .map_err(|e| corrupt(what(), e))?,
+                    attempts: u32::try_from(attempts).map_err(|e| corrupt(what(), e))?,
                     id: instance,
                     messages,
                 });
@@ -302,7 +364,9 @@ impl Store for SqliteStore {
         // failures that may pass (a panic on replay) keep counting attempts.
         let waits_for_code = matches!(
             failure.kind,
-            FailureKind::Nondeterminism | FailureKind::UnregisteredOrchestrator
+            FailureKind::Nondeterminism
+                | FailureKind::UnregisteredOrchestrator
+                | FailureKind::Corrupt
         );
         self.write(|tx| {
             let name: Option<String> = tx
@@ -317,7 +381,8 @@ impl Store for SqliteStore {
                 "UPDATE instances SET status = ?6, output = NULL, failure = ?2, reason = NULL, \
                  updated_at = ?3, lock_owner = ?4, lock_until = ?5, sum = ?7, \
                  attempts = CASE WHEN ?8 THEN 0 ELSE attempts END \
-                 WHERE id = ?1 AND (lock_owner IS NULL OR lock_owner = ?4)",
+                 WHERE id = ?1 AND (lock_owner IS NULL OR lock_owner = ?4) \
+                   AND status IN ('pending', 'running', 'stuck')",
             )?
             .execute(params![
                 instance,
@@ -350,7 +415,12 @@ impl Store for SqliteStore {
             let mut q = stmt.query(params![owner, lease_until, now, limit])?;
             let mut out = Vec::new();
             while let Some(r) = q.next()? {
-                out.push(leased_task(r)?);
+                // A damaged task is left leased and looked at again after
+                // the lease: one bad row must not stop every other task.
+                match leased_task(r) {
+                    Ok(task) => out.push(task),
+                    Err(e) => eprintln!("durable: skipping a task: {e}"),
+                }
             }
             out.sort_by_key(|t| t.id);
             Ok(out)
@@ -417,7 +487,8 @@ impl Store for SqliteStore {
     fn release_tasks(&self, owner: &str, ids: &[i64]) -> Result<(), StoreError> {
         self.write(|tx| {
             let mut stmt = tx.prepare_cached(
-                "UPDATE tasks SET visible_at = 0, lease_owner = NULL WHERE id = ?1 AND lease_owner = ?2",
+                "UPDATE tasks SET visible_at = 0, lease_owner = NULL, attempt = max(attempt - 1, 0) \
+                 WHERE id = ?1 AND lease_owner = ?2",
             )?;
             for id in ids {
                 stmt.execute(params![id, owner])?;
@@ -587,6 +658,14 @@ fn write_turn(
                 s.now,
                 sum
             ])?;
+            if s.status.is_finished() {
+                // Nobody will read what it still had queued: its timers,
+                // events and the activity calls no worker has taken.
+                tx.prepare_cached("DELETE FROM messages WHERE instance = ?1")?
+                    .execute([&turn.instance])?;
+                tx.prepare_cached("DELETE FROM tasks WHERE instance = ?1 AND lease_owner IS NULL")?
+                    .execute([&turn.instance])?;
+            }
         }
         (None, Some(_)) => {
             tx.prepare_cached(
