@@ -46,6 +46,13 @@ pub(crate) fn new_id() -> String {
         *w = h.finish();
     }
     let [a, b] = words;
+    uuid_v4(a, b)
+}
+
+/// Formats 128 random bits as a version-4 UUID (RFC 4122 variant).
+pub(crate) fn uuid_v4(a: u64, b: u64) -> String {
+    let a = (a & 0xffff_ffff_ffff_0fff) | 0x4000;
+    let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
     format!(
         "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
         a >> 32,

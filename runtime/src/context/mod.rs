@@ -385,16 +385,7 @@ impl Context {
         let mut st = lock(&self.state);
         let (a, b) = (st.next_random(), st.next_random());
         drop(st);
-        let a = (a & 0xffff_ffff_ffff_0fff) | 0x4000; // version 4
-        let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000; // RFC 4122 variant
-        format!(
-            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xffff,
-            a & 0xffff,
-            b >> 48,
-            b & 0xffff_ffff_ffff
-        )
+        crate::client::uuid_v4(a, b)
     }
 
     /// Runs `f` once and records its value in history; on replay the
