@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use durable::{activity, orchestrator, ActivityInfo, Builder, Client, Context, Error};
 
+/// How long a `step` takes, in milliseconds (8 unless set).
+pub static STEP_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(8);
+
 /// The side-effect log, opened once per process.
 static EFFECTS: OnceLock<Mutex<File>> = OnceLock::new();
 
@@ -44,7 +47,8 @@ fn record_effect() {
 /// One step of a sequence: real work takes a little time.
 #[activity]
 pub async fn step(seed: u64, k: u64) -> u64 {
-    tokio::time::sleep(Duration::from_millis(8)).await;
+    let ms = STEP_MS.load(std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
     record_effect();
     seed.wrapping_mul(31).wrapping_add(k)
 }

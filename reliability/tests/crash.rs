@@ -47,7 +47,20 @@ fn kills_wanted() -> u64 {
 }
 
 fn workload(db: &Path, effects: &Path, generation: u64, last: bool) -> Child {
+    workload_with(db, effects, generation, last, None)
+}
+
+fn workload_with(
+    db: &Path,
+    effects: &Path,
+    generation: u64,
+    last: bool,
+    step_ms: Option<u64>,
+) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_workload"));
+    if let Some(ms) = step_ms {
+        cmd.env("DURABLE_STEP_MS", ms.to_string());
+    }
     cmd.arg(db)
         .arg(effects)
         .arg(generation.to_string())
@@ -145,4 +158,42 @@ fn two_processes_on_one_file_share_the_work_without_losing_or_repeating_a_turn()
         .collect();
     let report = check(&db, &effects, &specs);
     assert!(report.problems.is_empty(), "{:#?}", report.problems);
+}
+
+/// Sends `signal` (by name, e.g. `STOP`) to the child with `kill`.
+fn signal(child: &Child, signal: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill runs");
+    assert!(ok.success(), "kill -{signal} was delivered");
+}
+
+#[test]
+fn a_process_frozen_past_its_leases_loses_them_and_its_late_commits_are_refused() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let db = dir.path().join("frozen.db");
+    let effects = dir.path().join("effects.log");
+    finish(workload(&db, &effects, 0, false));
+    // A freezes mid-work, inside slow activities whose leases it holds.
+    let a = workload_with(&db, &effects, 1, false, Some(400));
+    std::thread::sleep(Duration::from_millis(150));
+    signal(&a, "STOP");
+    // B takes the work over once A's leases expire, and drains the file.
+    finish(workload(&db, &effects, 2, true));
+    // A thaws and tries to commit what it had: all of it is stale.
+    signal(&a, "CONT");
+    finish(a);
+
+    let specs: Vec<_> = (0..=2)
+        .flat_map(|g| generation(g, PER_GENERATION))
+        .collect();
+    let report = check(&db, &effects, &specs);
+    assert!(report.problems.is_empty(), "{:#?}", report.problems);
+    // B really took over: some call ran under A's lease and again under B's.
+    assert!(
+        !report.retried.is_empty(),
+        "no attempt was taken over from the frozen process"
+    );
 }

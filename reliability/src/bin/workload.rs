@@ -23,6 +23,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let generation: u64 = args[3].parse()?;
     let count: u64 = args[4].parse()?;
     let last = args.get(5).is_some_and(|a| a == "final");
+    // Slow steps keep attempts in flight, for tests that freeze the process.
+    if let Some(ms) = std::env::var("DURABLE_STEP_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        workload::STEP_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
 
     let runtime = workload::register(Runtime::builder().sqlite(&db))
         .activity_lease(Duration::from_millis(300))
