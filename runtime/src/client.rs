@@ -288,9 +288,23 @@ impl Client {
     /// [`Error::InstanceNotFound`], [`Error::Shutdown`] when the runtime shuts
     /// down first, and store errors.
     pub async fn wait(&self, id: &str) -> Result<InstanceStatus, Error> {
+        // The entry goes when this wait ends, however it ends (a caller's
+        // timeout drops the future).
+        let guard = WaiterGuard {
+            shared: &self.shared,
+            id,
+            notify: self.shared.waiter(id),
+        };
+        self.wait_on(id, &guard.notify).await
+    }
+
+    async fn wait_on(
+        &self,
+        id: &str,
+        notify: &tokio::sync::Notify,
+    ) -> Result<InstanceStatus, Error> {
         let mut shutdown = self.shared.shutdown.clone();
         loop {
-            let notify = self.shared.waiter(id);
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -307,6 +321,19 @@ impl Client {
                 _ = shutdown.changed() => {}
             }
         }
+    }
+}
+
+/// Forgets a waiter's registration when its wait ends.
+struct WaiterGuard<'a> {
+    shared: &'a Shared,
+    id: &'a str,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.shared.forget_waiter(self.id, &self.notify);
     }
 }
 

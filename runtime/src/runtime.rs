@@ -99,6 +99,16 @@ impl Shared {
         Arc::clone(w.entry(id.to_owned()).or_default())
     }
 
+    /// Drops the entry of `id` when its last waiter leaves (the instance
+    /// may have finished elsewhere, or the wait was cut short).
+    pub(crate) fn forget_waiter(&self, id: &str, notify: &Arc<Notify>) {
+        let mut w = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        // Two holders: the map and this waiter.
+        if w.get(id).is_some_and(|n| Arc::ptr_eq(n, notify)) && Arc::strong_count(notify) <= 2 {
+            w.remove(id);
+        }
+    }
+
     /// Wakes every client waiting for `id`.
     pub(crate) fn finished(&self, id: &str) {
         let n = self

@@ -203,10 +203,11 @@ impl<T: DeserializeOwned> Future for EventWait<T> {
                 }
             }
         }
-        st.event_wakers
-            .entry(this.name.clone())
-            .or_default()
-            .push(cx.waker().clone());
+        // Polled again every turn it waits: keep one waker, not one a poll.
+        let wakers = st.event_wakers.entry(this.name.clone()).or_default();
+        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            wakers.push(cx.waker().clone());
+        }
         if !this.waiting {
             this.waiting = true;
             st.waiting += 1;

@@ -665,6 +665,10 @@ fn write_turn(
                     .execute([&turn.instance])?;
                 tx.prepare_cached("DELETE FROM tasks WHERE instance = ?1 AND lease_owner IS NULL")?
                     .execute([&turn.instance])?;
+                // Keys only guard against delivering an event twice to a
+                // running instance; a finished one refuses events anyway.
+                tx.prepare_cached("DELETE FROM message_keys WHERE instance = ?1")?
+                    .execute([&turn.instance])?;
             }
         }
         (None, Some(_)) => {
