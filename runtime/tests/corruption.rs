@@ -960,3 +960,57 @@ proptest! {
         tokio.block_on(ids_and_names_case(id, event, data))?;
     }
 }
+
+/// A history row's place and time are checked too: a damaged `turn` or
+/// `at` would regroup turns or change `ctx.now()` on replay.
+#[test]
+fn a_damaged_turn_or_time_in_history_is_an_error() {
+    for column in ["turn", "at", "idx"] {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("durable.db");
+        let store = file_store(&path);
+        let new = NewInstance {
+            id: ID.to_owned(),
+            name: "o".to_owned(),
+            input: serde_json::from_str("1").expect("a payload"),
+            now: 0,
+        };
+        store.create_instance(&new).expect("created");
+        let work = store.fetch_work(OWNER, NOW, NOW + 1, 10).expect("fetched");
+        let turn = TurnCommit {
+            instance: ID.to_owned(),
+            expected_len: 0,
+            events: vec![HistoryRecord {
+                index: 0,
+                turn: 0,
+                at: 5,
+                event: Event::Started {
+                    name: "o".to_owned(),
+                    input: serde_json::from_str("1").expect("a payload"),
+                },
+            }],
+            consumed: work[0].messages.iter().map(|(id, _)| *id).collect(),
+            tasks: Vec::new(),
+            messages: Vec::new(),
+            finished_tasks: Vec::new(),
+            lease_tasks_until: None,
+            status: Some(StatusUpdate {
+                status: RuntimeStatus::Running,
+                output: None,
+                failure: None,
+                reason: None,
+                now: NOW,
+            }),
+        };
+        store.commit_turns(OWNER, &[turn]).expect("committed");
+        assert_eq!(store.history(ID).expect("intact").len(), 1);
+        let conn = rusqlite::Connection::open(&path).expect("opens");
+        conn.execute(&format!("UPDATE history SET {column} = {column} + 1"), [])
+            .expect("damaged");
+        let err = store.history(ID).expect_err("a damaged row is an error");
+        assert!(
+            matches!(err, StoreError::Corrupt { .. }),
+            "{column}: {err:?}"
+        );
+    }
+}

@@ -204,12 +204,20 @@ fn decode_event(text: &str, what: impl FnOnce() -> String) -> Result<Event, Stor
 /// payload columns were damaged no longer matches its stored sum, so it is
 /// reported as corrupt instead of read as a wrong value.
 fn checksum(parts: &[Option<&str>]) -> i64 {
+    checksum_with(&[], parts)
+}
+
+/// [`checksum`] over some integer columns, then the text parts.
+fn checksum_with(numbers: &[i64], parts: &[Option<&str>]) -> i64 {
     // Eight bytes a step: each step (xor, odd multiply, rotate) is a
     // bijection of the state, so any change confined to one word always
     // changes the sum; more scattered damage goes unseen with odds of 2^-64.
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |w: u64| h = (h ^ w).wrapping_mul(K).rotate_left(29);
+    for n in numbers {
+        eat(u64::from_ne_bytes(n.to_ne_bytes()));
+    }
     for part in parts {
         match part {
             None => eat(u64::MAX),
@@ -236,7 +244,17 @@ fn verify(
     parts: &[Option<&str>],
     what: impl FnOnce() -> String,
 ) -> Result<(), StoreError> {
-    if checksum(parts) == sum {
+    verify_with(sum, &[], parts, what)
+}
+
+/// [`verify`] over some integer columns, then the text parts.
+fn verify_with(
+    sum: i64,
+    numbers: &[i64],
+    parts: &[Option<&str>],
+    what: impl FnOnce() -> String,
+) -> Result<(), StoreError> {
+    if checksum_with(numbers, parts) == sum {
         Ok(())
     } else {
         Err(corrupt(what(), "the row does not match its checksum"))

@@ -6,7 +6,10 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{checksum, corrupt, count, decode_event, status_of, to_json, verify, SqliteStore};
+use super::{
+    checksum, checksum_with, corrupt, count, decode_event, status_of, to_json, verify, verify_with,
+    SqliteStore,
+};
 use crate::error::{Failure, FailureKind, StoreError};
 use crate::history::{self, Event, HistoryRecord, Payload};
 use crate::status::{InstanceStatus, RuntimeStatus};
@@ -32,18 +35,12 @@ fn instance_sum(
 
 fn insert_history(tx: &Connection, instance: &str, rec: &HistoryRecord) -> Result<(), StoreError> {
     let event = to_json(&rec.event)?;
-    let sum = checksum(&[Some(instance), Some(&event)]);
+    let (idx, turn) = (count(rec.index), count(rec.turn));
+    let sum = checksum_with(&[idx, turn, rec.at], &[Some(instance), Some(&event)]);
     tx.prepare_cached(
         "INSERT INTO history (instance, idx, turn, at, event, sum) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![
-        instance,
-        count(rec.index),
-        count(rec.turn),
-        rec.at,
-        event,
-        sum
-    ])?;
+    .execute(params![instance, idx, turn, rec.at, event, sum])?;
     Ok(())
 }
 
@@ -54,7 +51,7 @@ fn insert_message(
     visible_at: i64,
 ) -> Result<i64, StoreError> {
     let event = to_json(event)?;
-    let sum = checksum(&[Some(instance), Some(&event)]);
+    let sum = checksum_with(&[visible_at], &[Some(instance), Some(&event)]);
     tx.prepare_cached(
         "INSERT INTO messages (instance, visible_at, event, sum) VALUES (?1, ?2, ?3, ?4)",
     )?
@@ -203,7 +200,7 @@ impl Store for SqliteStore {
                 // Messages of instances nobody else holds (and that this
                 // owner has not set aside as stuck), oldest first.
                 let mut stmt = tx.prepare_cached(
-                    "SELECT m.id, m.instance, m.event, m.sum FROM messages m \
+                    "SELECT m.id, m.instance, m.event, m.sum, m.visible_at FROM messages m \
                      LEFT JOIN instances i ON i.id = m.instance \
                      WHERE m.visible_at <= ?1 AND (i.lock_until IS NULL OR i.lock_until <= ?1 \
                         OR (i.lock_owner = ?3 AND i.status <> 'stuck')) \
@@ -225,7 +222,8 @@ impl Store for SqliteStore {
                         .map_err(|e| corrupt(what(), e))
                         .and_then(|text| {
                             let sum: i64 = r.get(3).map_err(|e| corrupt(what(), e))?;
-                            verify(sum, &[Some(&instance), Some(text)], what)?;
+                            let visible_at: i64 = r.get(4).map_err(|e| corrupt(what(), e))?;
+                            verify_with(sum, &[visible_at], &[Some(&instance), Some(text)], what)?;
                             decode_event(text, what)
                         });
                     rows.push((id, instance, event));
@@ -309,7 +307,7 @@ impl Store for SqliteStore {
             let what = || format!("history event {idx} of instance `{instance}`");
             // Borrowed from SQLite's row: no copy per event.
             let text = r.get_ref(3)?.as_str().map_err(|e| corrupt(what(), e))?;
-            verify(sum, &[Some(instance), Some(text)], what)?;
+            verify_with(sum, &[idx, turn, at], &[Some(instance), Some(text)], what)?;
             let index = u64::try_from(idx).map_err(|e| corrupt(what(), e))?;
             if index != out.len() as u64 {
                 return Err(corrupt(what(), format!("expected index {}", out.len())));
