@@ -61,8 +61,6 @@ pub(crate) struct Shared {
     pub(crate) owner: String,
     /// Wakes the orchestration dispatcher: new messages are queued.
     pub(crate) dispatcher_wake: Notify,
-    /// Wakes the activity worker: new tasks are queued.
-    pub(crate) worker_wake: Notify,
     /// Tasks committed already leased to this process, for its worker.
     pub(crate) tasks_tx: UnboundedSender<crate::store::LeasedTask>,
     /// Results of this process's activities, for its dispatcher.
@@ -304,7 +302,6 @@ impl Builder {
             config,
             owner: client::new_id(),
             dispatcher_wake: Notify::new(),
-            worker_wake: Notify::new(),
             tasks_tx,
             inbox_tx,
             waiters: Mutex::new(HashMap::new()),

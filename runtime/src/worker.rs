@@ -106,7 +106,6 @@ pub(crate) async fn run(shared: Arc<Shared>, mut handed: UnboundedReceiver<Lease
                     retry_at = tokio::time::Instant::now() + ERROR_BACKOFF;
                 }
             }
-            () = shared.worker_wake.notified() => look = true,
             () = tokio::time::sleep(wait), if !look => look = true,
             _ = renew.tick(), if !leased.is_empty() => {
                 let ids: Vec<i64> = leased.iter().copied().collect();
