@@ -70,7 +70,7 @@ pub fn check(db: &Path, effects_log: &Path, specs: &[Spec]) -> Report {
             Err(e) => problems.push(format!("{id}: status: {e}")),
         }
         let history = match store.history(id) {
-            Ok(h) => h,
+            Ok(h) => h.unwrap_or_default(),
             Err(e) => {
                 problems.push(format!("{id}: history: {e}"));
                 continue;

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use durable::history::{Event, HistoryRecord};
 use durable::store::{
-    CommitOutcome, Created, Due, Enqueued, InstanceWork, LeasedTask, NewInstance, SqliteStore,
-    Store, TaskResult, TurnCommit,
+    CommitOutcome, Created, Due, Enqueued, InstanceWork, LeasedTask, Names, NewInstance, Progress,
+    SqliteError, SqliteStore, Store, TaskRef, TaskResult, TurnCommit,
 };
 use durable::{
     activity, orchestrator, ActivityInfo, Client, Context, Error, Failure, Handle, InstanceStatus,
@@ -87,7 +87,7 @@ struct FaultyStore {
 /// The error SQLite gives when an fsync fails: the ambiguous kind, where the
 /// caller cannot know whether the transaction is on disk.
 fn injected_io_error() -> StoreError {
-    StoreError::Sqlite(std::sync::Arc::new(rusqlite::Error::SqliteFailure(
+    StoreError::backend(SqliteError::Sqlite(rusqlite::Error::SqliteFailure(
         rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
         Some("disk I/O error (injected after the commit)".to_owned()),
     )))
@@ -134,8 +134,12 @@ impl FaultyStore {
 }
 
 impl Store for FaultyStore {
-    fn create_instance(&self, instance: &NewInstance) -> Result<Created, StoreError> {
-        self.call("create_instance", |s| s.create_instance(instance))
+    fn now(&self) -> Result<i64, StoreError> {
+        self.inner.now()
+    }
+
+    fn create_instances(&self, instances: &[NewInstance]) -> Result<Vec<Created>, StoreError> {
+        self.call("create_instances", |s| s.create_instances(instances))
     }
 
     fn enqueue(
@@ -143,32 +147,36 @@ impl Store for FaultyStore {
         instance: &str,
         event: &Event,
         key: Option<&str>,
+        wake_stuck: bool,
     ) -> Result<Enqueued, StoreError> {
-        self.call("enqueue", |s| s.enqueue(instance, event, key))
+        self.call("enqueue", |s| s.enqueue(instance, event, key, wake_stuck))
     }
 
     fn fetch_work(
         &self,
         owner: &str,
-        now: i64,
-        lock_until: i64,
+        lock: Duration,
         limit: usize,
+        names: Names<'_>,
     ) -> Result<Vec<InstanceWork>, StoreError> {
-        self.call("fetch_work", |s| {
-            s.fetch_work(owner, now, lock_until, limit)
-        })
+        self.call("fetch_work", |s| s.fetch_work(owner, lock, limit, names))
     }
 
-    fn history(&self, instance: &str) -> Result<Vec<HistoryRecord>, StoreError> {
+    fn progress(&self, ids: &[String]) -> Result<Vec<(String, Progress)>, StoreError> {
+        self.call("progress", |s| s.progress(ids))
+    }
+
+    fn history(&self, instance: &str) -> Result<Option<Vec<HistoryRecord>>, StoreError> {
         self.call("history", |s| s.history(instance))
     }
 
     fn commit_turns(
         &self,
         owner: &str,
+        lease: Duration,
         turns: &[TurnCommit],
     ) -> Result<Vec<CommitOutcome>, StoreError> {
-        self.call("commit_turns", |s| s.commit_turns(owner, turns))
+        self.call("commit_turns", |s| s.commit_turns(owner, lease, turns))
     }
 
     fn mark_stuck(
@@ -176,40 +184,39 @@ impl Store for FaultyStore {
         owner: &str,
         instance: &str,
         failure: &Failure,
-        now: i64,
-        retry_at: i64,
+        retry_after: Duration,
+        reset_attempts: bool,
     ) -> Result<(), StoreError> {
         self.call("mark_stuck", |s| {
-            s.mark_stuck(owner, instance, failure, now, retry_at)
+            s.mark_stuck(owner, instance, failure, retry_after, reset_attempts)
         })
     }
 
     fn fetch_tasks(
         &self,
         owner: &str,
-        now: i64,
-        lease_until: i64,
+        lease: Duration,
         limit: usize,
+        names: Names<'_>,
     ) -> Result<Vec<LeasedTask>, StoreError> {
-        self.call("fetch_tasks", |s| {
-            s.fetch_tasks(owner, now, lease_until, limit)
-        })
+        self.call("fetch_tasks", |s| s.fetch_tasks(owner, lease, limit, names))
     }
 
     fn finish_tasks(&self, owner: &str, results: &[TaskResult]) -> Result<(), StoreError> {
         self.call("finish_tasks", |s| s.finish_tasks(owner, results))
     }
 
-    fn renew_tasks(&self, owner: &str, ids: &[i64], lease_until: i64) -> Result<(), StoreError> {
-        self.call("renew_tasks", |s| s.renew_tasks(owner, ids, lease_until))
+    fn renew_tasks(
+        &self,
+        owner: &str,
+        tasks: &[TaskRef],
+        lease: Duration,
+    ) -> Result<Vec<TaskRef>, StoreError> {
+        self.call("renew_tasks", |s| s.renew_tasks(owner, tasks, lease))
     }
 
     fn release_instances(&self, owner: &str) -> Result<(), StoreError> {
         self.call("release_instances", |s| s.release_instances(owner))
-    }
-
-    fn release_tasks(&self, owner: &str, ids: &[i64]) -> Result<(), StoreError> {
-        self.call("release_tasks", |s| s.release_tasks(owner, ids))
     }
 
     fn next_due(&self) -> Result<Due, StoreError> {
@@ -666,7 +673,7 @@ async fn every_call_fails_once(mode: Mode) {
         );
     }
     for method in [
-        "create_instance",
+        "create_instances",
         "enqueue",
         "fetch_work",
         "commit_turns",
@@ -704,18 +711,20 @@ fn the_faulty_store_fails_exactly_the_chosen_call_before_or_after_committing() {
             }),
             probe: Arc::clone(&probe),
         };
-        let new = |id: &str| NewInstance {
-            id: id.to_owned(),
-            name: "chain".to_owned(),
-            input: serde_json::from_str("1").unwrap(),
-            now: 0,
+        let new = |id: &str| {
+            [NewInstance::new(
+                id,
+                "chain",
+                serde_json::from_str("1").unwrap(),
+                0,
+            )]
         };
         assert!(matches!(
-            store.create_instance(&new("a")).unwrap(),
-            Created::Created { .. }
+            store.create_instances(&new("a")).unwrap()[..],
+            [Created::Created { .. }]
         ));
-        assert!(store.create_instance(&new("b")).is_err(), "call 2 fails");
-        assert_eq!(probe.hit(), Some("create_instance"));
+        assert!(store.create_instances(&new("b")).is_err(), "call 2 fails");
+        assert_eq!(probe.hit(), Some("create_instances"));
         let b = store.status("b").unwrap();
         assert_eq!(
             b.is_some(),

@@ -1,27 +1,38 @@
 //! The client: starts instances, raises events, terminates, and reads
 //! statuses, histories and typed results.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::dispatcher::Inbound;
+use crate::config::Config;
 use crate::error::Error;
-use crate::history::{now_micros, Event, HistoryRecord, Payload};
+use crate::history::{now_micros, Event, HistoryRecord, Payload, RuntimeStatus};
+use crate::ids::{check_name, new_id, Escaped};
+use crate::mailbox::{Handed, ToDispatcher};
 use crate::orchestrator::Orchestrator;
-use crate::runtime::Shared;
-use crate::status::{InstanceStatus, RuntimeStatus};
-use crate::store::{Created, Enqueued, NewInstance};
+use crate::registry::Registry;
+use crate::shutdown::{Health, Shutdown};
+use crate::status::InstanceStatus;
+use crate::store::handle::StoreHandle;
+use crate::store::{Created, Enqueued, NewInstance, StoreError};
+use crate::waiters::Waiters;
+
+pub use crate::ids::MAX_NAME_LEN;
 
 /// Starts and inspects instances. Cheap to clone; usable from any task.
 #[derive(Clone)]
 pub struct Client {
-    shared: Arc<Shared>,
+    store: StoreHandle,
+    registry: Arc<Registry>,
+    dispatcher: ToDispatcher,
+    waiters: Arc<Waiters>,
+    health: Arc<Health>,
+    shutdown: Shutdown,
+    max_payload: usize,
+    poll_interval: Duration,
 }
 
 impl std::fmt::Debug for Client {
@@ -30,61 +41,37 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// A fresh random id (UUID-shaped): for instances and runtime owners.
-pub(crate) fn new_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut words = [0u64; 2];
-    for w in &mut words {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-        h.write_u128(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        h.write_u32(std::process::id());
-        *w = h.finish();
-    }
-    let [a, b] = words;
-    uuid_v4(a, b)
-}
-
-/// Formats 128 random bits as a version-4 UUID (RFC 4122 variant).
-pub(crate) fn uuid_v4(a: u64, b: u64) -> String {
-    let a = (a & 0xffff_ffff_ffff_0fff) | 0x4000;
-    let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xffff,
-        b >> 48,
-        b & 0xffff_ffff_ffff
-    )
-}
-
-/// The longest instance id or event name accepted, in bytes.
-pub const MAX_NAME_LEN: usize = 1024;
-
-fn check_name(what: &'static str, value: &str) -> Result<(), Error> {
-    if value.is_empty() {
-        return Err(Error::InvalidName {
-            what,
-            reason: "it is empty".to_owned(),
-        });
-    }
-    if value.len() > MAX_NAME_LEN {
-        return Err(Error::InvalidName {
-            what,
-            reason: format!("it is {} bytes long, more than {MAX_NAME_LEN}", value.len()),
-        });
-    }
-    Ok(())
+/// The handles a client is built from.
+pub(crate) struct ClientParts {
+    pub(crate) store: StoreHandle,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) dispatcher: ToDispatcher,
+    pub(crate) waiters: Arc<Waiters>,
+    pub(crate) health: Arc<Health>,
+    pub(crate) shutdown: Shutdown,
 }
 
 impl Client {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    pub(crate) fn new(parts: ClientParts, config: &Config) -> Self {
+        Self {
+            store: parts.store,
+            registry: parts.registry,
+            dispatcher: parts.dispatcher,
+            waiters: parts.waiters,
+            health: parts.health,
+            shutdown: parts.shutdown,
+            max_payload: config.max_payload,
+            poll_interval: config.poll_interval,
+        }
+    }
+
+    /// `Err` when the runtime can take no more work.
+    fn accepting(&self) -> Result<(), Error> {
+        self.health.check()?;
+        if self.shutdown.is_set() {
+            return Err(Error::Shutdown);
+        }
+        Ok(())
     }
 
     /// Starts an instance of `orchestrator` under a generated id.
@@ -113,36 +100,102 @@ impl Client {
         input: O::Input,
     ) -> Result<Handle<O>, Error> {
         let id = id.into();
-        check_name("instance id", &id)?;
-        if !self.shared.registry.has_orchestrator(O::NAME) {
+        let mut created = self.start_many::<O>(vec![(id.clone(), input)]).await?;
+        match created.pop() {
+            Some(true) => {}
+            _ => return Err(Error::InstanceExists { id }),
+        }
+        Ok(self.handle(_orchestrator, id))
+    }
+
+    /// Starts many instances of `orchestrator` in one commit: for a caller
+    /// that has them all at hand, far faster than one `start` after another.
+    /// Returns a handle per input, in order; an id that exists already is
+    /// not touched and is reported as [`Error::InstanceExists`] in its place.
+    ///
+    /// # Errors
+    /// The errors of [`Client::start_with_id`] for the batch as a whole
+    /// (nothing is written when one input is invalid), and store errors.
+    pub async fn start_batch<O: Orchestrator>(
+        &self,
+        orchestrator: O,
+        inputs: impl IntoIterator<Item = (String, O::Input)>,
+    ) -> Result<Vec<Result<Handle<O>, Error>>, Error> {
+        let inputs: Vec<(String, O::Input)> = inputs.into_iter().collect();
+        let ids: Vec<String> = inputs.iter().map(|(id, _)| id.clone()).collect();
+        let created = self.start_many::<O>(inputs).await?;
+        Ok(ids
+            .into_iter()
+            .zip(created)
+            .map(|(id, fresh)| {
+                if fresh {
+                    Ok(self.handle(orchestrator, id))
+                } else {
+                    Err(Error::InstanceExists { id })
+                }
+            })
+            .collect())
+    }
+
+    /// Creates instances in one commit and hands their `Started` messages
+    /// to the dispatcher; `true` for each one created.
+    async fn start_many<O: Orchestrator>(
+        &self,
+        inputs: Vec<(String, O::Input)>,
+    ) -> Result<Vec<bool>, Error> {
+        self.accepting()?;
+        if !self.registry.has_orchestrator(O::NAME) {
             return Err(Error::UnregisteredOrchestrator {
                 name: O::NAME.to_owned(),
             });
         }
-        let input = Payload::encode(
-            &input,
-            &format!("the input of orchestrator `{}`", O::NAME),
-            self.shared.registry.max_payload,
-        )?;
-        let new = NewInstance {
-            id: id.clone(),
-            name: O::NAME.to_owned(),
-            input,
-            now: now_micros(),
-        };
-        let event = Event::Started {
-            name: new.name.clone(),
-            input: new.input.clone(),
-        };
-        match self
-            .shared
-            .blocking(move |s, _| s.create_instance(&new))
-            .await?
-        {
-            Created::Created { message } => self.hand_over(&id, message, event),
-            Created::Exists => return Err(Error::InstanceExists { id }),
+        let now = now_micros();
+        let mut news = Vec::with_capacity(inputs.len());
+        for (id, input) in inputs {
+            check_name("instance id", &id)?;
+            let input = Payload::encode(
+                &input,
+                &format!("the input of orchestrator `{}`", O::NAME),
+                self.max_payload,
+            )?;
+            news.push(NewInstance::new(id, O::NAME, input, now));
         }
-        Ok(self.handle(_orchestrator, id))
+        // Room in the dispatcher's inbox first: a client faster than the
+        // engine waits here, holding nothing but its own input.
+        let mut rooms = Vec::with_capacity(news.len());
+        for _ in &news {
+            rooms.push(if rooms.is_empty() {
+                self.dispatcher.room().await
+            } else {
+                self.dispatcher.room_now()
+            });
+        }
+        let batch = news.clone();
+        let created = self
+            .store
+            .call(move |s, _| s.create_instances(&batch))
+            .await?;
+        let mut out = Vec::with_capacity(created.len());
+        for ((new, created), room) in news.into_iter().zip(created).zip(rooms) {
+            match created {
+                Created::Created { message } => {
+                    self.dispatcher.hand_over(
+                        room,
+                        Handed {
+                            event: Event::Started {
+                                name: new.name,
+                                input: new.input,
+                            },
+                            instance: new.id,
+                            seq: message,
+                        },
+                    );
+                    out.push(true);
+                }
+                _ => out.push(false),
+            }
+        }
+        Ok(out)
     }
 
     /// A typed handle to an existing instance, without touching the store.
@@ -172,7 +225,7 @@ impl Client {
         name: &str,
         data: T,
     ) -> Result<(), Error> {
-        let event = Self::event(name, data, self.shared.registry.max_payload)?;
+        let event = Self::event(name, data, self.max_payload)?;
         self.enqueue(id, event, None).await
     }
 
@@ -191,7 +244,7 @@ impl Client {
         data: T,
     ) -> Result<(), Error> {
         check_name("event key", key)?;
-        let event = Self::event(name, data, self.shared.registry.max_payload)?;
+        let event = Self::event(name, data, self.max_payload)?;
         self.enqueue(id, event, Some(key.to_owned())).await
     }
 
@@ -204,49 +257,44 @@ impl Client {
     }
 
     /// Ends a running instance at its next turn; its queued timers, events
-    /// and not-yet-started activity calls are dropped (attempts already
-    /// running finish, and their results are dropped).
+    /// and activity calls are dropped (attempts already running finish, and
+    /// their results are dropped). A stuck instance ends too, without its
+    /// code running: the operator's way out of a parked instance.
     ///
     /// # Errors
     /// [`Error::InstanceNotFound`], [`Error::InstanceFinished`],
     /// [`Error::PayloadTooLarge`] for an over-long reason, and store errors.
     pub async fn terminate(&self, id: &str, reason: &str) -> Result<(), Error> {
         // The reason is stored like any payload, so it obeys the same limit.
-        Payload::encode(
-            reason,
-            "the reason for terminating",
-            self.shared.registry.max_payload,
-        )?;
+        Payload::encode(reason, "the reason for terminating", self.max_payload)?;
         let event = Event::Terminated {
             reason: reason.to_owned(),
         };
         self.enqueue(id, event, None).await
     }
 
-    /// Gives the dispatcher a message just committed, sparing it a read.
-    fn hand_over(&self, id: &str, message: i64, event: Event) {
-        let sent = self.shared.inbox_tx.send(Inbound::Message {
-            instance: id.to_owned(),
-            id: message,
-            event,
-        });
-        if sent.is_err() {
-            // No dispatcher here: whoever runs next reads it from the store.
-            self.shared.dispatcher_wake.notify_one();
-        }
-    }
-
     async fn enqueue(&self, id: &str, event: Event, key: Option<String>) -> Result<(), Error> {
+        let wake_stuck = matches!(event, Event::Terminated { .. });
+        self.accepting()?;
+        check_name("instance id", id)?;
+        let room = self.dispatcher.room().await;
         let owned = id.to_owned();
         let handed = event.clone();
         match self
-            .shared
-            .blocking(move |s, _| s.enqueue(&owned, &event, key.as_deref()))
+            .store
+            .call(move |s, _| s.enqueue(&owned, &event, key.as_deref(), wake_stuck))
             .await?
         {
             Enqueued::Queued { message } => {
-                if let Some(message) = message {
-                    self.hand_over(id, message, handed);
+                if let Some(seq) = message {
+                    self.dispatcher.hand_over(
+                        room,
+                        Handed {
+                            instance: id.to_owned(),
+                            seq,
+                            event: handed,
+                        },
+                    );
                 }
                 Ok(())
             }
@@ -264,8 +312,8 @@ impl Client {
     /// [`Error::InstanceNotFound`], and store errors.
     pub async fn status(&self, id: &str) -> Result<InstanceStatus, Error> {
         let owned = id.to_owned();
-        self.shared
-            .blocking(move |s, _| s.status(&owned))
+        self.store
+            .call(move |s, _| s.status(&owned))
             .await?
             .ok_or_else(|| Error::InstanceNotFound { id: id.to_owned() })
     }
@@ -273,10 +321,14 @@ impl Client {
     /// The instance's history, in order.
     ///
     /// # Errors
-    /// Store errors (a history row that does not decode among them).
+    /// [`Error::InstanceNotFound`], and store errors (a history row that
+    /// does not decode among them).
     pub async fn history(&self, id: &str) -> Result<Vec<HistoryRecord>, Error> {
         let owned = id.to_owned();
-        Ok(self.shared.blocking(move |s, _| s.history(&owned)).await?)
+        self.store
+            .call(move |s, _| s.history(&owned))
+            .await?
+            .ok_or_else(|| Error::InstanceNotFound { id: id.to_owned() })
     }
 
     /// Waits until the instance has finished and returns its final status.
@@ -286,54 +338,43 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::InstanceNotFound`], [`Error::Shutdown`] when the runtime shuts
-    /// down first, and store errors.
+    /// down first, [`Error::EngineFailed`] when it died, and store errors.
     pub async fn wait(&self, id: &str) -> Result<InstanceStatus, Error> {
-        // The entry goes when this wait ends, however it ends (a caller's
-        // timeout drops the future).
-        let guard = WaiterGuard {
-            shared: &self.shared,
-            id,
-            notify: self.shared.waiter(id),
-        };
-        self.wait_on(id, &guard.notify).await
-    }
-
-    async fn wait_on(
-        &self,
-        id: &str,
-        notify: &tokio::sync::Notify,
-    ) -> Result<InstanceStatus, Error> {
-        let mut shutdown = self.shared.shutdown.clone();
+        let waiting = self.waiters.wait_for(id);
+        let mut shutdown = self.shutdown.clone();
         loop {
-            let notified = notify.notified();
+            let notified = waiting.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let status = self.status(id).await?;
             if status.runtime_status.is_finished() {
                 return Ok(status);
             }
-            if self.shared.is_shut_down() {
+            self.health.check()?;
+            if self.shutdown.is_set() {
                 return Err(Error::Shutdown);
             }
             tokio::select! {
                 () = notified => {}
-                () = tokio::time::sleep(self.shared.config.poll_interval) => {}
-                _ = shutdown.changed() => {}
+                () = tokio::time::sleep(self.poll_interval) => {}
+                () = shutdown.wait() => {}
             }
         }
     }
-}
 
-/// Forgets a waiter's registration when its wait ends.
-struct WaiterGuard<'a> {
-    shared: &'a Shared,
-    id: &'a str,
-    notify: Arc<tokio::sync::Notify>,
-}
-
-impl Drop for WaiterGuard<'_> {
-    fn drop(&mut self) {
-        self.shared.forget_waiter(self.id, &self.notify);
+    /// As [`Client::wait`], giving up after `timeout` (the instance goes on).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when it has not finished by then, and the errors
+    /// of [`Client::wait`].
+    pub async fn wait_timeout(&self, id: &str, timeout: Duration) -> Result<InstanceStatus, Error> {
+        match tokio::time::timeout(timeout, self.wait(id)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout {
+                id: id.to_owned(),
+                waited: timeout,
+            }),
+        }
     }
 }
 
@@ -384,6 +425,20 @@ impl<O: Orchestrator> Handle<O> {
     /// the errors of [`Client::wait`].
     pub async fn result(&self) -> Result<O::Output, Error> {
         let status = self.client.wait(&self.id).await?;
+        self.output_of(status)
+    }
+
+    /// As [`Handle::result`], giving up after `timeout` (the instance goes on).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when it has not finished by then, and the errors
+    /// of [`Handle::result`].
+    pub async fn result_timeout(&self, timeout: Duration) -> Result<O::Output, Error> {
+        let status = self.client.wait_timeout(&self.id, timeout).await?;
+        self.output_of(status)
+    }
+
+    fn output_of(&self, status: InstanceStatus) -> Result<O::Output, Error> {
         if status.name != O::NAME {
             return Err(Error::WrongOrchestrator {
                 id: self.id.clone(),
@@ -396,13 +451,15 @@ impl<O: Orchestrator> Handle<O> {
                 id: self.id.clone(),
                 reason: status.terminated.unwrap_or_default(),
             }),
-            (_, Some(output), _) => output.decode(&format!("the output of instance `{}`", self.id)),
+            (_, Some(output), _) => {
+                Ok(output.decode(&format!("the output of instance `{}`", Escaped(&self.id)))?)
+            }
             (_, None, Some(failure)) => Err(Error::Failed {
                 id: self.id.clone(),
                 failure,
             }),
-            (s, None, None) => Err(Error::Store(crate::error::StoreError::Corrupt {
-                what: format!("instance `{}`", self.id),
+            (s, None, None) => Err(Error::Store(StoreError::Corrupt {
+                what: format!("instance `{}`", Escaped(&self.id)),
                 detail: format!("status {s} without an output or a failure"),
             })),
         }

@@ -1,9 +1,9 @@
-//! The errors users see: one enum for the runtime and client, one for
-//! storage, and the recorded reason an instance failed.
+//! The errors users see: one enum for the runtime and client, and the
+//! store's neutral one, re-exported from [`crate::store`].
 
-use std::fmt;
+use crate::history::{PayloadError, RuntimeStatus};
 
-use serde::{Deserialize, Serialize};
+use crate::store::StoreError;
 
 /// Everything the runtime and the client can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -13,24 +13,27 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// An instance with this id already exists.
-    #[error("instance `{id}` already exists")]
+    #[error("instance `{}` already exists", crate::ids::Escaped(id))]
     InstanceExists {
         /// The id that was asked for.
         id: String,
     },
     /// No instance has this id.
-    #[error("instance `{id}` not found")]
+    #[error("instance `{}` not found", crate::ids::Escaped(id))]
     InstanceNotFound {
         /// The id that was asked for.
         id: String,
     },
     /// The instance has already finished, so it takes no more events.
-    #[error("instance `{id}` has already finished ({status})")]
+    #[error(
+        "instance `{}` has already finished ({status})",
+        crate::ids::Escaped(id)
+    )]
     InstanceFinished {
         /// The finished instance.
         id: String,
         /// How it finished.
-        status: crate::RuntimeStatus,
+        status: RuntimeStatus,
     },
     /// The orchestrator is not registered with this runtime.
     #[error("orchestrator `{name}` is not registered: add `.orchestrator({name})` to the runtime builder")]
@@ -67,15 +70,15 @@ pub enum Error {
     },
     /// The instance failed for a reason outside its own code's return value
     /// (a panic, nondeterminism, an unregistered activity, ...).
-    #[error("instance `{id}` failed: {failure}")]
+    #[error("instance `{}` failed: {failure}", crate::ids::Escaped(id))]
     Failed {
         /// The failed instance.
         id: String,
         /// What went wrong, as recorded.
-        failure: Failure,
+        failure: crate::Failure,
     },
     /// The instance was terminated.
-    #[error("instance `{id}` was terminated: {reason}")]
+    #[error("instance `{}` was terminated: {reason}", crate::ids::Escaped(id))]
     Terminated {
         /// The terminated instance.
         id: String,
@@ -85,8 +88,32 @@ pub enum Error {
     /// The runtime was shut down while the call waited.
     #[error("the runtime has shut down")]
     Shutdown,
+    /// A part of the engine (the dispatcher or the activity worker) died;
+    /// the runtime accepts no more work. Start a new one: nothing committed
+    /// is lost.
+    #[error("the runtime's {part} stopped unexpectedly: {reason}; start a new runtime")]
+    EngineFailed {
+        /// Which part: `dispatcher` or `activity worker`.
+        part: &'static str,
+        /// What it died of (a panic message).
+        reason: String,
+    },
+    /// The wait ran past the deadline given; the instance goes on.
+    #[error(
+        "instance `{}` did not finish within {waited:?}",
+        crate::ids::Escaped(id)
+    )]
+    Timeout {
+        /// The instance waited for.
+        id: String,
+        /// How long the call waited.
+        waited: std::time::Duration,
+    },
     /// The instance is of another orchestrator than the handle's type says.
-    #[error("instance `{id}` runs orchestrator `{found}`, not `{expected}`")]
+    #[error(
+        "instance `{}` runs orchestrator `{found}`, not `{expected}`",
+        crate::ids::Escaped(id)
+    )]
     WrongOrchestrator {
         /// The instance.
         id: String,
@@ -103,141 +130,32 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// A builder setting is out of range.
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    /// Two registered functions share one stored name.
+    #[error("`{name}` is registered twice: two functions share one stored name (pin one with `name = \"..\"`)")]
+    DuplicateName {
+        /// The stored name registered twice.
+        name: String,
+    },
+    /// The builder was given no store.
+    #[error("no store: call `.sqlite(path)` or `.store(..)` on the runtime builder")]
+    NoStore,
+    /// A builder setting is out of range or does not apply.
+    #[error("invalid setting `{setting}`: {reason}")]
+    InvalidSetting {
+        /// The builder method.
+        setting: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
 }
 
-impl Error {
-    pub(crate) fn payload(what: impl Into<String>, source: serde_json::Error) -> Self {
-        Self::Payload {
-            what: what.into(),
-            source,
+impl From<PayloadError> for Error {
+    fn from(e: PayloadError) -> Self {
+        match e {
+            PayloadError::Json { what, source } => Self::Payload { what, source },
+            PayloadError::TooLarge { what, size, limit } => {
+                Self::PayloadTooLarge { what, size, limit }
+            }
         }
-    }
-}
-
-/// A storage failure, classified so callers can act on it.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The file exists but is not a SQLite database.
-    #[error("`{path}` is not a SQLite database")]
-    NotADatabase {
-        /// The file.
-        path: String,
-    },
-    /// The database belongs to another application.
-    #[error("`{path}` is a SQLite database of another application (application_id {found:#x}); durable will not touch it")]
-    ForeignDatabase {
-        /// The file.
-        path: String,
-        /// Its `PRAGMA application_id`.
-        found: i32,
-    },
-    /// The database was written by another version of durable's schema.
-    #[error("`{path}` has schema version {found}, this release reads version {supported}{hint}", hint = if *found > *supported { ": it was written by a newer release" } else { "" })]
-    SchemaVersion {
-        /// The file.
-        path: String,
-        /// The version in the file.
-        found: i64,
-        /// The version this release reads and writes.
-        supported: i64,
-    },
-    /// A pragma did not take the value asked for.
-    #[error("PRAGMA {name} is `{found}` after setting it to `{expected}`")]
-    Pragma {
-        /// The pragma.
-        name: &'static str,
-        /// The value asked for.
-        expected: String,
-        /// The value read back.
-        found: String,
-    },
-    /// The database is locked by another connection for longer than the busy timeout.
-    #[error("the database is busy or locked by another process")]
-    Busy,
-    /// The disk or file system refused a write.
-    #[error("the database cannot be written: {0}")]
-    Full(String),
-    /// The file is read-only.
-    #[error("the database is read-only: {0}")]
-    ReadOnly(String),
-    /// A stored row does not decode: the file is damaged or was edited.
-    #[error("corrupt store data in {what}: {detail}")]
-    Corrupt {
-        /// Which row or column.
-        what: String,
-        /// The decoder's complaint.
-        detail: String,
-    },
-    /// Any other SQLite error.
-    #[error("sqlite: {0}")]
-    Sqlite(std::sync::Arc<rusqlite::Error>),
-    /// Another write in the same group commit failed so that SQLite gave up
-    /// the whole transaction; nothing of this call was written. Retry it.
-    #[error(
-        "the transaction was rolled back with another write of its group; nothing was written"
-    )]
-    RolledBack,
-    /// The store's worker thread is gone.
-    #[error("the store is closed")]
-    Closed,
-}
-
-/// Why an instance failed, as recorded in its history and status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Failure {
-    /// The class of failure.
-    pub kind: FailureKind,
-    /// A human-readable account.
-    pub message: String,
-}
-
-/// The class of an instance failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum FailureKind {
-    /// The orchestrator's code panicked.
-    Panic,
-    /// On replay the code scheduled something other than its history records.
-    Nondeterminism,
-    /// The orchestrator called an activity this runtime does not have.
-    UnregisteredActivity,
-    /// The instance's orchestrator is not registered.
-    UnregisteredOrchestrator,
-    /// An input, output or event payload did not decode.
-    Payload,
-    /// The orchestrator awaited something that is not a durable operation.
-    NonDurableAwait,
-    /// Its turn was lost too often (a crashed process, a panic on replay).
-    Poisoned,
-    /// A stored row of it is damaged; it waits, stuck, until repaired.
-    Corrupt,
-}
-
-impl Failure {
-    pub(crate) fn new(kind: FailureKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.kind {
-            FailureKind::Panic => "panic",
-            FailureKind::Nondeterminism => "nondeterminism",
-            FailureKind::UnregisteredActivity => "unregistered activity",
-            FailureKind::UnregisteredOrchestrator => "unregistered orchestrator",
-            FailureKind::Payload => "payload",
-            FailureKind::NonDurableAwait => "non-durable await",
-            FailureKind::Poisoned => "poisoned",
-            FailureKind::Corrupt => "corrupt store data",
-        };
-        write!(f, "{kind}: {}", self.message)
     }
 }

@@ -1,14 +1,15 @@
 //! The event history: the append-only record of everything an instance did,
-//! from which replay rebuilds its state.
+//! from which replay rebuilds its state. This is the vocabulary every other
+//! layer speaks (events, payloads, failures, runtime status); it depends on
+//! nothing above it.
 
 use std::fmt;
+use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-
-use crate::error::{Error, Failure};
 
 /// A JSON-encoded value: an input, an output, an event's data.
 ///
@@ -24,12 +25,14 @@ impl Payload {
         value: &T,
         what: &str,
         limit: usize,
-    ) -> Result<Self, Error> {
-        let raw = serde_json::value::to_raw_value(value)
-            .map_err(|e| Error::payload(format!("encoding {what}"), e))?;
+    ) -> Result<Self, PayloadError> {
+        let raw = serde_json::value::to_raw_value(value).map_err(|source| PayloadError::Json {
+            what: format!("encoding {what}"),
+            source,
+        })?;
         let size = raw.get().len();
         if size > limit {
-            return Err(Error::PayloadTooLarge {
+            return Err(PayloadError::TooLarge {
                 what: what.to_owned(),
                 size,
                 limit,
@@ -39,9 +42,11 @@ impl Payload {
     }
 
     /// Decodes into `T`.
-    pub(crate) fn decode<T: DeserializeOwned>(&self, what: &str) -> Result<T, Error> {
-        serde_json::from_str(self.0.get())
-            .map_err(|e| Error::payload(format!("decoding {what}"), e))
+    pub(crate) fn decode<T: DeserializeOwned>(&self, what: &str) -> Result<T, PayloadError> {
+        serde_json::from_str(self.0.get()).map_err(|source| PayloadError::Json {
+            what: format!("decoding {what}"),
+            source,
+        })
     }
 
     /// Parses stored JSON text, checking that it is JSON.
@@ -69,6 +74,26 @@ impl fmt::Debug for Payload {
     }
 }
 
+/// Why a value could not be encoded or decoded; the client turns it into
+/// [`Error::Payload`](crate::Error::Payload) or
+/// [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PayloadError {
+    /// Not JSON of the expected shape.
+    #[error("{what}: {source}")]
+    Json {
+        what: String,
+        source: serde_json::Error,
+    },
+    /// Over the payload limit.
+    #[error("{what} is {size} bytes of JSON, over the payload limit of {limit} bytes: store large data elsewhere and pass a reference")]
+    TooLarge {
+        what: String,
+        size: usize,
+        limit: usize,
+    },
+}
+
 /// How an activity call ended without a value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ActivityFailure {
@@ -80,6 +105,126 @@ pub enum ActivityFailure {
     Aborted(String),
     /// Its attempts were lost too often (each crashed or stalled its worker).
     Poisoned(String),
+}
+
+/// Why an instance failed, as recorded in its history and status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The class of failure.
+    pub kind: FailureKind,
+    /// A human-readable account.
+    pub message: String,
+}
+
+/// The class of an instance failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The orchestrator's code panicked.
+    Panic,
+    /// On replay the code scheduled something other than its history records.
+    Nondeterminism,
+    /// The orchestrator called an activity this runtime does not have.
+    UnregisteredActivity,
+    /// The instance's orchestrator is not registered.
+    UnregisteredOrchestrator,
+    /// An input, output or event payload did not decode.
+    Payload,
+    /// The orchestrator awaited something that is not a durable operation.
+    NonDurableAwait,
+    /// Its turn was lost too often (a crashed process, a panic on replay).
+    Poisoned,
+    /// A stored row of it is damaged; it waits, stuck, until repaired.
+    Corrupt,
+}
+
+impl Failure {
+    /// A failure of `kind` with a message.
+    pub(crate) fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            FailureKind::Panic => "panic",
+            FailureKind::Nondeterminism => "nondeterminism",
+            FailureKind::UnregisteredActivity => "unregistered activity",
+            FailureKind::UnregisteredOrchestrator => "unregistered orchestrator",
+            FailureKind::Payload => "payload",
+            FailureKind::NonDurableAwait => "non-durable await",
+            FailureKind::Poisoned => "poisoned",
+            FailureKind::Corrupt => "corrupt store data",
+        };
+        write!(f, "{kind}: {}", self.message)
+    }
+}
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum RuntimeStatus {
+    /// Started, not yet picked up.
+    Pending,
+    /// Running or waiting on durable operations.
+    Running,
+    /// Cannot go on with the code this runtime has (nondeterminism, or its
+    /// orchestrator is not registered); nothing is lost, and it resumes when
+    /// code that fits is deployed. [`InstanceStatus::failure`](crate::InstanceStatus::failure)
+    /// says why.
+    Stuck,
+    /// The orchestrator returned a value that is not an `Err`.
+    Completed,
+    /// The orchestrator returned an `Err`, or the instance failed.
+    Failed,
+    /// Terminated from outside.
+    Terminated,
+}
+
+impl RuntimeStatus {
+    /// Whether the instance has ended.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Terminated)
+    }
+
+    /// The stored spelling.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Stuck => "stuck",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Terminated => "terminated",
+        }
+    }
+}
+
+impl fmt::Display for RuntimeStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RuntimeStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "pending" => Self::Pending,
+            "running" => Self::Running,
+            "stuck" => Self::Stuck,
+            "completed" => Self::Completed,
+            "failed" => Self::Failed,
+            "terminated" => Self::Terminated,
+            other => return Err(format!("unknown runtime status `{other}`")),
+        })
+    }
 }
 
 /// One thing that happened to an instance.

@@ -33,35 +33,49 @@
 //! # }
 //! ```
 
+// The layers, bottom up; each module imports only those above it here.
+// 1. The vocabulary.
+pub mod history;
+// 2. Leaf modules: ids, configuration, policy, errors, lifecycle.
+mod config;
+mod error;
+mod ids;
+mod policy;
+mod retry;
+mod shutdown;
+mod status;
+mod unwind;
+// 3. Storage: the trait, its neutral error, its conformance suite, backends.
+pub mod store;
+// 4. The orchestrator's world: context, activities, orchestrators, replay.
 mod activity;
-mod cache;
-mod client;
 mod combinator;
 mod context;
-mod dispatcher;
-mod error;
-pub mod history;
 mod orchestrator;
 mod registry;
 mod replay;
-mod retry;
-mod runtime;
-mod status;
-pub mod store;
-mod unwind;
+// 5. Mailboxes between the parts; waiters.
+mod mailbox;
+mod waiters;
+// 6. The parts.
+mod client;
+mod dispatcher;
 mod worker;
+// 7. Wiring.
+mod runtime;
 
 pub use activity::{Activity, ActivityError, ActivityInfo, BoxFuture, Never};
 pub use client::{Client, Handle, MAX_NAME_LEN};
 pub use combinator::{join, join_all, select, select_all, Either, JoinAll};
 pub use context::{ActivityCall, Context, EventWait, Timer};
 pub use durable_macros::{activity, orchestrator};
-pub use error::{Error, Failure, FailureKind, StoreError};
+pub use error::Error;
+pub use history::{Failure, FailureKind, RuntimeStatus};
 pub use orchestrator::Orchestrator;
 pub use retry::RetryPolicy;
 pub use runtime::{Builder, Runtime};
-pub use status::{InstanceStatus, RuntimeStatus};
-pub use store::Synchronous;
+pub use status::InstanceStatus;
+pub use store::{StoreError, Synchronous};
 
 /// What generated code names. Not part of the public API.
 #[doc(hidden)]

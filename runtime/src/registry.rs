@@ -6,9 +6,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use crate::activity::{Activity, BoxFuture};
+use crate::config::DEFAULT_MAX_PAYLOAD;
 use crate::context::Context;
-use crate::error::{Error, Failure, FailureKind};
-use crate::history::{ActivityFailure, Payload};
+use crate::error::Error;
+use crate::history::{ActivityFailure, Failure, FailureKind, Payload};
 use crate::orchestrator::Orchestrator;
 use crate::unwind::CatchUnwind;
 
@@ -21,9 +22,6 @@ type StartFn =
 /// Runs one activity attempt on its encoded input; outputs over the limit fail.
 type RunFn = dyn Fn(&Payload, usize) -> BoxFuture<Result<Payload, ActivityFailure>> + Send + Sync;
 
-/// The default largest payload: 4 MiB of JSON.
-pub(crate) const DEFAULT_MAX_PAYLOAD: usize = 4 << 20;
-
 pub(crate) struct OrchestratorEntry {
     pub(crate) start: Box<StartFn>,
     pub(crate) activities: Vec<&'static str>,
@@ -35,7 +33,8 @@ pub(crate) struct Registry {
     activities: HashMap<&'static str, Arc<RunFn>>,
     /// Names registered twice, reported when the runtime starts.
     duplicates: Vec<&'static str>,
-    /// The largest payload, in bytes of JSON, anything may produce.
+    /// The largest payload, in bytes of JSON, anything may produce: set
+    /// from the runtime's configuration when it starts.
     pub(crate) max_payload: usize,
 }
 
@@ -120,9 +119,9 @@ impl Registry {
     /// Checks the registrations: no name twice, every known callee present.
     pub(crate) fn validate(&self) -> Result<(), Error> {
         if let Some(name) = self.duplicates.first() {
-            return Err(Error::Config(format!(
-                "`{name}` is registered twice: two functions share one stored name"
-            )));
+            return Err(Error::DuplicateName {
+                name: (*name).to_owned(),
+            });
         }
         let mut names: Vec<_> = self.orchestrators.iter().collect();
         names.sort_by_key(|(n, _)| **n);
@@ -158,5 +157,19 @@ impl Registry {
 
     pub(crate) fn has_activity(&self, name: &str) -> bool {
         self.activities.contains_key(name)
+    }
+
+    /// The stored names of the registered orchestrators, sorted.
+    pub(crate) fn orchestrator_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> = self.orchestrators.keys().copied().collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The stored names of the registered activities, sorted.
+    pub(crate) fn activity_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> = self.activities.keys().copied().collect();
+        names.sort_unstable();
+        names
     }
 }

@@ -1,131 +1,32 @@
-//! The runtime: its builder, the state its parts share, and its lifecycle.
+//! The runtime: its builder, and the wiring that hands each part (the
+//! dispatcher, the activity worker, clients) only the handles it uses, then
+//! supervises them and stops them in order.
 
-use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
-use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::activity::Activity;
-use crate::client::{self, Client};
-use crate::error::{Error, StoreError};
+use crate::client::{Client, ClientParts};
+use crate::config::Config;
+use crate::dispatcher::Dispatcher;
+use crate::error::Error;
+use crate::mailbox::{mailboxes, ToDispatcher};
 use crate::orchestrator::Orchestrator;
 use crate::registry::Registry;
-use crate::store::{SqliteOptions, SqliteStore, Store, Synchronous};
-use crate::{dispatcher, worker};
-
-/// Store calls in flight at once: enough for a group commit to gather many
-/// writes, few enough that the blocking threads they occupy (each with an
-/// allocator arena that keeps what it once held) stay bounded. Measured
-/// with `durable-bench seq idle`: 16 costs a fifth of `seq`'s throughput,
-/// no bound costs 30 MB more resident in `idle`.
-const STORE_CALLS: usize = 64;
-
-/// Tunables, with defaults that suit one process on one machine.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) cache_size: usize,
-    pub(crate) max_activities: usize,
-    pub(crate) lease: Duration,
-    pub(crate) poll_interval: Duration,
-    pub(crate) stuck_retry: Duration,
-    pub(crate) batch: usize,
-    pub(crate) poison_after: u32,
-    pub(crate) history_warning: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            cache_size: 10_000,
-            max_activities: 1_000,
-            lease: Duration::from_secs(30),
-            poll_interval: Duration::from_millis(500),
-            stuck_retry: Duration::from_secs(30),
-            batch: 512,
-            poison_after: 10,
-            history_warning: 10_000,
-        }
-    }
-}
-
-/// What the runtime's tasks and its clients share.
-pub(crate) struct Shared {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) registry: Registry,
-    pub(crate) config: Config,
-    /// This process's name in leases and locks.
-    pub(crate) owner: String,
-    /// Wakes the orchestration dispatcher: new messages are queued.
-    pub(crate) dispatcher_wake: Notify,
-    /// Tasks committed already leased to this process, for its worker.
-    pub(crate) tasks_tx: UnboundedSender<crate::store::LeasedTask>,
-    /// Results of this process's activities, for its dispatcher.
-    pub(crate) inbox_tx: UnboundedSender<dispatcher::Inbound>,
-    /// Clients waiting for instances to finish.
-    waiters: Mutex<HashMap<String, Arc<Notify>>>,
-    /// Store calls allowed at once.
-    store_calls: tokio::sync::Semaphore,
-    pub(crate) shutdown: watch::Receiver<bool>,
-}
-
-impl Shared {
-    /// Runs a store call on the blocking pool, off the async workers.
-    pub(crate) async fn blocking<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&dyn Store, &str) -> Result<T, StoreError> + Send + 'static,
-    {
-        // A few store calls at a time are all a store can use (writes are
-        // serialized, then grouped): more would only park blocking threads,
-        // each with its own allocator arena holding on to memory.
-        let Ok(_permit) = self.store_calls.acquire().await else {
-            return Err(StoreError::Closed);
-        };
-        let this = Arc::clone(self);
-        tokio::task::spawn_blocking(move || f(this.store.as_ref(), &this.owner))
-            .await
-            .unwrap_or(Err(StoreError::Closed))
-    }
-
-    /// The notifier a client waits on for `id` to finish.
-    pub(crate) fn waiter(&self, id: &str) -> Arc<Notify> {
-        let mut w = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(w.entry(id.to_owned()).or_default())
-    }
-
-    /// Drops the entry of `id` when its last waiter leaves (the instance
-    /// may have finished elsewhere, or the wait was cut short).
-    pub(crate) fn forget_waiter(&self, id: &str, notify: &Arc<Notify>) {
-        let mut w = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
-        // Two holders: the map and this waiter.
-        if w.get(id).is_some_and(|n| Arc::ptr_eq(n, notify)) && Arc::strong_count(notify) <= 2 {
-            w.remove(id);
-        }
-    }
-
-    /// Wakes every client waiting for `id`.
-    pub(crate) fn finished(&self, id: &str) {
-        let n = self
-            .waiters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
-        if let Some(n) = n {
-            n.notify_waiters();
-        }
-    }
-
-    pub(crate) fn is_shut_down(&self) -> bool {
-        *self.shutdown.borrow()
-    }
-}
+use crate::shutdown::{self, Health, Shutdown, Trigger};
+use crate::store::handle::StoreHandle;
+use crate::store::{SqliteOptions, SqliteStore, Store, StoreError, Synchronous};
+use crate::unwind::CatchUnwind;
+use crate::waiters::Waiters;
+use crate::worker::{self, Leases, Worker};
 
 enum StoreSpec {
-    Sqlite(PathBuf),
+    Sqlite(PathBuf, SqliteOptions),
     Custom(Arc<dyn Store>),
 }
 
@@ -133,9 +34,10 @@ enum StoreSpec {
 #[must_use = "a builder does nothing until `.start().await`"]
 pub struct Builder {
     store: Option<StoreSpec>,
-    sqlite: SqliteOptions,
+    synchronous: Option<Synchronous>,
     registry: Registry,
     config: Config,
+    activity_threads: usize,
 }
 
 impl std::fmt::Debug for Builder {
@@ -148,20 +50,29 @@ impl std::fmt::Debug for Builder {
 
 impl Builder {
     /// Stores everything in the SQLite file at `path`, created if missing;
-    /// `":memory:"` keeps it in memory (for tests).
-    pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Self {
-        self.store = Some(StoreSpec::Sqlite(path.into()));
+    /// `":memory:"` keeps it in memory (for tests). A shortcut for
+    /// `.store(SqliteStore::open(path)?)` that opens the file at `start()`.
+    pub fn sqlite(self, path: impl Into<PathBuf>) -> Self {
+        self.sqlite_with(path, SqliteOptions::default())
+    }
+
+    /// Uses the SQLite file at `path` with these options (durability, busy
+    /// timeout, size cap).
+    pub fn sqlite_with(mut self, path: impl Into<PathBuf>, options: SqliteOptions) -> Self {
+        self.store = Some(StoreSpec::Sqlite(path.into(), options));
         self
     }
 
     /// Sets how hard SQLite works to keep each commit (default
-    /// [`Synchronous::Full`]: a committed step survives power loss).
+    /// [`Synchronous::Full`]: a committed step survives power loss). Only
+    /// for `.sqlite(..)`: with `.store(..)`, `start()` refuses it with
+    /// [`Error::InvalidSetting`] (configure that store itself).
     pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
-        self.sqlite.synchronous = synchronous;
+        self.synchronous = Some(synchronous);
         self
     }
 
-    /// Uses `store` instead of SQLite.
+    /// Uses `store`: the general way in, for any backend.
     pub fn store(mut self, store: impl Store) -> Self {
         self.store = Some(StoreSpec::Custom(Arc::new(store)));
         self
@@ -186,17 +97,34 @@ impl Builder {
         self
     }
 
-    /// How many activity attempts run at once (default 1,000).
+    /// How many activity attempts run at once (default 1,000). Tasks beyond
+    /// that stay in the store, where any process with a free slot takes them.
     pub fn max_concurrent_activities(mut self, n: usize) -> Self {
         self.config.max_activities = n;
         self
     }
 
+    /// How many threads run activities (default 8), apart from the threads
+    /// that run turns and store calls: an activity that blocks its thread
+    /// holds one of these, never the engine.
+    pub fn activity_threads(mut self, n: usize) -> Self {
+        self.activity_threads = n;
+        self
+    }
+
     /// How long an activity attempt is leased (default 30 s); leases are
-    /// renewed while it runs, so this bounds how soon a crashed worker's
-    /// attempt is run again.
+    /// renewed while it runs and until its result is committed, so this
+    /// bounds how soon a crashed worker's attempt is run again.
     pub fn activity_lease(mut self, lease: Duration) -> Self {
-        self.config.lease = lease;
+        self.config.activity_lease = lease;
+        self
+    }
+
+    /// How long an instance fetched for a turn stays locked to this process
+    /// (default 30 s): how soon another process takes over an instance whose
+    /// process died in the middle of a turn.
+    pub fn instance_lock(mut self, lock: Duration) -> Self {
+        self.config.instance_lock = lock;
         self
     }
 
@@ -229,14 +157,16 @@ impl Builder {
     /// or side effect may have (default 4 MiB). A larger one is refused with
     /// [`Error::PayloadTooLarge`] before anything is written: a client call
     /// returns it, an activity's attempt fails with it, an orchestrator's
-    /// instance fails with it.
+    /// instance fails with it. JSON spells a `Vec<u8>` as numbers (up to 4
+    /// bytes each): pass bytes as a base64 `String` to count them near 1.33
+    /// bytes each, or better, store them elsewhere and pass a reference.
     pub fn max_payload(mut self, bytes: usize) -> Self {
-        self.registry.max_payload = bytes;
+        self.config.max_payload = bytes;
         self
     }
 
-    /// Warn (on stderr) when an instance's history grows past this many
-    /// events (default 10,000): replay after a restart costs time in
+    /// Warn (through `tracing`) when an instance's history grows past this
+    /// many events (default 10,000): replay after a restart costs time in
     /// proportion, so a long-lived orchestration should end and start afresh
     /// with its state as input.
     pub fn history_warning(mut self, events: u64) -> Self {
@@ -244,11 +174,10 @@ impl Builder {
         self
     }
 
-    /// Uses the SQLite file at `path` with these options (durability, busy
-    /// timeout, size cap).
-    pub fn sqlite_with(mut self, path: impl Into<PathBuf>, options: SqliteOptions) -> Self {
-        self.store = Some(StoreSpec::Sqlite(path.into()));
-        self.sqlite = options;
+    /// How long [`Runtime::shutdown`] lets running activity attempts finish
+    /// before it abandons them and gives their leases back (default 10 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.config.shutdown_grace = grace;
         self
     }
 
@@ -256,83 +185,156 @@ impl Builder {
     /// and the activity worker.
     ///
     /// # Errors
-    /// [`Error::Config`] without a store or with a zero setting, a name
-    /// registered twice, or [`Error::UnregisteredActivity`] when an
-    /// orchestrator calls an activity that is not registered; store errors
-    /// opening the database.
+    /// [`Error::NoStore`] without a store; [`Error::InvalidSetting`] for a
+    /// zero setting, or `synchronous` with a store other than SQLite;
+    /// [`Error::DuplicateName`] when two functions share a stored name;
+    /// [`Error::UnregisteredActivity`] when an orchestrator calls an
+    /// activity that is not registered; store errors opening the database.
     pub async fn start(self) -> Result<Runtime, Error> {
         let Builder {
             store,
-            sqlite,
-            registry,
+            synchronous,
+            mut registry,
             config,
+            activity_threads,
         } = self;
         registry.validate()?;
-        if config.max_activities == 0
-            || config.lease.is_zero()
-            || config.poll_interval.is_zero()
-            || config.poison_after == 0
-        {
-            return Err(Error::Config(
-                "max_concurrent_activities, activity_lease, poll_interval and poison_after must be above zero"
-                    .to_owned(),
-            ));
+        config.validate()?;
+        if activity_threads == 0 {
+            return Err(Error::InvalidSetting {
+                setting: "activity_threads",
+                reason: "it must be above zero".to_owned(),
+            });
         }
+        registry.max_payload = config.max_payload;
         let store: Arc<dyn Store> = match store {
-            None => {
-                return Err(Error::Config(
-                    "no store: call `.sqlite(path)` (or `.store(..)`) on the builder".to_owned(),
-                ))
+            None => return Err(Error::NoStore),
+            Some(StoreSpec::Custom(_)) if synchronous.is_some() => {
+                return Err(Error::InvalidSetting {
+                    setting: "synchronous",
+                    reason: "it applies to `.sqlite(..)` only; configure the store given to `.store(..)` itself".to_owned(),
+                })
             }
             Some(StoreSpec::Custom(s)) => s,
-            Some(StoreSpec::Sqlite(path)) => {
+            Some(StoreSpec::Sqlite(path, mut options)) => {
+                if let Some(sync) = synchronous {
+                    options.synchronous = sync;
+                }
                 let opened =
-                    tokio::task::spawn_blocking(move || SqliteStore::open_with(path, &sqlite))
+                    tokio::task::spawn_blocking(move || SqliteStore::open_with(path, &options))
                         .await
                         .unwrap_or(Err(StoreError::Closed))?;
                 Arc::new(opened)
             }
         };
-        let (shutdown_tx, shutdown) = watch::channel(false);
-        let (tasks_tx, tasks_rx) = unbounded_channel();
-        let (inbox_tx, inbox_rx) = unbounded_channel();
-        let shared = Arc::new(Shared {
-            store,
-            registry,
-            config,
-            owner: client::new_id(),
-            dispatcher_wake: Notify::new(),
-            tasks_tx,
-            inbox_tx,
-            waiters: Mutex::new(HashMap::new()),
-            store_calls: tokio::sync::Semaphore::new(STORE_CALLS),
-            shutdown,
-        });
-        let tasks = vec![
-            tokio::spawn(dispatcher::run(Arc::clone(&shared), inbox_rx)),
-            tokio::spawn(worker::run(Arc::clone(&shared), tasks_rx)),
-        ];
+        let threads = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(activity_threads)
+            .thread_name("durable-activity")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::InvalidSetting {
+                setting: "activity_threads",
+                reason: format!("the threads could not be started: {e}"),
+            })?;
+        let store = StoreHandle::new(store, crate::ids::new_id());
+        let registry = Arc::new(registry);
+        let boxes = mailboxes(config.inbox_capacity, config.max_activities);
+        let (drain, draining) = shutdown::channel();
+        let (stop, stopping) = shutdown::channel();
+        let waiters = Arc::new(Waiters::default());
+        let health = Arc::new(Health::default());
+        let leases: Leases = Arc::default();
+        let stop_all = Arc::new((drain, stop));
+        let worker = Worker {
+            store: store.clone(),
+            registry: Arc::clone(&registry),
+            config: config.clone(),
+            ends: boxes.worker,
+            leases: Arc::clone(&leases),
+            threads: threads.handle().clone(),
+            draining: draining.clone(),
+        };
+        let dispatcher = Dispatcher {
+            store: store.clone(),
+            registry: Arc::clone(&registry),
+            config: config.clone(),
+            inbox: boxes.inbox,
+            worker: boxes.to_worker,
+            waiters: Arc::clone(&waiters),
+            draining: draining.clone(),
+            stop: stopping,
+        };
+        let supervise = |part, fut| {
+            supervised(
+                part,
+                fut,
+                Arc::clone(&health),
+                Arc::clone(&waiters),
+                Arc::clone(&stop_all),
+            )
+        };
+        let worker_task = tokio::spawn(supervise("activity worker", Box::pin(worker.run())));
+        let dispatcher_task = tokio::spawn(supervise("dispatcher", Box::pin(dispatcher.run())));
         Ok(Runtime {
-            shared,
-            tasks,
-            shutdown_tx,
+            client: ClientParts {
+                store: store.clone(),
+                registry,
+                dispatcher: boxes.to_dispatcher,
+                waiters: Arc::clone(&waiters),
+                health,
+                shutdown: draining,
+            },
+            config,
+            store,
+            leases,
+            waiters,
+            stop_all,
+            worker_task: Some(worker_task),
+            dispatcher_task: Some(dispatcher_task),
+            threads: Some(threads),
         })
     }
 }
 
+type Part = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs a part; if it panics, the runtime fails visibly: clients get
+/// [`Error::EngineFailed`], waiters are woken, the other part stops.
+async fn supervised(
+    part: &'static str,
+    fut: Part,
+    health: Arc<Health>,
+    waiters: Arc<Waiters>,
+    stop_all: Arc<(Trigger, Trigger)>,
+) {
+    if let Err(panic) = CatchUnwind::new(AssertUnwindSafe(fut)).await {
+        tracing::error!("the runtime's {part} panicked: {panic}; the runtime stops");
+        health.failed(part, panic);
+        stop_all.0.fire();
+        stop_all.1.fire();
+        waiters.wake_all();
+    }
+}
+
 /// A running engine: an orchestration dispatcher and an activity worker on
-/// one store. Dropping it stops its tasks; [`Runtime::shutdown`] does so
-/// cleanly, giving unfinished activity leases back.
+/// one store. [`Runtime::shutdown`] stops it cleanly; dropping it stops it
+/// at once (see [`Runtime::shutdown`] for what that costs).
 pub struct Runtime {
-    shared: Arc<Shared>,
-    tasks: Vec<JoinHandle<()>>,
-    shutdown_tx: watch::Sender<bool>,
+    client: ClientParts,
+    config: Config,
+    store: StoreHandle,
+    leases: Leases,
+    waiters: Arc<Waiters>,
+    stop_all: Arc<(Trigger, Trigger)>,
+    worker_task: Option<JoinHandle<()>>,
+    dispatcher_task: Option<JoinHandle<()>>,
+    threads: Option<tokio::runtime::Runtime>,
 }
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
-            .field("owner", &self.shared.owner)
+            .field("owner", &self.store.owner())
             .finish_non_exhaustive()
     }
 }
@@ -342,41 +344,80 @@ impl Runtime {
     pub fn builder() -> Builder {
         Builder {
             store: None,
-            sqlite: SqliteOptions {
-                synchronous: Synchronous::Full,
-                ..SqliteOptions::default()
-            },
+            synchronous: None,
             registry: Registry::default(),
             config: Config::default(),
+            activity_threads: 8,
         }
     }
 
     /// A client to start instances, raise events and read results.
     pub fn client(&self) -> Client {
-        Client::new(Arc::clone(&self.shared))
+        Client::new(
+            ClientParts {
+                store: self.client.store.clone(),
+                registry: Arc::clone(&self.client.registry),
+                dispatcher: ToDispatcher::clone(&self.client.dispatcher),
+                waiters: Arc::clone(&self.client.waiters),
+                health: Arc::clone(&self.client.health),
+                shutdown: Shutdown::clone(&self.client.shutdown),
+            },
+            &self.config,
+        )
     }
 
-    /// Stops the dispatcher and the worker and waits for them. Activity
-    /// attempts still running are abandoned and their leases given back, so
-    /// the next start runs them again at once; everything committed stays.
+    /// Stops the runtime in order: clients are refused, no new work is
+    /// taken, running activity attempts get the grace period
+    /// ([`Builder::shutdown_grace`]) to finish and their results are
+    /// committed; what still runs then is abandoned and its lease given
+    /// back, and instance locks are released, so the next start (here or
+    /// in another process) takes everything over at once. After it returns
+    /// nothing is leased to this runtime.
+    ///
+    /// Dropping a runtime without it stops at once: attempts still running
+    /// are abandoned, their leases and the instance locks are given back
+    /// by one store write on the dropping thread, and results not yet
+    /// committed are lost (their attempts run again).
     ///
     /// # Errors
-    /// None today; the `Result` leaves room for a store that flushes on close.
+    /// [`Error::EngineFailed`] when a part of the engine had died; what it
+    /// held is given back all the same.
     pub async fn shutdown(mut self) -> Result<(), Error> {
-        self.shutdown_tx.send_replace(true);
-        for task in self.tasks.drain(..) {
-            // A task that panicked has nothing left to clean up.
-            let _ = task.await;
+        self.stop_all.0.fire();
+        if let Some(w) = self.worker_task.take() {
+            let _ = w.await;
         }
-        Ok(())
+        self.stop_all.1.fire();
+        if let Some(d) = self.dispatcher_task.take() {
+            let _ = d.await;
+        }
+        self.waiters.wake_all();
+        self.client.health.check()
     }
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        self.shutdown_tx.send_replace(true);
-        for task in &self.tasks {
+        self.stop_all.0.fire();
+        self.stop_all.1.fire();
+        let stopped_early = self.dispatcher_task.is_some();
+        for task in [self.worker_task.take(), self.dispatcher_task.take()]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
+        }
+        if stopped_early {
+            // Dropped without `shutdown()`: give back what can be given back
+            // now, so the next runtime need not wait for leases to expire.
+            worker::release_now(&self.store, &self.leases);
+            if let Err(e) = self.store.call_now(|s, owner| s.release_instances(owner)) {
+                tracing::warn!("releasing instance locks on drop: {e}");
+            }
+        }
+        self.waiters.wake_all();
+        if let Some(threads) = self.threads.take() {
+            threads.shutdown_background();
         }
     }
 }

@@ -1,301 +1,369 @@
 //! The activity worker: runs the attempts its dispatcher hands it and the
-//! due ones it leases from the store, concurrently on tokio; renews their
-//! leases while they run; hands finished results back to the dispatcher and
-//! records retries in the store.
+//! due ones it leases from the store, each in a slot (at most
+//! `max_concurrent_activities` at once), on threads of their own so that an
+//! activity that blocks its thread cannot stall the turns; renews leases
+//! until each result is settled; hands results back to the dispatcher and
+//! records retries in the store. On shutdown it drains: no new work, running
+//! attempts get a grace period, and whatever is left is given back.
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::activity::ActivityInfo;
-use crate::dispatcher::{Completed, Inbound};
-use crate::history::{duration_micros, now_micros, ActivityFailure, Event, Payload};
-use crate::runtime::Shared;
-use crate::store::{LeasedTask, TaskOutcome, TaskRef, TaskResult};
+use crate::config::Config;
+use crate::history::{ActivityFailure, Event, Payload};
+use crate::mailbox::{Assigned, Completed, WorkerEnds};
+use crate::policy::{self, AfterFailure, Poison};
+use crate::registry::Registry;
+use crate::shutdown::Shutdown;
+use crate::store::handle::StoreHandle;
+use crate::store::{LeasedTask, Names, TaskOutcome, TaskRef, TaskResult};
+use crate::unwind::CatchUnwind;
 
 const ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
 type Attempt = (LeasedTask, Result<Payload, ActivityFailure>);
 
-/// Runs until the runtime shuts down.
-pub(crate) async fn run(shared: Arc<Shared>, mut handed: UnboundedReceiver<LeasedTask>) {
-    let mut shutdown = shared.shutdown.clone();
-    let mut inflight: JoinSet<Attempt> = JoinSet::new();
-    // Handed-over attempts waiting for room to run (already leased).
-    let mut backlog: VecDeque<LeasedTask> = VecDeque::new();
-    // Leases held: running attempts and results not yet recorded. They are
-    // renewed until the result is in the store.
-    let mut leased: HashSet<i64> = HashSet::new();
-    let mut unreported: Vec<TaskResult> = Vec::new();
-    // When to offer refused results again: one deadline across loop passes,
-    // so the other branches firing more often cannot starve it.
-    let mut retry_at = tokio::time::Instant::now();
-    let lease = duration_micros(shared.config.lease);
-    let mut renew = tokio::time::interval((shared.config.lease / 3).max(Duration::from_millis(1)));
-    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut look = true;
-    let mut wait = Duration::ZERO;
-    while !shared.is_shut_down() {
-        while inflight.len() < shared.config.max_activities {
-            let Some(task) = backlog.pop_front() else {
-                break;
-            };
-            spawn(&shared, &mut inflight, task);
-        }
-        let room = shared.config.max_activities.saturating_sub(inflight.len());
-        if look && room > 0 {
-            let now = now_micros();
-            match shared
-                .blocking(move |s, owner| {
-                    s.fetch_tasks(owner, now, now.saturating_add(lease), room)
-                })
-                .await
-            {
-                Ok(tasks) => {
-                    // A full batch may leave more behind: look again at once.
-                    look = tasks.len() == room;
-                    for task in tasks {
-                        leased.insert(task.id);
-                        spawn(&shared, &mut inflight, task);
-                    }
-                    if !look {
-                        wait = next_wait(&shared).await;
-                    }
-                }
-                Err(e) => {
-                    eprintln!("durable: activity worker: {e}; retrying");
-                    wait = ERROR_BACKOFF;
-                    look = false;
-                }
-            }
-        } else if !look {
-            // Keep the wait computed when we last looked.
-        } else {
-            wait = shared.config.poll_interval;
-        }
-        if look && inflight.len() < shared.config.max_activities {
-            continue;
-        }
-        tokio::select! {
-            _ = shutdown.changed() => {}
-            Some(task) = handed.recv() => {
-                leased.insert(task.id);
-                backlog.push_back(task);
-                while let Ok(task) = handed.try_recv() {
-                    leased.insert(task.id);
-                    backlog.push_back(task);
-                }
-                // Spawned at the top of the loop; the store needs no look.
-            }
-            Some(done) = inflight.join_next(), if !inflight.is_empty() => {
-                collect(&shared, done, &mut unreported, &mut leased);
-                while let Some(done) = inflight.try_join_next() {
-                    collect(&shared, done, &mut unreported, &mut leased);
-                }
-                if !report(&shared, &mut unreported, &mut leased).await {
-                    retry_at = tokio::time::Instant::now() + ERROR_BACKOFF;
-                }
-                look = true;
-            }
-            // Results the store refused last time are offered again.
-            () = tokio::time::sleep_until(retry_at), if !unreported.is_empty() => {
-                if !report(&shared, &mut unreported, &mut leased).await {
-                    retry_at = tokio::time::Instant::now() + ERROR_BACKOFF;
-                }
-            }
-            () = tokio::time::sleep(wait), if !look => look = true,
-            _ = renew.tick(), if !leased.is_empty() => {
-                let ids: Vec<i64> = leased.iter().copied().collect();
-                let until = now_micros().saturating_add(lease);
-                if let Err(e) = shared.blocking(move |s, owner| s.renew_tasks(owner, &ids, until)).await {
-                    eprintln!("durable: activity worker: renewing leases: {e}");
-                }
-            }
-        }
-    }
-    // Abandon what still runs and give its leases back, so the next start
-    // (or another process) runs it again at once: handed-over tasks that
-    // never started included.
-    handed.close();
-    while let Ok(task) = handed.try_recv() {
-        leased.insert(task.id);
-    }
-    inflight.abort_all();
-    while let Some(done) = inflight.join_next().await {
-        collect(&shared, done, &mut unreported, &mut leased);
-    }
-    report(&shared, &mut unreported, &mut leased).await;
-    if !leased.is_empty() {
-        let ids: Vec<i64> = leased.into_iter().collect();
-        if let Err(e) = shared
-            .blocking(move |s, owner| s.release_tasks(owner, &ids))
-            .await
-        {
-            eprintln!("durable: activity worker: releasing leases: {e}");
-        }
-    }
+/// Leases this process holds on activity attempts: running ones and
+/// results not yet settled. Shared with the runtime so that a runtime
+/// dropped without `shutdown()` can still give them back.
+pub(crate) type Leases = Arc<Mutex<HashSet<(TaskRef, String)>>>;
+
+/// Everything the worker uses, and nothing else.
+pub(crate) struct Worker {
+    pub(crate) store: StoreHandle,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) config: Config,
+    pub(crate) ends: WorkerEnds,
+    pub(crate) leases: Leases,
+    /// The threads activities run on.
+    pub(crate) threads: tokio::runtime::Handle,
+    /// Set when the runtime begins to shut down.
+    pub(crate) draining: Shutdown,
 }
 
-/// Until the next task falls due, at most the poll interval.
-async fn next_wait(shared: &Arc<Shared>) -> Duration {
-    let cap = shared.config.poll_interval;
-    match shared.blocking(|s, _| s.next_due()).await {
-        Ok(due) => match due.task {
-            Some(at) => {
-                let until = at.saturating_sub(now_micros());
-                Duration::from_micros(until.max(0).unsigned_abs()).min(cap)
-            }
-            None => cap,
-        },
-        Err(_) => cap,
+impl Worker {
+    fn hold(&self, t: &LeasedTask) {
+        lock(&self.leases).insert((t.task_ref(), t.instance.clone()));
     }
-}
 
-fn spawn(shared: &Arc<Shared>, inflight: &mut JoinSet<Attempt>, task: LeasedTask) {
-    let run = shared.registry.activity(&task.name);
-    let limit = shared.registry.max_payload;
-    // Leases taken that ended in neither a result nor a reported failure.
-    let lost = task.attempt.saturating_sub(1).saturating_sub(task.failures);
-    let poison_after = shared.config.poison_after;
-    inflight.spawn(async move {
-        let result = match run {
-            _ if lost >= poison_after => Err(ActivityFailure::Poisoned(format!(
-                "activity `{}` was lost {lost} times without finishing (its worker crashed or stalled each time)",
-                task.name
-            ))),
-            Some((name, run)) => {
-                let info = ActivityInfo {
-                    instance_id: task.instance.clone(),
-                    seq: task.seq,
-                    attempt: task.attempt,
-                    name,
-                };
-                info.scope(run(&task.input, limit)).await
+    fn drop_lease(&self, t: TaskRef) {
+        lock(&self.leases).retain(|(r, _)| *r != t);
+    }
+
+    /// Runs until the runtime drains, then drains.
+    pub(crate) async fn run(mut self) {
+        let names = self.registry.activity_names();
+        let mut draining = self.draining.clone();
+        let mut inflight: JoinSet<Attempt> = JoinSet::new();
+        let mut unreported: Vec<TaskResult> = Vec::new();
+        // When to offer refused results again: one deadline across loop
+        // passes, so the other branches firing more often cannot starve it.
+        let mut retry_at = Instant::now();
+        let lease = self.config.activity_lease;
+        let mut renew = tokio::time::interval((lease / 3).max(Duration::from_millis(1)));
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut look = true;
+        // When to look in the store next: a deadline, not a wait, so that
+        // the other branches firing more often cannot postpone it forever.
+        let mut look_at = Instant::now();
+        while !draining.is_set() {
+            let room = self.ends.slots.available_permits();
+            if look && room > 0 {
+                let slots: Vec<OwnedSemaphorePermit> = (0..room)
+                    .map_while(|_| Arc::clone(&self.ends.slots).try_acquire_owned().ok())
+                    .collect();
+                let n = slots.len();
+                let names = names.clone();
+                match self
+                    .store
+                    .call(move |s, owner| s.fetch_tasks(owner, lease, n, Names(&names)))
+                    .await
+                {
+                    Ok(tasks) => {
+                        // A full batch may leave more behind: look again.
+                        look = tasks.len() == n && n > 0;
+                        for (task, slot) in tasks.into_iter().zip(slots) {
+                            self.spawn(&mut inflight, Assigned { task, slot });
+                        }
+                        if !look {
+                            look_at = Instant::now() + self.next_wait().await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("activity worker: looking for tasks: {e}; retrying");
+                        look_at = Instant::now() + ERROR_BACKOFF;
+                        look = false;
+                    }
+                }
+            } else if look {
+                // No free slot: a finished attempt makes room and looks.
+                look = false;
+                look_at = Instant::now() + self.config.poll_interval;
             }
-            None => Err(ActivityFailure::Aborted(format!(
-                "activity `{}` is not registered with this worker",
-                task.name
-            ))),
+            if look {
+                continue;
+            }
+            tokio::select! {
+                () = draining.wait() => {}
+                Some(a) = self.ends.tasks.recv() => self.spawn(&mut inflight, a),
+                Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                    self.collect(done, &mut unreported);
+                    while let Some(done) = inflight.try_join_next() {
+                        self.collect(done, &mut unreported);
+                    }
+                    if !self.report(&mut unreported).await {
+                        retry_at = Instant::now() + ERROR_BACKOFF;
+                    }
+                    look = true;
+                }
+                Some(t) = self.ends.settled.recv() => self.drop_lease(t),
+                // Results the store refused last time are offered again.
+                () = tokio::time::sleep_until(retry_at), if !unreported.is_empty() => {
+                    if !self.report(&mut unreported).await {
+                        retry_at = Instant::now() + ERROR_BACKOFF;
+                    }
+                }
+                () = tokio::time::sleep_until(look_at) => look = true,
+                () = self.ends.wake.notified() => look = true,
+                _ = renew.tick() => self.renew().await,
+            }
+        }
+        self.drain(inflight, unreported).await;
+    }
+
+    /// Stops taking work, lets running attempts finish within the grace
+    /// period, then gives back every lease still held.
+    async fn drain(mut self, mut inflight: JoinSet<Attempt>, mut unreported: Vec<TaskResult>) {
+        let deadline = Instant::now() + self.config.shutdown_grace;
+        let mut release: Vec<TaskResult> = Vec::new();
+        while !inflight.is_empty() {
+            tokio::select! {
+                Some(a) = self.ends.tasks.recv() => {
+                    // Handed over as the runtime began to stop: not started.
+                    release.push(TaskResult::new(a.task.task_ref(), a.task.instance, TaskOutcome::Release));
+                }
+                Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                    self.collect(done, &mut unreported);
+                }
+                Some(t) = self.ends.settled.recv() => self.drop_lease(t),
+                _ = renew_tick(self.config.activity_lease) => self.renew().await,
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        self.ends.tasks.close();
+        while let Ok(a) = self.ends.tasks.try_recv() {
+            release.push(TaskResult::new(
+                a.task.task_ref(),
+                a.task.instance,
+                TaskOutcome::Release,
+            ));
+        }
+        // Past the grace period: what still runs is abandoned and its lease
+        // given back, so the next start runs it again at once.
+        inflight.abort_all();
+        while let Some(done) = inflight.join_next().await {
+            self.collect(done, &mut unreported);
+        }
+        for r in &release {
+            self.drop_lease(r.task);
+        }
+        unreported.extend(release);
+        self.report(&mut unreported).await;
+    }
+
+    /// Starts an attempt in its slot, on the activity threads.
+    fn spawn(&self, inflight: &mut JoinSet<Attempt>, assigned: Assigned) {
+        let Assigned { task, slot } = assigned;
+        self.hold(&task);
+        let run = self.registry.activity(&task.name);
+        let limit = self.config.max_payload;
+        let poison = Poison {
+            after: self.config.poison_after,
         };
-        (task, result)
-    });
-}
-
-/// Turns a finished attempt into its result: done, or queued again per the
-/// retry policy.
-fn collect(
-    shared: &Shared,
-    done: Result<Attempt, tokio::task::JoinError>,
-    batch: &mut Vec<TaskResult>,
-    leased: &mut HashSet<i64>,
-) {
-    // Attempts catch their own panics; a join error is an abort at shutdown,
-    // whose lease is given back there.
-    let Ok((task, result)) = done else { return };
-    let outcome = match result {
-        Ok(output) => TaskOutcome::Done(Event::ActivityCompleted {
-            seq: task.seq,
-            output,
-        }),
-        Err(failure) => {
-            let failures = task.failures.saturating_add(1);
-            let retryable = matches!(
-                failure,
-                ActivityFailure::Error(_) | ActivityFailure::Panic(_)
-            );
-            if retryable && failures < task.retry.max_attempts() {
-                TaskOutcome::Retry {
-                    visible_at: now_micros()
-                        .saturating_add(duration_micros(task.retry.delay_after(failures))),
-                    failures,
+        let attempt = async move {
+            // The slot is held while the attempt runs.
+            let _slot = slot;
+            let result = match run {
+                _ if poison.task_is_poison(task.attempt, task.failures) => {
+                    Err(ActivityFailure::Poisoned(format!(
+                        "activity `{}` was lost {} times without finishing (its worker crashed or stalled each time)",
+                        task.name,
+                        Poison::lost_attempts(task.attempt, task.failures)
+                    )))
                 }
-            } else {
-                TaskOutcome::Done(Event::ActivityFailed {
+                Some((name, run)) => {
+                    let info = ActivityInfo {
+                        instance_id: task.instance.clone(),
+                        seq: task.seq,
+                        attempt: task.attempt,
+                        name,
+                    };
+                    let span = tracing::debug_span!("activity", name, attempt = task.attempt,
+                        instance = %crate::ids::Escaped(&task.instance));
+                    let _ = &span;
+                    // Everything user code does (decoding the input, the
+                    // body, encoding the output) is inside the guard: a
+                    // panic anywhere is a failed attempt, never a lost lease.
+                    let input = task.input.clone();
+                    match CatchUnwind::new(AssertUnwindSafe(info.scope(async move {
+                        run(&input, limit).await
+                    })))
+                    .await
+                    {
+                        Ok(r) => r,
+                        Err(panic) => Err(ActivityFailure::Panic(panic)),
+                    }
+                }
+                // Fetches only take registered names; one handed over for an
+                // activity this process lacks cannot happen.
+                None => Err(ActivityFailure::Aborted(format!(
+                    "activity `{}` is not registered with this worker",
+                    task.name
+                ))),
+            };
+            (task, result)
+        };
+        inflight.spawn_on(attempt, &self.threads);
+    }
+
+    /// Turns a finished attempt into its result: handed to the dispatcher,
+    /// or queued again per the retry policy.
+    fn collect(
+        &self,
+        done: Result<Attempt, tokio::task::JoinError>,
+        unreported: &mut Vec<TaskResult>,
+    ) {
+        // Attempts catch their own panics; a join error is an abort at
+        // shutdown, whose lease is given back in `drain`.
+        let Ok((task, result)) = done else { return };
+        let event = match result {
+            Ok(output) => Event::ActivityCompleted {
+                seq: task.seq,
+                output,
+            },
+            Err(failure) => match policy::after_failure(&failure, task.failures, &task.retry) {
+                AfterFailure::Retry(delay, failures) => {
+                    unreported.push(TaskResult::new(
+                        task.task_ref(),
+                        task.instance,
+                        TaskOutcome::Retry { delay, failures },
+                    ));
+                    return;
+                }
+                AfterFailure::GiveUp => Event::ActivityFailed {
                     seq: task.seq,
                     failure,
-                })
-            }
-        }
-    };
-    if let TaskOutcome::Done(event) = outcome {
-        // The result goes straight to the dispatcher, whose turn commit
-        // deletes the task; the lease, renewed a moment ago, outlives that.
-        let handed = Completed {
-            task: TaskRef {
-                id: task.id,
-                attempt: task.attempt,
+                },
             },
+        };
+        // The result goes straight to the dispatcher, whose turn commit
+        // deletes the task; the lease is renewed until then.
+        let handed = Completed {
+            task: task.task_ref(),
             instance: task.instance,
             event,
         };
-        match shared.inbox_tx.send(Inbound::Completed(handed)) {
-            Ok(()) => {
-                leased.remove(&task.id);
-            }
+        if let Err(back) = self.ends.results.send(handed) {
             // No dispatcher (shutting down): record it in the store.
-            Err(back) => {
-                let Inbound::Completed(c) = back.0 else {
-                    return;
-                };
-                batch.push(TaskResult {
-                    id: c.task.id,
-                    attempt: c.task.attempt,
-                    instance: c.instance,
-                    outcome: TaskOutcome::Done(c.event),
-                });
+            let c = back.0;
+            unreported.push(TaskResult::new(
+                c.task,
+                c.instance,
+                TaskOutcome::Done(c.event),
+            ));
+        }
+    }
+
+    /// Commits results in one transaction. On a store error they stay
+    /// queued (and their leases renewed) for another try; returns whether
+    /// everything was recorded.
+    async fn report(&self, unreported: &mut Vec<TaskResult>) -> bool {
+        if unreported.is_empty() {
+            return true;
+        }
+        let batch = std::mem::take(unreported);
+        let outcome = self
+            .store
+            .call(move |s, owner| Ok((s.finish_tasks(owner, &batch), batch)))
+            .await;
+        match outcome {
+            Ok((Ok(()), batch)) => {
+                for r in &batch {
+                    self.drop_lease(r.task);
+                }
+                true
+            }
+            Ok((Err(e), batch)) => {
+                tracing::warn!("activity worker: recording results: {e}; retrying");
+                *unreported = batch;
+                false
+            }
+            // The blocking pool is gone (the runtime is going down): the
+            // leases expire and the attempts run again.
+            Err(e) => {
+                tracing::warn!("activity worker: recording results: {e}");
+                false
             }
         }
-        return;
     }
-    batch.push(TaskResult {
-        id: task.id,
-        attempt: task.attempt,
-        instance: task.instance,
-        outcome,
-    });
+
+    /// Renews every lease held; forgets the ones the store says are lost.
+    async fn renew(&self) {
+        let held: Vec<TaskRef> = lock(&self.leases).iter().map(|(r, _)| *r).collect();
+        if held.is_empty() {
+            return;
+        }
+        let lease = self.config.activity_lease;
+        let asked = held.clone();
+        match self
+            .store
+            .call(move |s, owner| s.renew_tasks(owner, &asked, lease))
+            .await
+        {
+            Ok(still) => {
+                let still: HashSet<TaskRef> = still.into_iter().collect();
+                lock(&self.leases).retain(|(r, _)| still.contains(r) || !held.contains(r));
+            }
+            Err(e) => tracing::warn!("activity worker: renewing leases: {e}"),
+        }
+    }
+
+    /// Until the next task falls due, at most the poll interval.
+    async fn next_wait(&self) -> Duration {
+        let cap = self.config.poll_interval;
+        match self.store.call(|s, _| s.next_due()).await {
+            Ok(due) => due.task.map_or(cap, |d| d.min(cap)),
+            Err(_) => cap,
+        }
+    }
 }
 
-/// Commits the results in one transaction and wakes the dispatcher. On a
-/// store error they stay queued (and their leases renewed) for another try;
-/// returns whether everything was recorded.
-async fn report(
-    shared: &Arc<Shared>,
-    unreported: &mut Vec<TaskResult>,
-    leased: &mut HashSet<i64>,
-) -> bool {
-    if unreported.is_empty() {
-        return true;
+async fn renew_tick(lease: Duration) {
+    tokio::time::sleep((lease / 3).max(Duration::from_millis(1))).await;
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Gives back every lease in `leases` at once, on the calling thread: for
+/// a runtime dropped without `shutdown()`.
+pub(crate) fn release_now(store: &StoreHandle, leases: &Leases) {
+    let held: Vec<TaskResult> = lock(leases)
+        .drain()
+        .map(|(r, instance)| TaskResult::new(r, instance, TaskOutcome::Release))
+        .collect();
+    if held.is_empty() {
+        return;
     }
-    let batch = std::mem::take(unreported);
-    let completed = batch
-        .iter()
-        .any(|r| matches!(r.outcome, TaskOutcome::Done(_)));
-    let outcome = shared
-        .blocking(move |s, owner| Ok((s.finish_tasks(owner, &batch), batch)))
-        .await;
-    match outcome {
-        Ok((Ok(()), batch)) => {
-            for r in &batch {
-                leased.remove(&r.id);
-            }
-            if completed {
-                shared.dispatcher_wake.notify_one();
-            }
-            true
-        }
-        Ok((Err(e), batch)) => {
-            eprintln!("durable: activity worker: recording results: {e}; retrying");
-            *unreported = batch;
-            false
-        }
-        // The blocking pool is gone (the runtime is going down): the leases
-        // expire and the attempts run again.
-        Err(e) => {
-            eprintln!("durable: activity worker: recording results: {e}");
-            false
-        }
+    if let Err(e) = store.call_now(|s, owner| s.finish_tasks(owner, &held)) {
+        tracing::warn!("activity worker: giving leases back: {e}; they expire after the lease");
     }
 }

@@ -3,6 +3,7 @@
 mod common;
 
 use common::{builder, db, within};
+use durable::store::SqliteError;
 use durable::{activity, orchestrator, Context, Error, FailureKind, Runtime, StoreError};
 
 #[activity]
@@ -130,8 +131,13 @@ async fn empty_and_huge_ids_are_refused() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InvalidName { .. }), "{err}");
-    // Any other bytes are fine, quotes and SQL included.
-    let odd = "'; DROP TABLE instances; --\u{0}\u{1F600}";
+    // Control characters would make logs and tools lie: refused.
+    for bad in ["nul\u{0}", "two\nlines", "bidi\u{202e}gnp.exe"] {
+        let err = client.start_with_id(uses_double, bad, 1).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidName { .. }), "{bad:?}: {err}");
+    }
+    // Any other text is fine, quotes and SQL included.
+    let odd = "'; DROP TABLE instances; --\u{1F600}";
     let h = client.start_with_id(uses_double, odd, 4).await.unwrap();
     assert_eq!(within(h.result()).await.unwrap(), 8);
     assert_eq!(client.status(odd).await.unwrap().id, odd);
@@ -165,8 +171,14 @@ async fn a_file_that_is_not_sqlite_is_refused_and_left_alone() {
     let junk = b"this is not a database, it is a text file of some length..........".repeat(100);
     std::fs::write(&db.path, &junk).unwrap();
     let err = builder(&db).start().await.unwrap_err();
+    let Error::Store(store_err) = &err else {
+        panic!("not a store error: {err}");
+    };
     assert!(
-        matches!(err, Error::Store(StoreError::NotADatabase { .. })),
+        matches!(
+            store_err.backend_error::<SqliteError>(),
+            Some(SqliteError::NotADatabase { .. })
+        ),
         "{err}"
     );
     assert_eq!(
@@ -219,7 +231,51 @@ async fn another_applications_database_is_refused() {
 #[tokio::test]
 async fn a_runtime_without_a_store_is_a_config_error() {
     let err = Runtime::builder().start().await.unwrap_err();
-    assert!(matches!(err, Error::Config(_)), "{err}");
+    assert!(matches!(err, Error::NoStore), "{err}");
+}
+
+/// `.synchronous(..)` configures the SQLite store the builder opens: with
+/// a store given to `.store(..)` it would be silently ignored, so it is
+/// refused.
+#[tokio::test]
+async fn synchronous_with_a_custom_store_is_refused_not_ignored() {
+    let db = db();
+    let store = durable::store::SqliteStore::open(&db.path).unwrap();
+    let err = Runtime::builder()
+        .store(store)
+        .synchronous(durable::Synchronous::Normal)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidSetting {
+                setting: "synchronous",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_name_registered_twice_is_refused_naming_it() {
+    #[orchestrator(name = "twice")]
+    async fn first(_ctx: Context) {}
+    #[orchestrator(name = "twice")]
+    async fn second(_ctx: Context) {}
+    let err = Runtime::builder()
+        .sqlite(":memory:")
+        .orchestrator(first)
+        .orchestrator(second)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::DuplicateName { name } if name == "twice"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

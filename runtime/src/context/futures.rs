@@ -12,8 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::{lock, Completion, State};
 use crate::activity::{Activity, ActivityError};
-use crate::error::{Failure, FailureKind};
-use crate::history::ActivityFailure;
+use crate::history::{ActivityFailure, Failure, FailureKind};
 
 /// The part every operation future shares: wait for the completion with
 /// this sequence number.

@@ -20,8 +20,7 @@ use futures::OpWait;
 pub use futures::{ActivityCall, EventWait, Timer};
 
 use crate::activity::Activity;
-use crate::error::{Failure, FailureKind};
-use crate::history::{self, ActivityFailure, Payload};
+use crate::history::{self, ActivityFailure, Failure, FailureKind, Payload};
 use crate::retry::RetryPolicy;
 
 /// The kind of a durable operation, as history records it.
@@ -125,7 +124,7 @@ impl State {
             waiting: 0,
             fatal: None,
             rng: 0,
-            max_payload: crate::registry::DEFAULT_MAX_PAYLOAD,
+            max_payload: crate::config::DEFAULT_MAX_PAYLOAD,
         }
     }
 
@@ -385,7 +384,7 @@ impl Context {
         let mut st = lock(&self.state);
         let (a, b) = (st.next_random(), st.next_random());
         drop(st);
-        crate::client::uuid_v4(a, b)
+        crate::ids::uuid_v4(a, b)
     }
 
     /// Runs `f` once and records its value in history; on replay the

@@ -4,18 +4,30 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::{send_to_store, Completed, Inbound};
-use crate::cache::Cache;
+use super::cache::Cache;
+use super::{send_to_store, Dispatcher};
 use crate::context::Action;
-use crate::error::{Failure, FailureKind, StoreError};
-use crate::history::{duration_micros, now_micros, Event, HistoryRecord};
+use crate::history::{now_micros, Event, Failure, FailureKind, HistoryRecord, RuntimeStatus};
+use crate::mailbox::{Assigned, Completed, Handed, ToWorker};
+use crate::policy::{self, Poison};
+use crate::registry::Registry;
 use crate::replay::{Execution, Outcome, Parked, Turn};
-use crate::runtime::Shared;
-use crate::status::RuntimeStatus;
+use crate::store::handle::StoreHandle;
 use crate::store::{
-    CommitOutcome, InstanceWork, LeasedTask, NewMessage, NewTask, StatusUpdate, TurnCommit,
+    CommitOutcome, InstanceWork, LeasedTask, NewMessage, NewTask, Progress, StatusUpdate,
+    StoreError, TurnCommit,
 };
+use crate::waiters::Waiters;
+
+/// What a round tells the loop.
+pub(super) struct Done {
+    /// Look in the store again at once.
+    pub(super) look_again: bool,
+    /// The earliest timer this round committed, from now.
+    pub(super) next_timer: Option<Duration>,
+}
 
 /// A turn computed and waiting for its commit.
 struct Pending {
@@ -26,84 +38,35 @@ struct Pending {
     finished: bool,
     /// Handed-over results the turn consumes.
     completions: Vec<Completed>,
+    /// Worker slots for the turn's leased tasks.
+    slots: Vec<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// One instance's input to a round: what the store holds for it (if it was
 /// fetched), the messages and the results handed over in memory.
+#[derive(Default)]
 struct Input {
     work: Option<InstanceWork>,
-    messages: Vec<(i64, Event)>,
+    handed: Vec<(u64, Event)>,
     completions: Vec<Completed>,
-}
-
-/// Runs and commits one round of turns. Returns whether to look in the
-/// store again at once; on a store error, the handed-over results, for the
-/// next round.
-pub(super) async fn run_batch(
-    shared: &Arc<Shared>,
-    cache: &mut Cache,
-    work: Vec<InstanceWork>,
-    inbound: Vec<Inbound>,
-) -> Result<(bool, Option<i64>), (StoreError, Vec<Completed>)> {
-    let mut inputs: Vec<(String, Input)> = Vec::with_capacity(work.len());
-    let mut index: HashMap<String, usize> = HashMap::new();
-    for w in work {
-        index.insert(w.id.clone(), inputs.len());
-        inputs.push((
-            w.id.clone(),
-            Input {
-                work: Some(w),
-                messages: Vec::new(),
-                completions: Vec::new(),
-            },
-        ));
-    }
-    for item in inbound {
-        let instance = match &item {
-            Inbound::Completed(c) => c.instance.clone(),
-            Inbound::Message { instance, .. } => instance.clone(),
-        };
-        let i = *index.entry(instance.clone()).or_insert_with(|| {
-            inputs.push((
-                instance,
-                Input {
-                    work: None,
-                    messages: Vec::new(),
-                    completions: Vec::new(),
-                },
-            ));
-            inputs.len() - 1
-        });
-        let input = &mut inputs[i].1;
-        match item {
-            Inbound::Completed(c) => input.completions.push(c),
-            Inbound::Message { id, event, .. } => {
-                // The store may have handed over the same message.
-                let fetched = input
-                    .work
-                    .as_ref()
-                    .is_some_and(|w| w.messages.iter().any(|(m, _)| *m == id));
-                if !fetched {
-                    input.messages.push((id, event));
-                }
-            }
-        }
-    }
-    let mut round = Round::default();
-    let mut inputs = inputs.into_iter();
-    while let Some((id, input)) = inputs.next() {
-        if let Err(e) = round.prepare(shared, cache, id, input).await {
-            let mut back = round.into_completions();
-            back.extend(inputs.flat_map(|(_, i)| i.completions));
-            return Err((e, back));
-        }
-    }
-    round.commit(shared, cache).await
+    /// Read from the store for an instance neither fetched nor cached.
+    progress: Option<Progress>,
 }
 
 /// The turns of one round, built up instance by instance.
-#[derive(Default)]
-struct Round {
+pub(super) struct Round<'a> {
+    store: &'a StoreHandle,
+    registry: &'a Arc<Registry>,
+    worker: &'a ToWorker,
+    waiters: &'a Waiters,
+    poison: Poison,
+    lock: Duration,
+    lease: Duration,
+    stuck_retry: Duration,
+    history_warning: u64,
+    /// Whether new tasks may be leased to this process's worker (not while
+    /// the runtime drains).
+    lease_tasks: bool,
     commits: Vec<TurnCommit>,
     pending: Vec<Pending>,
     stuck: Vec<(String, Failure)>,
@@ -111,7 +74,97 @@ struct Round {
     to_store: Vec<Completed>,
 }
 
-impl Round {
+impl<'a> Round<'a> {
+    pub(super) fn new(d: &'a Dispatcher, lease_tasks: bool) -> Self {
+        Self {
+            store: &d.store,
+            registry: &d.registry,
+            worker: &d.worker,
+            waiters: &d.waiters,
+            poison: Poison {
+                after: d.config.poison_after,
+            },
+            lock: d.config.instance_lock,
+            lease: d.config.activity_lease,
+            stuck_retry: d.config.stuck_retry,
+            history_warning: d.config.history_warning,
+            lease_tasks,
+            commits: Vec::new(),
+            pending: Vec::new(),
+            stuck: Vec::new(),
+            to_store: Vec::new(),
+        }
+    }
+
+    /// Runs and commits one round of turns. On a store error, returns the
+    /// handed-over results, for the next round (handed messages are in the
+    /// store: the next look finds them).
+    pub(super) async fn run(
+        mut self,
+        cache: &mut Cache,
+        work: Vec<InstanceWork>,
+        handed: Vec<Handed>,
+        completions: Vec<Completed>,
+    ) -> Result<Done, (StoreError, Vec<Completed>)> {
+        let _ = self.lock;
+        let mut inputs: Vec<(String, Input)> = Vec::with_capacity(work.len());
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut slot = |inputs: &mut Vec<(String, Input)>, id: &str| -> usize {
+            *index.entry(id.to_owned()).or_insert_with(|| {
+                inputs.push((id.to_owned(), Input::default()));
+                inputs.len() - 1
+            })
+        };
+        for w in work {
+            let i = slot(&mut inputs, &w.id);
+            inputs[i].1.work = Some(w);
+        }
+        for m in handed {
+            let i = slot(&mut inputs, &m.instance);
+            inputs[i].1.handed.push((m.seq, m.event));
+        }
+        for c in completions {
+            let i = slot(&mut inputs, &c.instance);
+            inputs[i].1.completions.push(c);
+        }
+        // Instances with messages handed over in memory that are neither
+        // fetched nor cached: one read tells how far each has come, so that
+        // a copy of a message already delivered never runs code again.
+        let unknown: Vec<String> = inputs
+            .iter()
+            .filter(|(id, i)| !i.handed.is_empty() && i.work.is_none() && !cache.contains(id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !unknown.is_empty() {
+            match self.store.call(move |s, _| s.progress(&unknown)).await {
+                Ok(found) => {
+                    let found: HashMap<String, Progress> = found.into_iter().collect();
+                    for (id, input) in &mut inputs {
+                        if !input.handed.is_empty() && input.work.is_none() {
+                            input.progress = found.get(id).copied();
+                        }
+                    }
+                }
+                Err(e) => {
+                    let back = inputs
+                        .into_iter()
+                        .flat_map(|(_, i)| i.completions)
+                        .collect();
+                    return Err((e, back));
+                }
+            }
+        }
+        let mut inputs = inputs.into_iter();
+        while let Some((id, input)) = inputs.next() {
+            if let Err(e) = self.prepare(cache, id, input).await {
+                let mut back = self.into_completions();
+                back.extend(inputs.flat_map(|(_, i)| i.completions));
+                return Err((e, back));
+            }
+        }
+        self.commit(cache).await
+    }
+
     /// Every handed-over result the round holds.
     fn into_completions(self) -> Vec<Completed> {
         let mut all = self.to_store;
@@ -122,7 +175,6 @@ impl Round {
     /// Computes one instance's turn.
     async fn prepare(
         &mut self,
-        shared: &Arc<Shared>,
         cache: &mut Cache,
         id: String,
         input: Input,
@@ -130,69 +182,100 @@ impl Round {
         let now = now_micros();
         let Input {
             work,
-            messages: mut handed,
+            handed,
             completions,
+            progress,
         } = input;
-        let (mut all, len, attempts, live) = match work {
+        if let Some(damage) = work.as_ref().and_then(|w| w.damage.clone()) {
+            // A damaged row stops this instance, never the others.
+            cache.take(&id);
+            self.to_store.extend(completions);
+            self.stuck
+                .push((id, Failure::new(FailureKind::Corrupt, damage.to_string())));
+            return Ok(());
+        }
+        // What is known of the instance: fetched, cached, or read.
+        let cached_through = cache.consumed_through(&id);
+        let (mut messages, len, attempts, status, through) = match work {
             Some(w) => (
                 w.messages,
                 Some(w.history_len),
                 w.attempts,
-                w.status.is_some_and(|s| !s.is_finished()),
+                Some(w.status),
+                w.consumed_through,
             ),
-            None => (Vec::new(), None, 0, true),
+            None => match progress {
+                Some(p) => (
+                    Vec::new(),
+                    Some(p.history_len),
+                    0,
+                    Some(p.status),
+                    p.consumed_through,
+                ),
+                None if !handed.is_empty() && !cache.contains(&id) => {
+                    // Messages for an instance the store does not know.
+                    self.to_store.extend(completions);
+                    return Ok(());
+                }
+                None => (Vec::new(), None, 0, None, cached_through),
+            },
         };
-        all.append(&mut handed);
-        // Oldest first, as the store orders them.
-        all.sort_by_key(|(m, _)| *m);
-        let consumed: Vec<i64> = all.iter().map(|(m, _)| *m).collect();
-        let messages: Vec<Event> = all.into_iter().map(|(_, e)| e).collect();
-        if !live {
-            // Messages for an instance that is gone or finished: nobody
-            // will read them (late completions after a race, for example).
-            cache.take(&id);
-            self.to_store.extend(completions);
-            self.commits.push(TurnCommit {
-                instance: id.clone(),
-                expected_len: len.unwrap_or(0),
-                events: Vec::new(),
-                consumed,
-                tasks: Vec::new(),
-                messages: Vec::new(),
-                finished_tasks: Vec::new(),
-                lease_tasks_until: None,
-                status: None,
-            });
-            self.pending.push(Pending {
-                id,
-                len_before: len.unwrap_or(0),
-                execution: None,
-                finished: false,
-                completions: Vec::new(),
-            });
+        // Handed-over copies of messages the store already delivered (to a
+        // turn that committed, or in this fetch) are dropped unseen.
+        let through = through.max(cached_through);
+        for (seq, event) in handed {
+            let delivered = through.is_some_and(|t| seq <= t);
+            if !delivered && !messages.iter().any(|(m, _)| *m == seq) {
+                messages.push((seq, event));
+            }
+        }
+        messages.sort_by_key(|(m, _)| *m);
+        if messages.is_empty() && completions.is_empty() {
             return Ok(());
         }
-        if attempts > shared.config.poison_after {
+        let consumed: Vec<u64> = messages.iter().map(|(m, _)| *m).collect();
+        let messages: Vec<Event> = messages.into_iter().map(|(_, e)| e).collect();
+        if status.is_some_and(RuntimeStatus::is_finished) {
+            // Messages for a finished instance: nobody will read them
+            // (late completions after a race, for example).
+            cache.take(&id);
+            self.to_store.extend(completions);
+            let mut commit = TurnCommit::new(id.clone(), len.unwrap_or(0));
+            commit.consumed = consumed;
+            self.push(commit, id, len.unwrap_or(0), None, false, Vec::new());
+            return Ok(());
+        }
+        if self.poison.turn_is_poison(attempts) {
             cache.take(&id);
             let len = len.unwrap_or(0);
             self.to_store.extend(completions);
-            self.commits
-                .push(poison(shared, &id, len, attempts, consumed, now).await?);
-            self.pending.push(Pending {
-                id,
-                len_before: len,
-                execution: None,
-                finished: true,
-                completions: Vec::new(),
-            });
+            let failure = Failure::new(
+                FailureKind::Poisoned,
+                format!(
+                    "instance `{}` was tried {} times without completing a turn (its process \
+                     crashed during the turn, or its code panicked on replay)",
+                    crate::ids::Escaped(&id),
+                    attempts - 1
+                ),
+            );
+            tracing::warn!("{failure}");
+            let commit = end_without_code(
+                self.store,
+                &id,
+                len,
+                consumed,
+                Event::Failed { failure },
+                now,
+            )
+            .await?;
+            self.push(commit, id, len, None, true, Vec::new());
             return Ok(());
         }
-        // A `Started` handed over in memory is a new instance: its history
-        // is empty (if another process ran it meanwhile, the commit is
-        // refused), so there is nothing to read.
-        let len =
-            len.or_else(|| matches!(messages.first(), Some(Event::Started { .. })).then_some(0));
-        let loaded = match load(shared, cache, &id, len).await {
+        let terminate = messages.iter().find_map(|e| match e {
+            Event::Terminated { reason } => Some(reason.clone()),
+            _ => None,
+        });
+        let loaded = match load(self.store, self.registry, cache, &id, len, through).await {
             Ok(loaded) => loaded,
             Err(e) => {
                 // Carried to the next round, not dropped.
@@ -210,28 +293,44 @@ impl Round {
             }
             Err(Parked(failure)) => {
                 self.to_store.extend(completions);
-                self.stuck.push((id, failure));
+                if let (Some(reason), Some(len)) = (terminate, len) {
+                    // The operator's way out of a parked instance: it ends
+                    // without its code running.
+                    let event = Event::Terminated { reason };
+                    let commit =
+                        end_without_code(self.store, &id, len, consumed, event, now).await?;
+                    self.push(commit, id, len, None, true, Vec::new());
+                } else {
+                    self.stuck.push((id, failure));
+                }
                 return Ok(());
             }
         };
         let mut incoming = messages;
         incoming.extend(completions.iter().map(|c| c.event.clone()));
         let expected_len = ex.history_len;
-        match ex.run_turn(now, incoming, &shared.registry) {
+        let span = tracing::debug_span!("turn", instance = %crate::ids::Escaped(&id));
+        let turn = span.in_scope(|| ex.run_turn(now, incoming, self.registry));
+        match turn {
             Ok(turn) => {
                 let finished = turn.outcome.is_some();
                 let mut commit = to_commit(&id, expected_len, consumed, turn, ex.last_at);
                 commit.finished_tasks = completions.iter().map(|c| c.task).collect();
-                commit.lease_tasks_until =
-                    Some(now.saturating_add(duration_micros(shared.config.lease)));
-                self.commits.push(commit);
+                let slots = if self.lease_tasks {
+                    self.worker.take_slots(commit.tasks.len())
+                } else {
+                    Vec::new()
+                };
+                commit.lease_tasks = slots.len();
                 self.pending.push(Pending {
                     id,
                     len_before: expected_len,
                     execution: Some(ex),
                     finished,
                     completions,
+                    slots,
                 });
+                self.commits.push(commit);
             }
             Err(Parked(failure)) => {
                 self.to_store.extend(completions);
@@ -241,24 +340,93 @@ impl Round {
         Ok(())
     }
 
+    fn push(
+        &mut self,
+        commit: TurnCommit,
+        id: String,
+        len_before: u64,
+        execution: Option<Execution>,
+        finished: bool,
+        completions: Vec<Completed>,
+    ) {
+        self.commits.push(commit);
+        self.pending.push(Pending {
+            id,
+            len_before,
+            execution,
+            finished,
+            completions,
+            slots: Vec::new(),
+        });
+    }
+}
+
+/// A turn that ends an instance without running its code (poison, or a
+/// termination of a parked instance): `event` appended after its history,
+/// everything queued for it dropped.
+async fn end_without_code(
+    store: &StoreHandle,
+    id: &str,
+    history_len: u64,
+    consumed: Vec<u64>,
+    event: Event,
+    now: i64,
+) -> Result<TurnCommit, StoreError> {
+    let owned = id.to_owned();
+    let history = store
+        .call(move |s, _| s.history(&owned))
+        .await?
+        .unwrap_or_default();
+    let (turn, at) = history
+        .last()
+        .map_or((0, now), |r| (r.turn + 1, r.at.max(now)));
+    let status = match &event {
+        Event::Terminated { reason } => StatusUpdate {
+            reason: Some(reason.clone()),
+            ..StatusUpdate::new(RuntimeStatus::Terminated, at)
+        },
+        Event::Failed { failure } => StatusUpdate {
+            failure: Some(failure.clone()),
+            ..StatusUpdate::new(RuntimeStatus::Failed, at)
+        },
+        _ => StatusUpdate::new(RuntimeStatus::Failed, at),
+    };
+    let mut commit = TurnCommit::new(id, history_len);
+    commit.events = vec![HistoryRecord {
+        index: history_len,
+        turn,
+        at,
+        event,
+    }];
+    commit.consumed = consumed;
+    commit.status = Some(status);
+    commit.discard_queued = true;
+    Ok(commit)
+}
+
+impl Round<'_> {
     /// Commits the round, hands new tasks to the worker, keeps the live
     /// executions and sends what the turns could not take to the store.
-    async fn commit(
-        self,
-        shared: &Arc<Shared>,
-        cache: &mut Cache,
-    ) -> Result<(bool, Option<i64>), (StoreError, Vec<Completed>)> {
+    async fn commit(self, cache: &mut Cache) -> Result<Done, (StoreError, Vec<Completed>)> {
         let Round {
+            store,
+            worker,
+            waiters,
+            lease,
+            stuck_retry,
+            history_warning,
             commits,
             pending,
             stuck,
             mut to_store,
+            ..
         } = self;
-        let mut look = false;
-        let mut timer: Option<i64> = None;
+        let mut look_again = false;
+        let mut next_timer: Option<i64> = None;
+        let now = now_micros();
         if !commits.is_empty() {
-            let committed = shared
-                .blocking(move |s, owner| s.commit_turns(owner, &commits).map(|o| (o, commits)))
+            let committed = store
+                .call(move |s, owner| s.commit_turns(owner, lease, &commits).map(|o| (o, commits)))
                 .await;
             let (outcomes, commits) = match committed {
                 Ok(r) => r,
@@ -270,52 +438,70 @@ impl Round {
             for ((p, outcome), commit) in pending.into_iter().zip(outcomes).zip(commits) {
                 match outcome {
                     CommitOutcome::Committed { tasks } => {
-                        hand_over(shared, &commit, tasks);
+                        worker.settle(p.completions.iter().map(|c| c.task));
+                        hand_over(worker, &commit, tasks, p.slots);
                         for m in &commit.messages {
-                            timer = Some(timer.map_or(m.visible_at, |t| t.min(m.visible_at)));
+                            next_timer =
+                                Some(next_timer.map_or(m.visible_at, |t| t.min(m.visible_at)));
                         }
                         if p.finished {
-                            shared.finished(&p.id);
-                        } else if let Some(ex) = p.execution {
-                            warn_if_long(shared, &p.id, p.len_before, ex.history_len);
+                            waiters.finished(&p.id);
+                        } else if let Some(mut ex) = p.execution {
+                            warn_if_long(history_warning, &p.id, p.len_before, ex.history_len);
+                            ex.consumed_through = ex
+                                .consumed_through
+                                .max(commit.consumed.iter().max().copied());
                             cache.put(p.id, ex);
                         }
                     }
-                    // Someone else advanced the instance, or a result's lease
-                    // was lost: the execution is stale and is rebuilt from
-                    // history next time; the results go the long way.
-                    CommitOutcome::Conflict => {
+                    // Someone else advanced the instance, or a result's
+                    // lease was lost: the execution is stale and is rebuilt
+                    // from history next time; the results go the long way.
+                    _ => {
                         to_store.extend(p.completions);
-                        look = true;
+                        look_again = true;
                     }
                 }
             }
         }
-        let now = now_micros();
-        let retry_at = now.saturating_add(duration_micros(shared.config.stuck_retry));
         for (id, failure) in stuck {
-            eprintln!("durable: instance `{id}` is stuck: {failure}");
-            if let Err(e) = shared
-                .blocking(move |s, owner| s.mark_stuck(owner, &id, &failure, now, retry_at))
+            tracing::warn!(
+                "instance `{}` is stuck: {failure}",
+                crate::ids::Escaped(&id)
+            );
+            let reset = policy::waits_for_code(failure.kind);
+            if let Err(e) = store
+                .call(move |s, owner| s.mark_stuck(owner, &id, &failure, stuck_retry, reset))
                 .await
             {
                 return Err((e, to_store));
             }
         }
         if !to_store.is_empty() {
-            let back = to_store.clone();
-            send_to_store(shared, to_store)
-                .await
-                .map_err(|e| (e, back))?;
-            look = true;
+            send_to_store(store, worker, to_store).await?;
+            look_again = true;
         }
-        Ok((look, timer))
+        Ok(Done {
+            look_again,
+            next_timer: next_timer
+                .map(|t| Duration::from_micros(t.saturating_sub(now).max(0).unsigned_abs())),
+        })
     }
 }
 
-/// Sends a committed turn's new tasks, leased to this process, to its worker.
-fn hand_over(shared: &Arc<Shared>, commit: &TurnCommit, ids: Vec<i64>) {
-    for (task, id) in commit.tasks.iter().zip(ids) {
+/// Sends a committed turn's leased tasks to the worker, each in its slot.
+fn hand_over(
+    worker: &ToWorker,
+    commit: &TurnCommit,
+    ids: Vec<i64>,
+    slots: Vec<tokio::sync::OwnedSemaphorePermit>,
+) {
+    if commit.tasks.len() > slots.len() {
+        // Tasks beyond the free slots wait in the store, for any process:
+        // this one's worker looks as soon as it has room.
+        worker.wake.notify_one();
+    }
+    for ((task, id), slot) in commit.tasks.iter().zip(ids).zip(slots) {
         let leased = LeasedTask {
             id,
             instance: commit.instance.clone(),
@@ -328,79 +514,30 @@ fn hand_over(shared: &Arc<Shared>, commit: &TurnCommit, ids: Vec<i64>) {
         };
         // Without a worker (shutting down) the lease expires and the task
         // is run again by whoever starts next.
-        let _ = shared.tasks_tx.send(leased);
+        let _ = worker.tasks.send(Assigned { task: leased, slot });
     }
 }
 
-fn warn_if_long(shared: &Arc<Shared>, id: &str, before: u64, after: u64) {
-    let limit = shared.config.history_warning;
+fn warn_if_long(limit: u64, id: &str, before: u64, after: u64) {
     if after >= limit && before < limit {
-        eprintln!(
-            "durable: warning: instance `{id}` has {after} events in its history; replay after a \
-             restart grows with it: end the orchestration and start a new one with its state as \
-             input (continue-as-new)"
+        tracing::warn!(
+            "instance `{}` has {after} events in its history; replay after a restart grows \
+             with it: end the orchestration and start a new one with its state as input \
+             (continue-as-new)",
+            crate::ids::Escaped(id)
         );
     }
 }
 
-/// Ends an instance whose turn keeps getting lost (its process crashes
-/// during the turn, or its code panics on replay), so it cannot loop forever.
-async fn poison(
-    shared: &Arc<Shared>,
-    id: &str,
-    history_len: u64,
-    attempts: u32,
-    consumed: Vec<i64>,
-    now: i64,
-) -> Result<TurnCommit, StoreError> {
-    let owned = id.to_owned();
-    let history = shared.blocking(move |s, _| s.history(&owned)).await?;
-    let (turn, at) = history
-        .last()
-        .map_or((0, now), |r| (r.turn + 1, r.at.max(now)));
-    let failure = Failure::new(
-        FailureKind::Poisoned,
-        format!(
-            "instance `{id}` was tried {} times without completing a turn (its process crashed \
-             during the turn, or its code panicked on replay)",
-            attempts - 1
-        ),
-    );
-    eprintln!("durable: {failure}");
-    Ok(TurnCommit {
-        instance: id.to_owned(),
-        expected_len: history_len,
-        events: vec![HistoryRecord {
-            index: history_len,
-            turn,
-            at,
-            event: Event::Failed {
-                failure: failure.clone(),
-            },
-        }],
-        consumed,
-        tasks: Vec::new(),
-        messages: Vec::new(),
-        finished_tasks: Vec::new(),
-        lease_tasks_until: None,
-        status: Some(StatusUpdate {
-            status: RuntimeStatus::Failed,
-            output: None,
-            failure: Some(failure),
-            reason: None,
-            now: at,
-        }),
-    })
-}
-
 /// The live execution of an instance: from the cache when it is current
-/// (`len`, the stored history length, if the store was read), else rebuilt
-/// from history.
+/// (`len`, the stored history length, if known), else rebuilt from history.
 async fn load(
-    shared: &Arc<Shared>,
+    store: &StoreHandle,
+    registry: &Arc<Registry>,
     cache: &mut Cache,
     id: &str,
     len: Option<u64>,
+    consumed_through: Option<u64>,
 ) -> Result<Result<Execution, Parked>, StoreError> {
     if let Some(ex) = cache.take(id) {
         if len.is_none_or(|len| ex.history_len == len) {
@@ -408,23 +545,44 @@ async fn load(
         }
     }
     if len == Some(0) {
-        return Ok(Ok(Execution::new(id)));
+        let mut ex = Execution::new(id);
+        ex.consumed_through = consumed_through;
+        return Ok(Ok(ex));
     }
     let owned = id.to_owned();
-    match shared.blocking(move |s, _| s.history(&owned)).await {
-        Ok(history) => Ok(Execution::replay(id, &history, &shared.registry)),
+    let history = store.call(move |s, _| s.history(&owned)).await;
+    let mut ex = match history {
+        Ok(history) => {
+            let history = history.unwrap_or_default();
+            // Replay runs user code: off the async workers, so that one
+            // long replay does not stall the runtime's other tasks.
+            let (registry, owned) = (Arc::clone(registry), id.to_owned());
+            let replayed =
+                tokio::task::spawn_blocking(move || Execution::replay(&owned, &history, &registry))
+                    .await;
+            match replayed {
+                Ok(r) => r,
+                Err(e) => Err(Parked(Failure::new(
+                    FailureKind::Panic,
+                    format!("replay panicked: {e}"),
+                ))),
+            }
+        }
         // A damaged history stops this instance, not the round.
-        Err(e @ StoreError::Corrupt { .. }) => Ok(Err(Parked(Failure::new(
-            FailureKind::Corrupt,
-            e.to_string(),
-        )))),
-        Err(e) => Err(e),
+        Err(e @ StoreError::Corrupt { .. }) => {
+            Err(Parked(Failure::new(FailureKind::Corrupt, e.to_string())))
+        }
+        Err(e) => return Err(e),
+    };
+    if let Ok(ex) = &mut ex {
+        ex.consumed_through = consumed_through;
     }
+    Ok(ex)
 }
 
-fn to_commit(id: &str, expected_len: u64, consumed: Vec<i64>, turn: Turn, now: i64) -> TurnCommit {
-    let mut tasks = Vec::new();
-    let mut messages = Vec::new();
+fn to_commit(id: &str, expected_len: u64, consumed: Vec<u64>, turn: Turn, now: i64) -> TurnCommit {
+    let mut commit = TurnCommit::new(id, expected_len);
+    let finished = turn.outcome.is_some();
     for action in turn.actions {
         match action {
             Action::Activity {
@@ -433,64 +591,42 @@ fn to_commit(id: &str, expected_len: u64, consumed: Vec<i64>, turn: Turn, now: i
                 input,
                 retry,
                 ..
-            } => tasks.push(NewTask {
-                seq,
-                name: name.to_owned(),
-                input,
-                retry,
-            }),
-            Action::Timer { seq, fire_at, .. } => messages.push(NewMessage {
-                instance: id.to_owned(),
-                event: Event::TimerFired { seq },
-                visible_at: fire_at,
-            }),
+            } => commit.tasks.push(NewTask::new(seq, name, input, retry)),
+            Action::Timer { seq, fire_at, .. } => commit
+                .messages
+                .push(NewMessage::new(Event::TimerFired { seq }, fire_at)),
             // Recorded in history; nothing to run.
             Action::SideEffect { .. } => {}
         }
     }
-    let status = match turn.outcome {
-        None => StatusUpdate {
-            status: RuntimeStatus::Running,
-            output: None,
-            failure: None,
-            reason: None,
-            now,
-        },
+    commit.status = Some(match turn.outcome {
+        None => StatusUpdate::new(RuntimeStatus::Running, now),
         Some(Outcome::Completed { output, failed }) => StatusUpdate {
-            status: if failed {
-                RuntimeStatus::Failed
-            } else {
-                RuntimeStatus::Completed
-            },
             output: Some(output),
-            failure: None,
-            reason: None,
-            now,
+            ..StatusUpdate::new(
+                if failed {
+                    RuntimeStatus::Failed
+                } else {
+                    RuntimeStatus::Completed
+                },
+                now,
+            )
         },
         Some(Outcome::Failed(failure)) => StatusUpdate {
-            status: RuntimeStatus::Failed,
-            output: None,
             failure: Some(failure),
-            reason: None,
-            now,
+            ..StatusUpdate::new(RuntimeStatus::Failed, now)
         },
         Some(Outcome::Terminated(reason)) => StatusUpdate {
-            status: RuntimeStatus::Terminated,
-            output: None,
-            failure: None,
             reason: Some(reason),
-            now,
+            ..StatusUpdate::new(RuntimeStatus::Terminated, now)
         },
-    };
-    TurnCommit {
-        instance: id.to_owned(),
-        expected_len,
-        events: turn.events,
-        consumed,
-        tasks,
-        messages,
-        finished_tasks: Vec::new(),
-        lease_tasks_until: None,
-        status: Some(status),
-    }
+    });
+    commit.take_all_due = matches!(
+        commit.status.as_ref().map(|s| s.status),
+        Some(RuntimeStatus::Completed | RuntimeStatus::Failed)
+    );
+    commit.events = turn.events;
+    commit.consumed = consumed;
+    commit.discard_queued = finished;
+    commit
 }

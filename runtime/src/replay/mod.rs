@@ -13,8 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Poll, Wake, Waker};
 
 use crate::context::{lock, Action, Completion, Context, OpKind, Recorded, State};
-use crate::error::{Failure, FailureKind};
-use crate::history::{Event, HistoryRecord, Payload};
+use crate::history::{Event, Failure, FailureKind, HistoryRecord, Payload};
 use crate::registry::{OrchestrationFuture, Registry};
 use crate::unwind::panic_message;
 
@@ -71,6 +70,10 @@ pub(crate) struct Execution {
     pub(crate) last_at: i64,
     /// Whether the instance has ended.
     pub(crate) finished: bool,
+    /// The highest message sequence number its committed turns consumed:
+    /// a message handed over in memory at or below it is a copy of one
+    /// already delivered, and its turn must not run again.
+    pub(crate) consumed_through: Option<u64>,
 }
 
 impl Execution {
@@ -85,6 +88,7 @@ impl Execution {
             next_turn: 0,
             last_at: i64::MIN,
             finished: false,
+            consumed_through: None,
         }
     }
 
@@ -285,9 +289,14 @@ impl Execution {
                 }
                 self.finished = true;
                 self.root = None;
-                // Work asked for in a turn that ends the instance would only
-                // produce completions nobody reads.
-                Vec::new()
+                // Activities called in the last turn are recorded in history,
+                // so they run (fire-and-forget); their results are dropped.
+                // A timer would fire into nothing: history records it
+                // created, never fired, which is what happens.
+                actions
+                    .into_iter()
+                    .filter(|a| matches!(a, Action::Activity { .. }))
+                    .collect()
             }
             None => actions,
         };
@@ -324,9 +333,21 @@ impl Execution {
                 };
                 lock(&self.state).max_payload = registry.max_payload;
                 let ctx = Context::new(self.instance_id.clone(), self.state.clone());
-                match (entry.start)(ctx, input, registry.max_payload) {
-                    Ok(fut) => self.root = Some(fut),
-                    Err(f) => lock(&self.state).fail(f),
+                // Decoding the input runs user code (a `Deserialize` impl):
+                // a panic there fails the instance, not the dispatcher.
+                let started = catch_unwind(AssertUnwindSafe(|| {
+                    (entry.start)(ctx, input, registry.max_payload)
+                }));
+                match started {
+                    Ok(Ok(fut)) => self.root = Some(fut),
+                    Ok(Err(f)) => lock(&self.state).fail(f),
+                    Err(panic) => lock(&self.state).fail(Failure::new(
+                        FailureKind::Panic,
+                        format!(
+                            "decoding the orchestrator's input panicked: {}",
+                            panic_message(panic.as_ref())
+                        ),
+                    )),
                 }
                 self.flag.0.store(true, Ordering::Release);
             }

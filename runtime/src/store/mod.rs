@@ -1,21 +1,45 @@
 //! The storage contract: what the runtime needs from a durable store, with
-//! one transaction per batch of turns.
+//! one transaction per call, and the neutral error every backend reports.
 //!
-//! Methods are synchronous; the runtime calls them off the async executor.
+//! The trait is synchronous on purpose: a call is one transaction, and the
+//! runtime runs calls on tokio's blocking pool behind a bound
+//! ([`StoreHandle`](crate::store::handle)), never on an async worker. A
+//! backend with an async driver serves it from its own threads the same way
+//! (the PostgreSQL store will), so the dispatcher and the worker never learn
+//! which backend they talk to.
+//!
+//! **Clocks.** Lease and lock lengths are passed as durations and expiry is
+//! computed with the store's own clock ([`Store::now`]): the SQLite store's
+//! is the machine's, a shared server's is the database's, so clock skew
+//! between machines cannot expire a lease early. Turn times (`TurnCommit`
+//! status times, timer due times) are the orchestration's deterministic
+//! times and are stored as given.
+//!
+//! **Message order.** Every message gets a per-instance sequence number when
+//! it is committed, increasing in commit order. Messages of one instance are
+//! handed out and must be consumed in that order among those due: a turn
+//! that would pass over an older due message is refused.
+//!
 //! Times are microseconds since the Unix epoch. `owner` names one runtime
 //! process: leases and locks it holds expire on their own if it dies.
 
+pub mod conformance;
+mod error;
+pub(crate) mod handle;
 mod sqlite;
 
-pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
+use std::time::Duration;
 
-use crate::error::{Failure, StoreError};
-use crate::history::{Event, HistoryRecord, Payload};
+pub use error::StoreError;
+pub use sqlite::{SqliteError, SqliteOptions, SqliteStore, Synchronous};
+
+use crate::history::{Event, Failure, HistoryRecord, Payload, RuntimeStatus};
 use crate::retry::RetryPolicy;
-use crate::status::{InstanceStatus, RuntimeStatus};
+use crate::status::InstanceStatus;
 
 /// An instance to create, with its `Started` message.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct NewInstance {
     /// Its id.
     pub id: String,
@@ -27,26 +51,41 @@ pub struct NewInstance {
     pub now: i64,
 }
 
-/// What [`Store::create_instance`] did.
+impl NewInstance {
+    /// An instance of orchestrator `name` with `input`, created at `now`.
+    pub fn new(id: impl Into<String>, name: impl Into<String>, input: Payload, now: i64) -> Self {
+        Self {
+            id: id.into(),
+            name: name.into(),
+            input,
+            now,
+        }
+    }
+}
+
+/// What [`Store::create_instances`] did for one instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Created {
-    /// The instance was created; the id of its `Started` message.
+    /// The instance was created; the sequence number of its `Started`
+    /// message (always 0).
     Created {
-        /// The message's id.
-        message: i64,
+        /// The message's per-instance sequence number.
+        message: u64,
     },
-    /// An instance with that id already exists; nothing was written.
+    /// An instance with that id already exists; nothing was written for it.
     Exists,
 }
 
 /// What [`Store::enqueue`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Enqueued {
-    /// The message is queued under this id (`None`: a message with the same
-    /// key was queued before, and this one was not).
+    /// The message is queued under this sequence number (`None`: a message
+    /// with the same key was queued before, and this one was not).
     Queued {
-        /// The message's id.
-        message: Option<i64>,
+        /// The message's per-instance sequence number.
+        message: Option<u64>,
     },
     /// No such instance; nothing was written.
     NotFound,
@@ -56,22 +95,44 @@ pub enum Enqueued {
 
 /// Messages waiting for one instance, with what a turn needs to know of it.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct InstanceWork {
     /// The instance.
     pub id: String,
-    /// Its status, `None` if the instance does not exist (stray messages).
-    pub status: Option<RuntimeStatus>,
+    /// Its orchestrator's stored name.
+    pub name: String,
+    /// Its status.
+    pub status: RuntimeStatus,
     /// Events in its history.
     pub history_len: u64,
     /// How often its turn has been taken since the last commit, this time
     /// included: a turn that keeps crashing its process is poison.
     pub attempts: u32,
-    /// The messages, oldest first: (message id, event).
-    pub messages: Vec<(i64, Event)>,
+    /// The highest message sequence number consumed so far.
+    pub consumed_through: Option<u64>,
+    /// The due messages, in sequence order: (sequence number, event).
+    pub messages: Vec<(u64, Event)>,
+    /// Set when a row of the instance (itself or one of its messages) does
+    /// not decode: the runtime sets the instance aside instead of running it.
+    pub damage: Option<StoreError>,
+}
+
+/// How far an instance has come: what a turn built from memory checks
+/// before it runs code ([`Store::progress`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Progress {
+    /// Events in its history.
+    pub history_len: u64,
+    /// The highest message sequence number consumed so far.
+    pub consumed_through: Option<u64>,
+    /// Its status.
+    pub status: RuntimeStatus,
 }
 
 /// An activity call to queue.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct NewTask {
     /// The call's sequence number.
     pub seq: u64,
@@ -83,19 +144,38 @@ pub struct NewTask {
     pub retry: RetryPolicy,
 }
 
+impl NewTask {
+    /// A call of activity `name` as step `seq`.
+    pub fn new(seq: u64, name: impl Into<String>, input: Payload, retry: RetryPolicy) -> Self {
+        Self {
+            seq,
+            name: name.into(),
+            input,
+            retry,
+        }
+    }
+}
+
 /// A message to deliver to an instance at a time (a timer).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct NewMessage {
-    /// The receiving instance.
-    pub instance: String,
     /// What to deliver.
     pub event: Event,
     /// Not before this time.
     pub visible_at: i64,
 }
 
+impl NewMessage {
+    /// `event`, delivered not before `visible_at`.
+    pub fn new(event: Event, visible_at: i64) -> Self {
+        Self { event, visible_at }
+    }
+}
+
 /// Everything one turn of one instance writes, all or nothing.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct TurnCommit {
     /// The instance.
     pub instance: String,
@@ -104,29 +184,58 @@ pub struct TurnCommit {
     pub expected_len: u64,
     /// New history events, numbered from `expected_len`.
     pub events: Vec<HistoryRecord>,
-    /// Message ids consumed by the turn; the turn is refused if one of them
-    /// is gone (consumed by another turn), or if an older message of the
-    /// instance, due by the turn's time, is not among them (messages are
-    /// consumed in the order they were queued).
-    pub consumed: Vec<i64>,
+    /// Sequence numbers of the messages the turn consumed; the turn is
+    /// refused if one of them is gone (consumed by another turn), or if an
+    /// older message of the instance, due by the turn's time, is not among
+    /// them.
+    pub consumed: Vec<u64>,
     /// Activity calls to queue.
     pub tasks: Vec<NewTask>,
-    /// Delayed messages to queue (timers).
+    /// Delayed messages to the instance itself (timers).
     pub messages: Vec<NewMessage>,
     /// Activity attempts whose results the turn consumed straight from the
     /// worker: deleted with the turn, which is refused if one of them is no
     /// longer leased to the committing owner at that attempt.
     pub finished_tasks: Vec<TaskRef>,
-    /// When set, the new tasks are queued already leased to the committing
-    /// owner until then (attempt 1), for its own worker to run at once.
-    pub lease_tasks_until: Option<i64>,
+    /// How many of `tasks` (the first ones) to queue already leased to the
+    /// committing owner for `lease` (attempt 1), for its own worker to run at
+    /// once; the rest are queued for any process to take.
+    pub lease_tasks: usize,
     /// The new status; `None` leaves it (messages dropped for a finished
-    /// or unknown instance).
+    /// instance).
     pub status: Option<StatusUpdate>,
+    /// The instance ends with this turn: drop everything still queued for
+    /// it (messages, keys, tasks, leased or not) before queuing `tasks`.
+    pub discard_queued: bool,
+    /// Refuse the turn if a due message of the instance is not among
+    /// `consumed`: set when the orchestrator returns, so that an event a
+    /// client was told is queued ends in history, never silently dropped.
+    pub take_all_due: bool,
+}
+
+impl TurnCommit {
+    /// A turn of `instance` computed on `expected_len` events, writing
+    /// nothing yet: fill in the public fields.
+    pub fn new(instance: impl Into<String>, expected_len: u64) -> Self {
+        Self {
+            instance: instance.into(),
+            expected_len,
+            events: Vec::new(),
+            consumed: Vec::new(),
+            tasks: Vec::new(),
+            messages: Vec::new(),
+            finished_tasks: Vec::new(),
+            lease_tasks: 0,
+            status: None,
+            discard_queued: false,
+            take_all_due: false,
+        }
+    }
 }
 
 /// An instance's status after a turn.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct StatusUpdate {
     /// Where it is in its life.
     pub status: RuntimeStatus,
@@ -140,8 +249,21 @@ pub struct StatusUpdate {
     pub now: i64,
 }
 
+impl StatusUpdate {
+    /// `status` at time `now`, with no output, failure or reason.
+    pub fn new(status: RuntimeStatus, now: i64) -> Self {
+        Self {
+            status,
+            output: None,
+            failure: None,
+            reason: None,
+            now,
+        }
+    }
+}
+
 /// One leased attempt of a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TaskRef {
     /// The task's id.
     pub id: i64,
@@ -151,19 +273,22 @@ pub struct TaskRef {
 
 /// Whether a turn was committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CommitOutcome {
     /// Written; the ids of its new tasks, in the order of `tasks`.
     Committed {
         /// The new tasks' ids.
         tasks: Vec<i64>,
     },
-    /// Refused: the stored history length differs, or a finished task's
-    /// lease was lost; nothing of it was written.
+    /// Refused: the stored history length differs, a consumed message is
+    /// gone or an older due one was passed over, or a finished task's lease
+    /// was lost; nothing of it was written.
     Conflict,
 }
 
 /// An activity attempt leased to a worker.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct LeasedTask {
     /// The task's id.
     pub id: i64,
@@ -183,105 +308,157 @@ pub struct LeasedTask {
     pub failures: u32,
 }
 
+impl LeasedTask {
+    /// The attempt this lease is for.
+    pub fn task_ref(&self) -> TaskRef {
+        TaskRef {
+            id: self.id,
+            attempt: self.attempt,
+        }
+    }
+}
+
 /// How an attempt ended.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum TaskOutcome {
     /// For good: deliver this completion event to the instance.
     Done(Event),
-    /// Attempt again after `visible_at`; `failures` is the new count.
+    /// Attempt again after `delay` (by the store's clock); `failures` is
+    /// the new count.
     Retry {
-        /// Not before this time.
-        visible_at: i64,
+        /// How long from now.
+        delay: Duration,
         /// Failed attempts so far.
         failures: u32,
     },
+    /// Give the lease back without counting the attempt (shutdown).
+    Release,
 }
 
 /// The result of one leased attempt.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct TaskResult {
-    /// The task.
-    pub id: i64,
-    /// The attempt it was leased as: a result for an older lease is dropped.
-    pub attempt: u32,
+    /// The attempt: a result for an older lease is dropped.
+    pub task: TaskRef,
     /// The calling instance.
     pub instance: String,
     /// How it ended.
     pub outcome: TaskOutcome,
 }
 
-/// When the next delayed work becomes due.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Due {
-    /// The earliest message (timer) time.
-    pub message: Option<i64>,
-    /// The earliest task time (retry backoff, lease expiry).
-    pub task: Option<i64>,
+impl TaskResult {
+    /// The result of attempt `task` of a call from `instance`.
+    pub fn new(task: TaskRef, instance: impl Into<String>, outcome: TaskOutcome) -> Self {
+        Self {
+            task,
+            instance: instance.into(),
+            outcome,
+        }
+    }
 }
+
+/// When the next delayed work becomes due, from now by the store's clock
+/// (zero: due already).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Due {
+    /// The earliest message (timer) of an instance nobody holds.
+    pub message: Option<Duration>,
+    /// The earliest task (retry backoff, lease expiry).
+    pub task: Option<Duration>,
+}
+
+/// What a process can run: work for anything else stays for a process that
+/// can (a rolling deploy, two services sharing one database).
+#[derive(Debug, Clone, Copy)]
+pub struct Names<'a>(pub &'a [&'a str]);
 
 /// A durable store for instances, histories and work queues.
 ///
-/// Every method is one transaction. Implementations must make
-/// [`Store::commit_turns`] atomic per turn and refuse a turn whose
-/// `expected_len` does not match, so that a stale worker can never append
-/// twice.
+/// Every method is one transaction. [`conformance`] holds the tests a
+/// backend must pass; they state each method's contract in code.
 pub trait Store: Send + Sync + 'static {
-    /// Creates an instance and queues its `Started` message.
+    /// The store's clock, microseconds since the Unix epoch: the time
+    /// leases and due times are measured against.
     ///
     /// # Errors
-    /// When the store fails.
-    fn create_instance(&self, instance: &NewInstance) -> Result<Created, StoreError>;
+    /// When the store fails (a server clock could not be read).
+    fn now(&self) -> Result<i64, StoreError>;
 
-    /// Queues a message for a running instance (an event, a termination).
-    /// With a `key`, a message with the same key already queued for the
-    /// instance makes this a no-op answering `Enqueued::Queued { message: None }`.
+    /// Creates instances, each with its `Started` message (sequence 0), in
+    /// one transaction; an id that exists is left as it is.
     ///
     /// # Errors
-    /// When the store fails.
+    /// When the store fails; then nothing was written.
+    fn create_instances(&self, instances: &[NewInstance]) -> Result<Vec<Created>, StoreError>;
+
+    /// Queues a message for a running instance (an event, a termination),
+    /// due at once. With a `key`, a message with the same key already queued
+    /// for the instance makes this a no-op answering
+    /// `Enqueued::Queued { message: None }`. With `wake_stuck`, a stuck
+    /// instance is released from its set-aside lock so that any process
+    /// takes the message at once.
+    ///
+    /// # Errors
+    /// When the store fails; then nothing was written.
     fn enqueue(
         &self,
         instance: &str,
         event: &Event,
         key: Option<&str>,
+        wake_stuck: bool,
     ) -> Result<Enqueued, StoreError>;
 
-    /// Takes up to `limit` visible messages, grouped by instance, of
-    /// instances no other owner holds locked (nor `owner` itself, when it
-    /// marked them stuck), and locks those instances for `owner` until
-    /// `lock_until`.
+    /// Takes the due messages of up to `limit` instances of the
+    /// orchestrators in `names` that no other owner holds locked (nor
+    /// `owner` itself, when it set them aside as stuck), and locks those
+    /// instances for `owner` for `lock`. Costs what is due, not what is
+    /// stored. An instance whose row or messages do not decode is returned
+    /// with [`InstanceWork::damage`] set.
     ///
     /// # Errors
-    /// When the store fails or a stored message does not decode.
+    /// When the store fails.
     fn fetch_work(
         &self,
         owner: &str,
-        now: i64,
-        lock_until: i64,
+        lock: Duration,
         limit: usize,
+        names: Names<'_>,
     ) -> Result<Vec<InstanceWork>, StoreError>;
 
-    /// The whole history of an instance, in order.
+    /// How far each of `ids` has come (absent: no such instance).
+    ///
+    /// # Errors
+    /// When the store fails or a row does not decode.
+    fn progress(&self, ids: &[String]) -> Result<Vec<(String, Progress)>, StoreError>;
+
+    /// The whole history of an instance, in order; `None` if there is no
+    /// such instance.
     ///
     /// # Errors
     /// When the store fails or a stored event does not decode.
-    fn history(&self, instance: &str) -> Result<Vec<HistoryRecord>, StoreError>;
+    fn history(&self, instance: &str) -> Result<Option<Vec<HistoryRecord>>, StoreError>;
 
-    /// Commits turns in one transaction, each refused on its own if its
-    /// `expected_len` is stale. Releases `owner`'s locks on them.
+    /// Commits turns in one transaction, each refused on its own (see
+    /// [`TurnCommit`]). Releases `owner`'s locks on them; tasks leased with
+    /// the turn are leased for `lease`.
     ///
     /// # Errors
     /// When the store fails; then nothing was written.
     fn commit_turns(
         &self,
         owner: &str,
+        lease: Duration,
         turns: &[TurnCommit],
     ) -> Result<Vec<CommitOutcome>, StoreError>;
 
-    /// Marks an instance stuck with `failure`, leaving its messages queued,
-    /// and keeps it locked by `owner` until `retry_at`, when any process may
-    /// try it again (with code that may fit by then). A nondeterminism or a
-    /// missing orchestrator resets the attempt count (the instance waits for
-    /// code, it is not poison); other failures keep it.
+    /// Marks a live instance stuck with `failure`, leaving its messages
+    /// queued, and keeps it locked by `owner` for `retry_after`, when any
+    /// process may try it again (with code that may fit by then).
+    /// `reset_attempts` zeroes its attempt count (it waits for code, it is
+    /// not poison).
     ///
     /// # Errors
     /// When the store fails.
@@ -290,35 +467,45 @@ pub trait Store: Send + Sync + 'static {
         owner: &str,
         instance: &str,
         failure: &Failure,
-        now: i64,
-        retry_at: i64,
+        retry_after: Duration,
+        reset_attempts: bool,
     ) -> Result<(), StoreError>;
 
-    /// Leases up to `limit` due activity attempts to `owner` until `lease_until`.
+    /// Leases up to `limit` due attempts of the activities in `names` to
+    /// `owner` for `lease`. A task whose row does not decode is skipped (and
+    /// looked at again after the lease).
     ///
     /// # Errors
-    /// When the store fails or a stored task does not decode.
+    /// When the store fails.
     fn fetch_tasks(
         &self,
         owner: &str,
-        now: i64,
-        lease_until: i64,
+        lease: Duration,
         limit: usize,
+        names: Names<'_>,
     ) -> Result<Vec<LeasedTask>, StoreError>;
 
     /// Records attempt results: completions become messages to their
-    /// instance, retries are queued again. A result whose lease was lost is
-    /// dropped.
+    /// instance (dropped if it finished), retries are queued again, released
+    /// ones are due at once without counting. A result whose lease was lost
+    /// is dropped.
     ///
     /// # Errors
     /// When the store fails; then nothing was written.
     fn finish_tasks(&self, owner: &str, results: &[TaskResult]) -> Result<(), StoreError>;
 
-    /// Extends `owner`'s leases on these tasks.
+    /// Extends `owner`'s leases on these attempts by `lease` from now;
+    /// returns those still leased to it (the others were lost or their
+    /// instance finished).
     ///
     /// # Errors
     /// When the store fails.
-    fn renew_tasks(&self, owner: &str, ids: &[i64], lease_until: i64) -> Result<(), StoreError>;
+    fn renew_tasks(
+        &self,
+        owner: &str,
+        tasks: &[TaskRef],
+        lease: Duration,
+    ) -> Result<Vec<TaskRef>, StoreError>;
 
     /// Releases the instance locks `owner` holds (on shutdown), so another
     /// process or the next start takes the instances at once. Stuck
@@ -327,13 +514,6 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// When the store fails.
     fn release_instances(&self, owner: &str) -> Result<(), StoreError>;
-
-    /// Gives these leased tasks back, due at once (on shutdown); the
-    /// attempts given back do not count as lost.
-    ///
-    /// # Errors
-    /// When the store fails.
-    fn release_tasks(&self, owner: &str, ids: &[i64]) -> Result<(), StoreError>;
 
     /// When the earliest delayed message and task fall due.
     ///

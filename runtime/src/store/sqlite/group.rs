@@ -14,7 +14,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rusqlite::Connection;
 
-use crate::error::StoreError;
+use super::SqliteError;
+use crate::store::StoreError;
 
 /// A job's result, waiting for its batch's commit.
 trait Done: Send {
@@ -88,17 +89,21 @@ fn in_savepoint<T>(
     if conn.is_autocommit() {
         // SQLite rolled the whole transaction back (SQLITE_FULL and the
         // like): nothing is left to release; the batch sees it too.
-        return result.and(Err(StoreError::RolledBack));
+        return result.and(Err(StoreError::backend(SqliteError::RolledBack)));
+    }
+    let kept = result.is_ok();
+    if kept && conn.execute_batch("RELEASE job").is_ok() {
+        return result;
+    }
+    // The job failed, or its RELEASE did: its writes must not reach the
+    // commit while its caller is told `Err`. If even undoing them fails,
+    // the whole transaction goes, and the batch sees it (autocommit again).
+    if conn.execute_batch("ROLLBACK TO job; RELEASE job").is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
     }
     match result {
-        Ok(v) => {
-            conn.execute_batch("RELEASE job")?;
-            Ok(v)
-        }
-        Err(e) => {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
-            Err(e)
-        }
+        Ok(_) => Err(StoreError::backend(SqliteError::RolledBack)),
+        Err(e) => Err(e),
     }
 }
 
@@ -196,7 +201,7 @@ fn batch<T>(
         if conn.is_autocommit() {
             // This job made SQLite drop the transaction: everything before
             // it was undone too. The rest get a batch of their own.
-            let e = StoreError::RolledBack;
+            let e = StoreError::backend(SqliteError::RolledBack);
             for earlier in done {
                 earlier.finish(Err(&e));
             }

@@ -11,35 +11,39 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
-use crate::error::StoreError;
-use crate::history::Event;
-use crate::status::RuntimeStatus;
+use crate::history::{Event, RuntimeStatus};
+use crate::store::StoreError;
 
+mod error;
 mod group;
 mod queries;
+
+pub use error::SqliteError;
 
 use group::GroupWriter;
 
 /// `PRAGMA application_id` of a durable database: "DURA".
 const APPLICATION_ID: i32 = 0x4455_5241;
 /// The schema this release reads and writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE instances (
-    id          TEXT PRIMARY KEY NOT NULL,
-    name        TEXT NOT NULL,
-    status      TEXT NOT NULL,
-    output      TEXT,
-    failure     TEXT,
-    reason      TEXT,
-    created_at  INTEGER NOT NULL,
-    updated_at  INTEGER NOT NULL,
-    history_len INTEGER NOT NULL DEFAULT 0,
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    lock_owner  TEXT,
-    lock_until  INTEGER,
-    sum         INTEGER NOT NULL
+    id               TEXT PRIMARY KEY NOT NULL,
+    name             TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    output           TEXT,
+    failure          TEXT,
+    reason           TEXT,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    history_len      INTEGER NOT NULL DEFAULT 0,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    lock_owner       TEXT,
+    lock_until       INTEGER,
+    next_message     INTEGER NOT NULL DEFAULT 0,
+    consumed_through INTEGER,
+    sum              INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE history (
     instance TEXT NOT NULL,
@@ -51,14 +55,14 @@ CREATE TABLE history (
     PRIMARY KEY (instance, idx)
 ) WITHOUT ROWID;
 CREATE TABLE messages (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
     instance   TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
     visible_at INTEGER NOT NULL,
     event      TEXT NOT NULL,
-    sum        INTEGER NOT NULL
-);
-CREATE INDEX messages_due ON messages (visible_at, id);
-CREATE INDEX messages_instance ON messages (instance, id);
+    sum        INTEGER NOT NULL,
+    PRIMARY KEY (instance, seq)
+) WITHOUT ROWID;
+CREATE INDEX messages_due ON messages (visible_at, instance);
 CREATE TABLE message_keys (
     instance TEXT NOT NULL,
     key      TEXT NOT NULL,
@@ -163,9 +167,9 @@ fn classify(e: rusqlite::Error, path: &str) -> StoreError {
         };
     }
     match e.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase) => StoreError::NotADatabase {
+        Some(ErrorCode::NotADatabase) => StoreError::backend(SqliteError::NotADatabase {
             path: path.to_owned(),
-        },
+        }),
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy,
         Some(ErrorCode::DiskFull) => StoreError::Full(e.to_string()),
         Some(ErrorCode::ReadOnly) => StoreError::ReadOnly(e.to_string()),
@@ -173,7 +177,7 @@ fn classify(e: rusqlite::Error, path: &str) -> StoreError {
             what: path.to_owned(),
             detail: e.to_string(),
         },
-        _ => StoreError::Sqlite(std::sync::Arc::new(e)),
+        _ => StoreError::backend(SqliteError::Sqlite(e)),
     }
 }
 
@@ -181,6 +185,14 @@ impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         classify(e, "the database")
     }
+}
+
+fn pragma(name: &'static str, expected: impl ToString, found: impl ToString) -> StoreError {
+    StoreError::backend(SqliteError::Pragma {
+        name,
+        expected: expected.to_string(),
+        found: found.to_string(),
+    })
 }
 
 fn corrupt(what: impl Into<String>, detail: impl ToString) -> StoreError {
@@ -238,16 +250,8 @@ fn checksum_with(numbers: &[i64], parts: &[Option<&str>]) -> i64 {
     i64::from_ne_bytes(h.to_ne_bytes())
 }
 
-/// Checks a row's stored checksum against its columns.
-fn verify(
-    sum: i64,
-    parts: &[Option<&str>],
-    what: impl FnOnce() -> String,
-) -> Result<(), StoreError> {
-    verify_with(sum, &[], parts, what)
-}
-
-/// [`verify`] over some integer columns, then the text parts.
+/// Checks a row's stored checksum against its integer columns, then its
+/// text parts.
 fn verify_with(
     sum: i64,
     numbers: &[i64],
@@ -278,11 +282,11 @@ impl SqliteStore {
     /// private in-memory database.
     ///
     /// # Errors
-    /// [`StoreError::NotADatabase`] for a file that is not SQLite,
     /// [`StoreError::ForeignDatabase`] for another application's database,
     /// [`StoreError::SchemaVersion`] for another schema version (nothing is
-    /// migrated or changed), [`StoreError::Pragma`] when a setting does not
-    /// take, and I/O errors.
+    /// migrated or changed), [`SqliteError::NotADatabase`] for a file that is
+    /// not SQLite and [`SqliteError::Pragma`] when a setting does not take
+    /// (both as [`StoreError::Backend`]), and I/O errors.
     pub fn open_with(path: impl AsRef<Path>, options: &SqliteOptions) -> Result<Self, StoreError> {
         let path = path.as_ref();
         let shown = path.display().to_string();
@@ -295,11 +299,11 @@ impl SqliteStore {
             .pragma_query_value(None, "busy_timeout", |r| r.get(0))
             .map_err(|e| classify(e, &shown))?;
         if found != busy_ms {
-            return Err(StoreError::Pragma {
-                name: "busy_timeout",
-                expected: busy_ms.to_string(),
-                found: found.to_string(),
-            });
+            return Err(pragma(
+                "busy_timeout",
+                busy_ms.to_string(),
+                found.to_string(),
+            ));
         }
         // The first read of the file: a file that is not SQLite fails here.
         let app_id: i32 = conn
@@ -310,11 +314,7 @@ impl SqliteStore {
             .map_err(|e| classify(e, &shown))?;
         let want_mode = if memory { "memory" } else { "wal" };
         if !mode.eq_ignore_ascii_case(want_mode) {
-            return Err(StoreError::Pragma {
-                name: "journal_mode",
-                expected: want_mode.to_owned(),
-                found: mode,
-            });
+            return Err(pragma("journal_mode", want_mode.to_owned(), mode));
         }
         // SQLite quietly opens a file it may not write read-only; say so now
         // rather than at the first commit.
@@ -334,11 +334,11 @@ impl SqliteStore {
             .pragma_query_value(None, "temp_store", |r| r.get(0))
             .map_err(|e| classify(e, &shown))?;
         if temp != 2 {
-            return Err(StoreError::Pragma {
-                name: "temp_store",
-                expected: "2 (memory)".to_owned(),
-                found: temp.to_string(),
-            });
+            return Err(pragma(
+                "temp_store",
+                "2 (memory)".to_owned(),
+                temp.to_string(),
+            ));
         }
         let sync = options.synchronous.pragma_value();
         conn.pragma_update(None, "synchronous", sync)
@@ -347,11 +347,7 @@ impl SqliteStore {
             .pragma_query_value(None, "synchronous", |r| r.get(0))
             .map_err(|e| classify(e, &shown))?;
         if found != sync {
-            return Err(StoreError::Pragma {
-                name: "synchronous",
-                expected: sync.to_string(),
-                found: found.to_string(),
-            });
+            return Err(pragma("synchronous", sync.to_string(), found.to_string()));
         }
         if let Some(bytes) = options.max_size {
             let page: i64 = conn
@@ -367,11 +363,11 @@ impl SqliteStore {
                     .pragma_query_value(None, "page_count", |r| r.get(0))
                     .map_err(|e| classify(e, &shown))?;
                 if found != current {
-                    return Err(StoreError::Pragma {
-                        name: "max_page_count",
-                        expected: pages.to_string(),
-                        found: found.to_string(),
-                    });
+                    return Err(pragma(
+                        "max_page_count",
+                        pages.to_string(),
+                        found.to_string(),
+                    ));
                 }
             }
         }
@@ -416,13 +412,13 @@ impl SqliteStore {
         }
         if app_id_now != APPLICATION_ID {
             return Err(StoreError::ForeignDatabase {
-                path: path.to_owned(),
-                found: app_id_now,
+                location: format!("`{path}`"),
+                detail: format!("a SQLite database with application_id {app_id_now:#x}"),
             });
         }
         if version != SCHEMA_VERSION {
             return Err(StoreError::SchemaVersion {
-                path: path.to_owned(),
+                location: format!("`{path}`"),
                 found: version,
                 supported: SCHEMA_VERSION,
             });

@@ -1,36 +1,41 @@
 //! The SQLite store's queries: one `BEGIN IMMEDIATE` transaction per
 //! [`Store`] call. Every row that carries a payload also carries a checksum
-//! of it, checked on read.
+//! of it, checked on read. The store stores: what to do about a damaged
+//! row, a stuck instance or a finished one is the runtime's decision, told
+//! through the call's arguments.
 
-use std::collections::HashMap;
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{
-    checksum, checksum_with, corrupt, count, decode_event, status_of, to_json, verify, verify_with,
+    checksum, checksum_with, corrupt, count, decode_event, status_of, to_json, verify_with,
     SqliteStore,
 };
-use crate::error::{Failure, FailureKind, StoreError};
-use crate::history::{self, Event, HistoryRecord, Payload};
-use crate::status::{InstanceStatus, RuntimeStatus};
+use crate::history::{
+    self, duration_micros, Event, Failure, HistoryRecord, Payload, RuntimeStatus,
+};
+use crate::status::InstanceStatus;
 use crate::store::{
-    CommitOutcome, Created, Due, Enqueued, InstanceWork, LeasedTask, NewInstance, Store,
-    TaskOutcome, TaskResult, TurnCommit,
+    CommitOutcome, Created, Due, Enqueued, InstanceWork, LeasedTask, Names, NewInstance, Progress,
+    Store, StoreError, TaskOutcome, TaskRef, TaskResult, TurnCommit,
 };
 
-/// What `fetch_work` reads of an instance: status, history length,
-/// attempts, lock owner, lock expiry.
-type InstanceRow = (String, i64, i64, Option<String>, Option<i64>);
-
-/// The checksum of an instance row's mutable columns.
+/// The checksum of an instance row's history length and text columns
+/// (the counters and locks are not covered: a damaged one can only delay
+/// or repeat work, which the history's own checks catch).
 fn instance_sum(
     name: &str,
     status: &str,
     output: Option<&str>,
     failure: Option<&str>,
     reason: Option<&str>,
+    history_len: i64,
 ) -> i64 {
-    checksum(&[Some(name), Some(status), output, failure, reason])
+    checksum_with(
+        &[history_len],
+        &[Some(name), Some(status), output, failure, reason],
+    )
 }
 
 fn insert_history(tx: &Connection, instance: &str, rec: &HistoryRecord) -> Result<(), StoreError> {
@@ -44,19 +49,36 @@ fn insert_history(tx: &Connection, instance: &str, rec: &HistoryRecord) -> Resul
     Ok(())
 }
 
+fn message_sum(instance: &str, seq: i64, visible_at: i64, event: &str) -> i64 {
+    checksum_with(&[seq, visible_at], &[Some(instance), Some(event)])
+}
+
+/// Queues a message for a live instance under its next sequence number;
+/// `None` (nothing written) when the instance is gone or finished.
 fn insert_message(
     tx: &Connection,
     instance: &str,
     event: &Event,
     visible_at: i64,
-) -> Result<i64, StoreError> {
+) -> Result<Option<u64>, StoreError> {
+    let seq: Option<i64> = tx
+        .prepare_cached(
+            "UPDATE instances SET next_message = next_message + 1 \
+             WHERE id = ?1 AND status IN ('pending', 'running', 'stuck') \
+             RETURNING next_message - 1",
+        )?
+        .query_row([instance], |r| r.get(0))
+        .optional()?;
+    let Some(seq) = seq else { return Ok(None) };
     let event = to_json(event)?;
-    let sum = checksum_with(&[visible_at], &[Some(instance), Some(&event)]);
+    let sum = message_sum(instance, seq, visible_at, &event);
     tx.prepare_cached(
-        "INSERT INTO messages (instance, visible_at, event, sum) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO messages (instance, seq, visible_at, event, sum) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![instance, visible_at, event, sum])?;
-    Ok(tx.last_insert_rowid())
+    .execute(params![instance, seq, visible_at, event, sum])?;
+    Ok(Some(u64::try_from(seq).map_err(|e| {
+        corrupt(format!("instance `{instance}`"), e)
+    })?))
 }
 
 fn task_sum(instance: &str, seq: i64, name: &str, input: &str, retry: &str) -> i64 {
@@ -96,56 +118,176 @@ fn leased_task(r: &Row<'_>) -> Result<LeasedTask, StoreError> {
     })
 }
 
-/// Marks a live instance stuck because a row of it is damaged, locked by
-/// `owner` until `until` (then it is looked at again: a repaired row lets it
-/// go on). Nothing of it is consumed.
-fn set_aside(
+/// The names a process runs, as a JSON array for `json_each`.
+fn names_json(names: Names<'_>) -> Result<String, StoreError> {
+    to_json(&names.0)
+}
+
+fn seq_of(n: i64, what: impl FnOnce() -> String) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|e| corrupt(what(), e))
+}
+
+/// What `fetch_work` reads of an instance row, decoded and checked.
+struct InstanceRow {
+    name: String,
+    status: RuntimeStatus,
+    history_len: u64,
+    attempts: i64,
+    held: bool,
+    consumed_through: Option<u64>,
+}
+
+fn read_instance_row(
+    tx: &Connection,
+    id: &str,
+    owner: &str,
+    now: i64,
+) -> Result<InstanceRow, StoreError> {
+    let what = || format!("instance `{}`", crate::ids::Escaped(id));
+    tx.prepare_cached(
+        "SELECT name, status, output, failure, reason, history_len, attempts, lock_owner, \
+         lock_until, consumed_through, sum FROM instances WHERE id = ?1",
+    )?
+    .query_row([id], |r| {
+        Ok((|| {
+            let name: String = r.get(0)?;
+            let status: String = r.get(1)?;
+            let output: Option<String> = r.get(2)?;
+            let failure: Option<String> = r.get(3)?;
+            let reason: Option<String> = r.get(4)?;
+            let len: i64 = r.get(5)?;
+            let attempts: i64 = r.get(6)?;
+            let lock_owner: Option<String> = r.get(7)?;
+            let lock_until: Option<i64> = r.get(8)?;
+            let consumed: Option<i64> = r.get(9)?;
+            let sum: i64 = r.get(10)?;
+            Ok::<_, rusqlite::Error>((
+                name, status, output, failure, reason, len, attempts, lock_owner, lock_until,
+                consumed, sum,
+            ))
+        })())
+    })?
+    .map_err(|e| corrupt(what(), e))
+    .and_then(
+        |(
+            name,
+            status,
+            output,
+            failure,
+            reason,
+            len,
+            attempts,
+            lock_owner,
+            lock_until,
+            consumed,
+            sum,
+        )| {
+            verify_with(
+                sum,
+                &[len],
+                &[
+                    Some(&name),
+                    Some(&status),
+                    output.as_deref(),
+                    failure.as_deref(),
+                    reason.as_deref(),
+                ],
+                what,
+            )?;
+            Ok(InstanceRow {
+                status: status_of(&status, id)?,
+                name,
+                history_len: seq_of(len, what)?,
+                attempts,
+                held: lock_owner.as_deref() == Some(owner) && lock_until.is_some_and(|t| t > now),
+                consumed_through: consumed.map(|c| seq_of(c, what)).transpose()?,
+            })
+        },
+    )
+}
+
+/// The due messages of one instance, oldest first, checked.
+fn due_messages(
     tx: &Connection,
     instance: &str,
-    owner: &str,
-    damage: &StoreError,
     now: i64,
-    until: i64,
-) -> Result<(), StoreError> {
-    eprintln!("durable: instance `{instance}` set aside: {damage}");
-    let name: Option<String> = tx
-        .prepare_cached(
-            "SELECT name FROM instances WHERE id = ?1 AND status IN ('pending', 'running', 'stuck')",
-        )?
-        .query_row([instance], |r| r.get(0))
-        .optional()?;
-    let Some(name) = name else { return Ok(()) };
-    let failure = to_json(&Failure::new(FailureKind::Corrupt, damage.to_string()))?;
-    let status = RuntimeStatus::Stuck.as_str();
-    let sum = instance_sum(&name, status, None, Some(&failure), None);
-    tx.prepare_cached(
-        "UPDATE instances SET status = ?2, output = NULL, failure = ?3, reason = NULL, updated_at = ?4, \
-         lock_owner = ?5, lock_until = ?6, sum = ?7 WHERE id = ?1",
-    )?
-    .execute(params![instance, status, failure, now, owner, until, sum])?;
-    Ok(())
+    limit: i64,
+) -> Result<Vec<(u64, Event)>, StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT seq, event, sum, visible_at FROM messages \
+         WHERE instance = ?1 AND visible_at <= ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let mut q = stmt.query(params![instance, now, limit])?;
+    let mut out = Vec::new();
+    while let Some(r) = q.next()? {
+        let what = || format!("a message of instance `{}`", crate::ids::Escaped(instance));
+        let seq: i64 = r.get(0).map_err(|e| corrupt(what(), e))?;
+        let what = || {
+            format!(
+                "message {seq} of instance `{}`",
+                crate::ids::Escaped(instance)
+            )
+        };
+        let text = r.get_ref(1)?.as_str().map_err(|e| corrupt(what(), e))?;
+        let sum: i64 = r.get(2).map_err(|e| corrupt(what(), e))?;
+        let visible_at: i64 = r.get(3).map_err(|e| corrupt(what(), e))?;
+        if message_sum(instance, seq, visible_at, text) != sum {
+            return Err(corrupt(what(), "the row does not match its checksum"));
+        }
+        out.push((seq_of(seq, what)?, decode_event(text, what)?));
+    }
+    Ok(out)
+}
+
+fn micros_from_now(now: i64, d: Duration) -> i64 {
+    now.saturating_add(duration_micros(d))
+}
+
+fn until(now: i64, at: Option<i64>) -> Option<Duration> {
+    at.map(|t| Duration::from_micros(t.saturating_sub(now).max(0).unsigned_abs()))
 }
 
 impl Store for SqliteStore {
-    fn create_instance(&self, new: &NewInstance) -> Result<Created, StoreError> {
-        let new = new.clone();
+    fn now(&self) -> Result<i64, StoreError> {
+        Ok(history::now_micros())
+    }
+
+    fn create_instances(&self, instances: &[NewInstance]) -> Result<Vec<Created>, StoreError> {
+        let instances = instances.to_vec();
         self.write_shared(move |tx| {
-            let sum = instance_sum(&new.name, RuntimeStatus::Pending.as_str(), None, None, None);
-            let n = tx
-                .prepare_cached(
-                    "INSERT INTO instances (id, name, status, created_at, updated_at, sum) \
-                     VALUES (?1, ?2, 'pending', ?3, ?3, ?4) ON CONFLICT (id) DO NOTHING",
-                )?
-                .execute(params![new.id, new.name, new.now, sum])?;
-            if n == 0 {
-                return Ok(Created::Exists);
+            let mut out = Vec::with_capacity(instances.len());
+            for new in &instances {
+                let sum = instance_sum(
+                    &new.name,
+                    RuntimeStatus::Pending.as_str(),
+                    None,
+                    None,
+                    None,
+                    0,
+                );
+                let n = tx
+                    .prepare_cached(
+                        "INSERT INTO instances (id, name, status, created_at, updated_at, sum) \
+                         VALUES (?1, ?2, 'pending', ?3, ?3, ?4) ON CONFLICT (id) DO NOTHING",
+                    )?
+                    .execute(params![new.id, new.name, new.now, sum])?;
+                if n == 0 {
+                    out.push(Created::Exists);
+                    continue;
+                }
+                let started = Event::Started {
+                    name: new.name.clone(),
+                    input: new.input.clone(),
+                };
+                let message = insert_message(tx, &new.id, &started, 0)?.ok_or_else(|| {
+                    corrupt(
+                        format!("instance `{}`", crate::ids::Escaped(&new.id)),
+                        "created but not live",
+                    )
+                })?;
+                out.push(Created::Created { message });
             }
-            let started = Event::Started {
-                name: new.name.clone(),
-                input: new.input.clone(),
-            };
-            let message = insert_message(tx, &new.id, &started, 0)?;
-            Ok(Created::Created { message })
+            Ok(out)
         })
     }
 
@@ -154,6 +296,7 @@ impl Store for SqliteStore {
         instance: &str,
         event: &Event,
         key: Option<&str>,
+        wake_stuck: bool,
     ) -> Result<Enqueued, StoreError> {
         let (instance, event, key) = (instance.to_owned(), event.clone(), key.map(str::to_owned));
         self.write_shared(move |tx| {
@@ -181,121 +324,137 @@ impl Store for SqliteStore {
                 }
             }
             let message = insert_message(tx, instance, event, 0)?;
-            Ok(Enqueued::Queued {
-                message: Some(message),
-            })
+            if wake_stuck && status == RuntimeStatus::Stuck {
+                tx.prepare_cached(
+                    "UPDATE instances SET lock_owner = NULL, lock_until = NULL WHERE id = ?1",
+                )?
+                .execute([instance])?;
+            }
+            Ok(Enqueued::Queued { message })
         })
     }
 
     fn fetch_work(
         &self,
         owner: &str,
-        now: i64,
-        lock_until: i64,
+        lock: Duration,
         limit: usize,
+        names: Names<'_>,
     ) -> Result<Vec<InstanceWork>, StoreError> {
+        let names = names_json(names)?;
         self.write(|tx| {
-            let mut rows: Vec<(i64, String, Result<Event, StoreError>)> = Vec::new();
-            {
-                // Messages of instances nobody else holds (and that this
-                // owner has not set aside as stuck), oldest first.
+            let now = history::now_micros();
+            let lock_until = micros_from_now(now, lock);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            // Driven by the due-time index: the cost is the due messages,
+            // never the pending ones (CROSS JOIN fixes the join order).
+            let ids: Vec<String> = {
                 let mut stmt = tx.prepare_cached(
-                    "SELECT m.id, m.instance, m.event, m.sum, m.visible_at FROM messages m \
-                     LEFT JOIN instances i ON i.id = m.instance \
-                     WHERE m.visible_at <= ?1 AND (i.lock_until IS NULL OR i.lock_until <= ?1 \
-                        OR (i.lock_owner = ?3 AND i.status <> 'stuck')) \
-                     ORDER BY m.id LIMIT ?2",
+                    "SELECT m.instance FROM messages m CROSS JOIN instances i ON i.id = m.instance \
+                     WHERE m.visible_at <= ?1 \
+                       AND (i.lock_until IS NULL OR i.lock_until <= ?1 \
+                            OR (i.lock_owner = ?3 AND i.status <> 'stuck')) \
+                       AND i.name IN (SELECT value FROM json_each(?4)) \
+                     GROUP BY m.instance ORDER BY min(m.visible_at) LIMIT ?2",
                 )?;
-                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-                let mut q = stmt.query(params![now, limit, owner])?;
-                while let Some(r) = q.next()? {
-                    let id: i64 = r.get(0)?;
-                    let Ok(instance) = r.get::<_, String>(1) else {
-                        // Not even the instance is readable: nothing to tell.
-                        eprintln!("durable: skipping message {id}: its instance column is damaged");
-                        continue;
-                    };
-                    let what = || format!("message {id} of instance `{instance}`");
-                    let event = r
-                        .get_ref(2)?
-                        .as_str()
-                        .map_err(|e| corrupt(what(), e))
-                        .and_then(|text| {
-                            let sum: i64 = r.get(3).map_err(|e| corrupt(what(), e))?;
-                            let visible_at: i64 = r.get(4).map_err(|e| corrupt(what(), e))?;
-                            verify_with(sum, &[visible_at], &[Some(&instance), Some(text)], what)?;
-                            decode_event(text, what)
-                        });
-                    rows.push((id, instance, event));
-                }
-            }
-            let mut order: Vec<String> = Vec::new();
-            let mut by_instance: HashMap<String, Vec<(i64, Event)>> = HashMap::new();
-            let mut damaged: HashMap<String, StoreError> = HashMap::new();
-            for (id, instance, event) in rows {
-                let entry = by_instance.entry(instance.clone()).or_insert_with(|| {
-                    order.push(instance.clone());
-                    Vec::new()
-                });
-                match event {
-                    Ok(event) => entry.push((id, event)),
-                    Err(e) => {
-                        damaged.entry(instance).or_insert(e);
+                let rows = stmt.query_map(params![now, limit, owner, names], |r| r.get(0))?;
+                let mut ids = Vec::new();
+                for id in rows {
+                    match id {
+                        Ok(id) => ids.push(id),
+                        // Not even the instance column is readable: nothing
+                        // to tell; the rest flows.
+                        Err(e) => {
+                            tracing::warn!("skipping a message with a damaged instance column: {e}")
+                        }
                     }
                 }
-            }
-            let mut out = Vec::with_capacity(order.len());
-            let mut select = tx.prepare_cached(
-                "SELECT status, history_len, attempts, lock_owner, lock_until FROM instances WHERE id = ?1",
-            )?;
-            let mut lock = tx.prepare_cached(
-                "UPDATE instances SET lock_owner = ?2, lock_until = ?3, attempts = ?4 WHERE id = ?1",
-            )?;
-            for instance in order {
-                let mut messages = by_instance.remove(&instance).unwrap_or_default();
-                messages.sort_by_key(|(id, _)| *id);
-                if let Some(e) = damaged.remove(&instance) {
-                    // A damaged message would be passed over: set the
-                    // instance aside, stuck with the reason, until repaired.
-                    set_aside(tx, &instance, owner, &e, now, lock_until)?;
-                    continue;
-                }
-                let row: Option<InstanceRow> = select
-                    .query_row([&instance], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                    })
-                    .optional()?;
-                let Some((status, len, attempts, lock_owner, locked_until)) = row else {
-                    out.push(InstanceWork {
-                        id: instance,
-                        status: None,
-                        history_len: 0,
-                        attempts: 0,
-                        messages,
-                    });
-                    continue;
+                ids
+            };
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let row = read_instance_row(tx, &id, owner, now);
+                let messages = due_messages(tx, &id, now, limit);
+                tx.prepare_cached(
+                    "UPDATE instances SET lock_owner = ?2, lock_until = ?3 WHERE id = ?1",
+                )?
+                .execute(params![id, owner, lock_until])?;
+                let (row, messages) = match (row, messages) {
+                    (Ok(row), Ok(messages)) => (row, messages),
+                    (row, messages) => {
+                        let damage = row.err().or(messages.err());
+                        out.push(InstanceWork {
+                            id,
+                            name: String::new(),
+                            status: RuntimeStatus::Stuck,
+                            history_len: 0,
+                            attempts: 0,
+                            consumed_through: None,
+                            messages: Vec::new(),
+                            damage,
+                        });
+                        continue;
+                    }
                 };
                 // A fetch counts as an attempt unless this owner still holds
                 // the instance from a fetch whose turn did not commit (a
                 // store error): only a lost owner is a lost attempt.
-                let held = lock_owner.as_deref() == Some(owner) && locked_until.is_some_and(|t| t > now);
-                let attempts = if held { attempts } else { attempts.saturating_add(1) };
-                lock.execute(params![instance, owner, lock_until, attempts])?;
-                let what = || format!("instance `{instance}`");
+                let attempts = if row.held {
+                    row.attempts
+                } else {
+                    row.attempts.saturating_add(1)
+                };
+                tx.prepare_cached("UPDATE instances SET attempts = ?2 WHERE id = ?1")?
+                    .execute(params![id, attempts])?;
                 out.push(InstanceWork {
-                    status: Some(status_of(&status, &instance)?),
-                    history_len: u64::try_from(len).map_err(|e| corrupt(what(), e))?,
-                    attempts: u32::try_from(attempts).map_err(|e| corrupt(what(), e))?,
-                    id: instance,
+                    name: row.name,
+                    status: row.status,
+                    history_len: row.history_len,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    consumed_through: row.consumed_through,
                     messages,
+                    damage: None,
+                    id,
                 });
             }
             Ok(out)
         })
     }
 
-    fn history(&self, instance: &str) -> Result<Vec<HistoryRecord>, StoreError> {
+    fn progress(&self, ids: &[String]) -> Result<Vec<(String, Progress)>, StoreError> {
         let conn = self.read();
+        let mut stmt = conn.prepare_cached(
+            "SELECT history_len, consumed_through, status FROM instances WHERE id = ?1",
+        )?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let what = || format!("instance `{}`", crate::ids::Escaped(id));
+            let row: Option<(i64, Option<i64>, String)> = stmt
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+                .map_err(|e| corrupt(what(), e))?;
+            if let Some((len, consumed, status)) = row {
+                out.push((
+                    id.clone(),
+                    Progress {
+                        history_len: seq_of(len, what)?,
+                        consumed_through: consumed.map(|c| seq_of(c, what)).transpose()?,
+                        status: status_of(&status, id)?,
+                    },
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    fn history(&self, instance: &str) -> Result<Option<Vec<HistoryRecord>>, StoreError> {
+        let conn = self.read();
+        let exists = conn
+            .prepare_cached("SELECT 1 FROM instances WHERE id = ?1")?
+            .exists([instance])?;
+        if !exists {
+            return Ok(None);
+        }
         let mut stmt = conn.prepare_cached(
             "SELECT idx, turn, at, event, sum FROM history WHERE instance = ?1 ORDER BY idx",
         )?;
@@ -304,7 +463,12 @@ impl Store for SqliteStore {
         while let Some(r) = q.next()? {
             let (idx, turn, at, sum): (i64, i64, i64, i64) =
                 (r.get(0)?, r.get(1)?, r.get(2)?, r.get(4)?);
-            let what = || format!("history event {idx} of instance `{instance}`");
+            let what = || {
+                format!(
+                    "history event {idx} of instance `{}`",
+                    crate::ids::Escaped(instance)
+                )
+            };
             // Borrowed from SQLite's row: no copy per event.
             let text = r.get_ref(3)?.as_str().map_err(|e| corrupt(what(), e))?;
             verify_with(sum, &[idx, turn, at], &[Some(instance), Some(text)], what)?;
@@ -327,20 +491,22 @@ impl Store for SqliteStore {
                 event: decode_event(text, what)?,
             });
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     fn commit_turns(
         &self,
         owner: &str,
+        lease: Duration,
         turns: &[TurnCommit],
     ) -> Result<Vec<CommitOutcome>, StoreError> {
         self.write(|tx| {
+            let now = history::now_micros();
             let mut outcomes = Vec::with_capacity(turns.len());
             for turn in turns {
                 // Every check before any write: a refused turn leaves no trace.
-                if let Some(name) = check_turn(tx, owner, turn)? {
-                    let tasks = write_turn(tx, owner, turn, name.as_deref())?;
+                if let Some(name) = check_turn(tx, owner, turn, now)? {
+                    let tasks = write_turn(tx, owner, turn, &name, micros_from_now(now, lease))?;
                     outcomes.push(CommitOutcome::Committed { tasks });
                 } else {
                     outcomes.push(CommitOutcome::Conflict);
@@ -355,42 +521,48 @@ impl Store for SqliteStore {
         owner: &str,
         instance: &str,
         failure: &Failure,
-        now: i64,
-        retry_at: i64,
+        retry_after: Duration,
+        reset_attempts: bool,
     ) -> Result<(), StoreError> {
-        // An instance that waits for fitting code is not poison: only
-        // failures that may pass (a panic on replay) keep counting attempts.
-        let waits_for_code = matches!(
-            failure.kind,
-            FailureKind::Nondeterminism
-                | FailureKind::UnregisteredOrchestrator
-                | FailureKind::Corrupt
-        );
         self.write(|tx| {
-            let name: Option<String> = tx
-                .prepare_cached("SELECT name FROM instances WHERE id = ?1")?
-                .query_row([instance], |r| r.get(0))
+            let retry_at = micros_from_now(history::now_micros(), retry_after);
+            // A damaged row may have unreadable columns: it is marked all
+            // the same, and stays damaged (its checksum cannot match).
+            let row: Option<(Option<String>, Option<i64>)> = tx
+                .prepare_cached("SELECT name, history_len FROM instances WHERE id = ?1")?
+                .query_row([instance], |r| {
+                    Ok((r.get::<_, String>(0).ok(), r.get::<_, i64>(1).ok()))
+                })
                 .optional()?;
-            let Some(name) = name else { return Ok(()) };
+            let Some((name, len)) = row else {
+                return Ok(());
+            };
             let failure = to_json(failure)?;
             let status = RuntimeStatus::Stuck.as_str();
-            let sum = instance_sum(&name, status, None, Some(&failure), None);
+            let sum = match (&name, len) {
+                (Some(name), Some(len)) => {
+                    instance_sum(name, status, None, Some(&failure), None, len)
+                }
+                _ => 0,
+            };
+            let name = name.unwrap_or_default();
             tx.prepare_cached(
-                "UPDATE instances SET status = ?6, output = NULL, failure = ?2, reason = NULL, \
-                 updated_at = ?3, lock_owner = ?4, lock_until = ?5, sum = ?7, \
-                 attempts = CASE WHEN ?8 THEN 0 ELSE attempts END \
-                 WHERE id = ?1 AND (lock_owner IS NULL OR lock_owner = ?4) \
-                   AND status IN ('pending', 'running', 'stuck')",
+                "UPDATE instances SET name = ?8, status = ?6, output = NULL, failure = ?2, \
+                 reason = NULL, updated_at = ?3, lock_owner = ?4, lock_until = ?5, sum = ?7, \
+                 attempts = CASE WHEN ?9 THEN 0 ELSE attempts END \
+                 WHERE id = ?1 AND (lock_owner IS NULL OR lock_owner = ?4 OR lock_until <= ?3) \
+                   AND status NOT IN ('completed', 'failed', 'terminated')",
             )?
             .execute(params![
                 instance,
                 failure,
-                now,
+                history::now_micros(),
                 owner,
                 retry_at,
                 status,
                 sum,
-                waits_for_code
+                name,
+                reset_attempts
             ])?;
             Ok(())
         })
@@ -399,25 +571,35 @@ impl Store for SqliteStore {
     fn fetch_tasks(
         &self,
         owner: &str,
-        now: i64,
-        lease_until: i64,
+        lease: Duration,
         limit: usize,
+        names: Names<'_>,
     ) -> Result<Vec<LeasedTask>, StoreError> {
+        let names = names_json(names)?;
         self.write(|tx| {
+            let now = history::now_micros();
             let mut stmt = tx.prepare_cached(
                 "UPDATE tasks SET lease_owner = ?1, visible_at = ?2, attempt = attempt + 1 \
-                 WHERE id IN (SELECT id FROM tasks WHERE visible_at <= ?3 ORDER BY visible_at, id LIMIT ?4) \
+                 WHERE id IN (SELECT id FROM tasks WHERE visible_at <= ?3 \
+                     AND name IN (SELECT value FROM json_each(?5)) \
+                     ORDER BY visible_at, id LIMIT ?4) \
                  RETURNING id, instance, seq, name, input, retry, attempt, failures, sum",
             )?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let mut q = stmt.query(params![owner, lease_until, now, limit])?;
+            let mut q = stmt.query(params![
+                owner,
+                micros_from_now(now, lease),
+                now,
+                limit,
+                names
+            ])?;
             let mut out = Vec::new();
             while let Some(r) = q.next()? {
                 // A damaged task is left leased and looked at again after
                 // the lease: one bad row must not stop every other task.
                 match leased_task(r) {
                     Ok(task) => out.push(task),
-                    Err(e) => eprintln!("durable: skipping a task: {e}"),
+                    Err(e) => tracing::warn!("skipping a task: {e}"),
                 }
             }
             out.sort_by_key(|t| t.id);
@@ -428,30 +610,37 @@ impl Store for SqliteStore {
     fn finish_tasks(&self, owner: &str, results: &[TaskResult]) -> Result<(), StoreError> {
         let (owner, results) = (owner.to_owned(), results.to_vec());
         self.write_shared(move |tx| {
+            let now = history::now_micros();
             let owner = owner.as_str();
             for res in &results {
+                let TaskRef { id, attempt } = res.task;
                 match &res.outcome {
                     TaskOutcome::Done(event) => {
                         let n = tx
                             .prepare_cached(
                                 "DELETE FROM tasks WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3",
                             )?
-                            .execute(params![res.id, owner, res.attempt])?;
+                            .execute(params![id, owner, attempt])?;
                         // Zero rows: the lease was lost and the task belongs to
                         // a later attempt, whose result will count instead.
                         if n == 1 {
                             insert_message(tx, &res.instance, event, 0)?;
                         }
                     }
-                    TaskOutcome::Retry {
-                        visible_at,
-                        failures,
-                    } => {
+                    TaskOutcome::Retry { delay, failures } => {
                         tx.prepare_cached(
                             "UPDATE tasks SET visible_at = ?4, failures = ?5, lease_owner = NULL \
                              WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3",
                         )?
-                        .execute(params![res.id, owner, res.attempt, visible_at, failures])?;
+                        .execute(params![id, owner, attempt, micros_from_now(now, *delay), failures])?;
+                    }
+                    TaskOutcome::Release => {
+                        tx.prepare_cached(
+                            "UPDATE tasks SET visible_at = 0, lease_owner = NULL, \
+                             attempt = max(attempt - 1, 0) \
+                             WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3",
+                        )?
+                        .execute(params![id, owner, attempt])?;
                     }
                 }
             }
@@ -459,15 +648,24 @@ impl Store for SqliteStore {
         })
     }
 
-    fn renew_tasks(&self, owner: &str, ids: &[i64], lease_until: i64) -> Result<(), StoreError> {
+    fn renew_tasks(
+        &self,
+        owner: &str,
+        tasks: &[TaskRef],
+        lease: Duration,
+    ) -> Result<Vec<TaskRef>, StoreError> {
         self.write(|tx| {
+            let until = micros_from_now(history::now_micros(), lease);
             let mut stmt = tx.prepare_cached(
-                "UPDATE tasks SET visible_at = ?3 WHERE id = ?1 AND lease_owner = ?2",
+                "UPDATE tasks SET visible_at = ?4 WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3",
             )?;
-            for id in ids {
-                stmt.execute(params![id, owner, lease_until])?;
+            let mut held = Vec::with_capacity(tasks.len());
+            for t in tasks {
+                if stmt.execute(params![t.id, owner, t.attempt, until])? == 1 {
+                    held.push(*t);
+                }
             }
-            Ok(())
+            Ok(held)
         })
     }
 
@@ -482,28 +680,20 @@ impl Store for SqliteStore {
         })
     }
 
-    fn release_tasks(&self, owner: &str, ids: &[i64]) -> Result<(), StoreError> {
-        self.write(|tx| {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE tasks SET visible_at = 0, lease_owner = NULL, attempt = max(attempt - 1, 0) \
-                 WHERE id = ?1 AND lease_owner = ?2",
-            )?;
-            for id in ids {
-                stmt.execute(params![id, owner])?;
-            }
-            Ok(())
-        })
-    }
-
     fn next_due(&self) -> Result<Due, StoreError> {
         let conn = self.read();
+        let now = history::now_micros();
+        // Only what is still to come: due work is taken by the fetches.
         let message = conn
-            .prepare_cached("SELECT min(visible_at) FROM messages")?
-            .query_row([], |r| r.get(0))?;
+            .prepare_cached("SELECT min(visible_at) FROM messages WHERE visible_at > ?1")?
+            .query_row([now], |r| r.get(0))?;
         let task = conn
-            .prepare_cached("SELECT min(visible_at) FROM tasks")?
-            .query_row([], |r| r.get(0))?;
-        Ok(Due { message, task })
+            .prepare_cached("SELECT min(visible_at) FROM tasks WHERE visible_at > ?1")?
+            .query_row([now], |r| r.get(0))?;
+        Ok(Due {
+            message: until(now, message),
+            task: until(now, task),
+        })
     }
 
     fn status(&self, instance: &str) -> Result<Option<InstanceStatus>, StoreError> {
@@ -538,7 +728,7 @@ impl Store for SqliteStore {
             failure.as_deref(),
             reason.as_deref(),
         ];
-        verify(sum, &parts, what)?;
+        verify_with(sum, &[len], &parts, what)?;
         Ok(Some(InstanceStatus {
             id: instance.to_owned(),
             runtime_status: status_of(&status, instance)?,
@@ -560,28 +750,22 @@ impl Store for SqliteStore {
 }
 
 /// Whether a turn may be written: the stored history length is the one it
-/// was computed on, the messages it consumed are still queued and the tasks
-/// it finished are still leased as they were. `Some(name)` (the instance's
-/// orchestrator, `None` for an unknown instance) if so.
-#[allow(
-    clippy::option_option,
-    reason = "refused / unknown instance / known instance"
-)]
+/// was computed on, the messages it consumed are still queued and in order,
+/// and the tasks it finished are still leased as they were. `Some(name)`
+/// (the instance's orchestrator) if so.
 fn check_turn(
     tx: &Connection,
     owner: &str,
     turn: &TurnCommit,
-) -> Result<Option<Option<String>>, StoreError> {
+    now: i64,
+) -> Result<Option<String>, StoreError> {
     let row: Option<(String, i64)> = tx
         .prepare_cached("SELECT name, history_len FROM instances WHERE id = ?1")?
         .query_row([&turn.instance], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let name = match row {
-        Some((name, len)) if len == count(turn.expected_len) => Some(name),
-        Some(_) => return Ok(None),
-        // An unknown instance's turn may only drop its stray messages.
-        None if turn.status.is_none() && turn.events.is_empty() => None,
-        None => return Ok(None),
+        Some((name, len)) if len == count(turn.expected_len) => name,
+        _ => return Ok(None),
     };
     let mut task = tx.prepare_cached(
         "SELECT 1 FROM tasks WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3",
@@ -591,25 +775,39 @@ fn check_turn(
             return Ok(None);
         }
     }
-    let mut message = tx.prepare_cached("SELECT 1 FROM messages WHERE id = ?1")?;
-    for id in &turn.consumed {
-        if !message.exists([id])? {
+    let mut message =
+        tx.prepare_cached("SELECT 1 FROM messages WHERE instance = ?1 AND seq = ?2")?;
+    for seq in &turn.consumed {
+        if !message.exists(params![turn.instance, count(*seq)])? {
             // Consumed by another turn: this one is stale.
             return Ok(None);
         }
     }
-    // Messages reach an instance in the order they were queued: a turn that
-    // would pass over an older due message (one handed over in memory can
-    // overtake one only the store knows of) is refused, and the next look
-    // at the store takes both, in order.
-    if let (Some(status), Some(&newest)) = (&turn.status, turn.consumed.iter().max()) {
+    // Messages reach an instance in sequence order: a turn that would pass
+    // over an older due message (one handed over in memory can overtake one
+    // only the store knows of) is refused, and the next look at the store
+    // takes both, in order. A turn that ends the instance must take every
+    // due message, so that nothing a client was told is queued is dropped.
+    let turn_time = turn.status.as_ref().map_or(now, |s| s.now);
+    let newest = turn.consumed.iter().max().copied();
+    let bound = if turn.take_all_due {
+        Some(i64::MAX)
+    } else {
+        newest.map(count)
+    };
+    if let Some(bound) = bound {
+        let due_by = if turn.take_all_due {
+            now.max(turn_time)
+        } else {
+            turn_time
+        };
         let mut older = tx.prepare_cached(
-            "SELECT id FROM messages WHERE instance = ?1 AND id < ?2 AND visible_at <= ?3",
+            "SELECT seq FROM messages WHERE instance = ?1 AND seq < ?2 AND visible_at <= ?3",
         )?;
-        let mut rows = older.query(params![turn.instance, newest, status.now])?;
+        let mut rows = older.query(params![turn.instance, bound, due_by])?;
         while let Some(r) = rows.next()? {
-            let id: i64 = r.get(0)?;
-            if !turn.consumed.contains(&id) {
+            let seq: i64 = r.get(0)?;
+            if !turn.consumed.contains(&seq.unsigned_abs()) {
                 return Ok(None);
             }
         }
@@ -622,15 +820,17 @@ fn write_turn(
     tx: &Connection,
     owner: &str,
     turn: &TurnCommit,
-    name: Option<&str>,
+    name: &str,
+    lease_until: i64,
 ) -> Result<Vec<i64>, StoreError> {
     let mut del = tx.prepare_cached("DELETE FROM tasks WHERE id = ?1")?;
     for t in &turn.finished_tasks {
         del.execute([t.id])?;
     }
-    let new_len = turn.expected_len + turn.events.len() as u64;
-    match (&turn.status, name) {
-        (Some(s), Some(name)) => {
+    let consumed = turn.consumed.iter().max().map(|m| count(*m));
+    match &turn.status {
+        Some(s) => {
+            let new_len = turn.expected_len + turn.events.len() as u64;
             let output = s.output.as_ref().map(Payload::json);
             let failure = s.failure.as_ref().map(to_json).transpose()?;
             let status = s.status.as_str();
@@ -640,11 +840,13 @@ fn write_turn(
                 output,
                 failure.as_deref(),
                 s.reason.as_deref(),
+                count(new_len),
             );
             tx.prepare_cached(
                 "UPDATE instances SET history_len = ?2, status = ?3, output = ?4, failure = ?5, \
                  reason = ?6, updated_at = ?7, lock_owner = NULL, lock_until = NULL, attempts = 0, \
-                 sum = ?8 WHERE id = ?1",
+                 sum = ?8, consumed_through = max(coalesce(consumed_through, -1), coalesce(?9, -1)) \
+                 WHERE id = ?1",
             )?
             .execute(params![
                 turn.instance,
@@ -654,39 +856,45 @@ fn write_turn(
                 failure,
                 s.reason,
                 s.now,
-                sum
+                sum,
+                consumed
             ])?;
-            if s.status.is_finished() {
-                // Nobody will read what it still had queued: its timers,
-                // events and the activity calls no worker has taken.
-                tx.prepare_cached("DELETE FROM messages WHERE instance = ?1")?
-                    .execute([&turn.instance])?;
-                tx.prepare_cached("DELETE FROM tasks WHERE instance = ?1 AND lease_owner IS NULL")?
-                    .execute([&turn.instance])?;
-                // Keys only guard against delivering an event twice to a
-                // running instance; a finished one refuses events anyway.
-                tx.prepare_cached("DELETE FROM message_keys WHERE instance = ?1")?
-                    .execute([&turn.instance])?;
-            }
         }
-        (None, Some(_)) => {
+        None => {
             tx.prepare_cached(
-                "UPDATE instances SET lock_owner = NULL, lock_until = NULL WHERE id = ?1",
+                "UPDATE instances SET lock_owner = NULL, lock_until = NULL, \
+                 consumed_through = max(coalesce(consumed_through, -1), coalesce(?2, -1)) \
+                 WHERE id = ?1",
             )?
-            .execute([&turn.instance])?;
+            .execute(params![turn.instance, consumed])?;
         }
-        // `check_turn` let an unknown instance through only without status.
-        (_, None) => {}
     }
     for rec in &turn.events {
         insert_history(tx, &turn.instance, rec)?;
     }
-    let (lease_owner, visible_at, attempt) = match turn.lease_tasks_until {
-        Some(until) => (Some(owner), until, 1),
-        None => (None, 0, 0),
-    };
+    if turn.discard_queued {
+        // The runtime ended the instance: nobody will read what it still
+        // had queued (timers, events, activity calls, leased or not; a
+        // running attempt's result is dropped when it comes). Activities
+        // the last turn itself called are queued below: they run.
+        tx.prepare_cached("DELETE FROM messages WHERE instance = ?1")?
+            .execute([&turn.instance])?;
+        tx.prepare_cached("DELETE FROM tasks WHERE instance = ?1")?
+            .execute([&turn.instance])?;
+        tx.prepare_cached("DELETE FROM message_keys WHERE instance = ?1")?
+            .execute([&turn.instance])?;
+    } else {
+        for m in &turn.messages {
+            insert_message(tx, &turn.instance, &m.event, m.visible_at)?;
+        }
+    }
     let mut ids = Vec::with_capacity(turn.tasks.len());
-    for task in &turn.tasks {
+    for (i, task) in turn.tasks.iter().enumerate() {
+        let (lease_owner, visible_at, attempt) = if i < turn.lease_tasks {
+            (Some(owner), lease_until, 1)
+        } else {
+            (None, 0, 0)
+        };
         let seq = count(task.seq);
         let retry = to_json(&task.retry)?;
         let sum = task_sum(&turn.instance, seq, &task.name, task.input.json(), &retry);
@@ -707,12 +915,9 @@ fn write_turn(
         ])?;
         ids.push(tx.last_insert_rowid());
     }
-    for m in &turn.messages {
-        insert_message(tx, &m.instance, &m.event, m.visible_at)?;
-    }
-    let mut del = tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?;
-    for id in &turn.consumed {
-        del.execute([id])?;
+    let mut del = tx.prepare_cached("DELETE FROM messages WHERE instance = ?1 AND seq = ?2")?;
+    for seq in &turn.consumed {
+        del.execute(params![turn.instance, count(*seq)])?;
     }
     Ok(ids)
 }

@@ -48,6 +48,17 @@ impl Cache {
         self.entries.insert(id, (self.tick, ex));
     }
 
+    /// Whether a live execution of `id` is held.
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        self.entries.contains_key(id)
+    }
+
+    /// The highest message sequence number the held execution of `id`
+    /// has consumed.
+    pub(crate) fn consumed_through(&self, id: &str) -> Option<u64> {
+        self.entries.get(id).and_then(|(_, ex)| ex.consumed_through)
+    }
+
     /// The number of live executions held.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

@@ -1,0 +1,557 @@
+//! The store conformance suite: the contract of every [`Store`] method,
+//! stated as tests that any backend runs unchanged.
+//!
+//! Each check takes a fresh, empty store. A backend's test file runs them
+//! all with one line:
+//!
+//! ```no_run
+//! durable::store_conformance_tests!(|| {
+//!     let dir = tempfile::tempdir().unwrap();
+//!     let store = durable::store::SqliteStore::open(dir.path().join("c.db")).unwrap();
+//!     (dir, store)
+//! });
+//! ```
+//!
+//! The closure returns a guard kept alive for the test (a temp dir, a
+//! schema to drop) and the store. Checks that need time to pass wait on
+//! the store's own clock ([`Store::now`]), never on a guess.
+
+use std::time::Duration;
+
+use super::{
+    CommitOutcome, Created, Enqueued, Names, NewInstance, NewMessage, NewTask, StatusUpdate, Store,
+    TaskOutcome, TaskRef, TaskResult, TurnCommit,
+};
+use crate::history::{Event, Failure, FailureKind, HistoryRecord, Payload, RuntimeStatus};
+use crate::retry::RetryPolicy;
+
+const O: &str = "orch";
+const A: &str = "act";
+const OWNER: &str = "owner-a";
+const OTHER: &str = "owner-b";
+/// A lock or lease no check outlives.
+const LONG: Duration = Duration::from_secs(3600);
+/// A lock or lease a check waits out (on the store's clock).
+const SHORT: Duration = Duration::from_millis(150);
+const ORCH: Names<'static> = Names(&[O]);
+const ACTS: Names<'static> = Names(&[A]);
+
+fn payload(json: &str) -> Payload {
+    serde_json::from_str(json).expect("invariant: the suite's JSON is valid")
+}
+
+fn ok<T>(r: Result<T, super::StoreError>, what: &str) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{what} failed: {e}"),
+    }
+}
+
+fn create(s: &dyn Store, id: &str) {
+    let created = ok(
+        s.create_instances(&[NewInstance::new(id, O, payload("1"), 0)]),
+        "create_instances",
+    );
+    assert_eq!(created, vec![Created::Created { message: 0 }]);
+}
+
+fn event(name: &str, data: &str) -> Event {
+    Event::EventRaised {
+        name: name.to_owned(),
+        data: payload(data),
+    }
+}
+
+fn record(index: u64, turn: u64, event: Event) -> HistoryRecord {
+    HistoryRecord {
+        index,
+        turn,
+        at: 0,
+        event,
+    }
+}
+
+/// A running turn of `id` on `len` events that records one event per
+/// consumed message.
+fn turn(id: &str, len: u64, consumed: &[u64]) -> TurnCommit {
+    let mut t = TurnCommit::new(id, len);
+    t.events = consumed
+        .iter()
+        .enumerate()
+        .map(|(i, _)| record(len + i as u64, len, event("e", "0")))
+        .collect();
+    t.consumed = consumed.to_vec();
+    t.status = Some(StatusUpdate::new(RuntimeStatus::Running, 0));
+    t
+}
+
+/// Waits until the store's clock has passed `d` from now.
+fn wait_out(s: &dyn Store, d: Duration) {
+    let start = ok(s.now(), "now");
+    let until = start.saturating_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    while ok(s.now(), "now") <= until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn seqs(s: &dyn Store, owner: &str, id: &str) -> Vec<u64> {
+    ok(s.fetch_work(owner, LONG, 100, ORCH), "fetch_work")
+        .into_iter()
+        .find(|w| w.id == id)
+        .map(|w| w.messages.iter().map(|(m, _)| *m).collect())
+        .unwrap_or_default()
+}
+
+/// An instance is created once with its `Started` message; an id that
+/// exists is left untouched; unknown ids have no status, history or progress.
+pub fn creates_instances_once(s: &dyn Store) {
+    create(s, "a");
+    let again = ok(
+        s.create_instances(&[
+            NewInstance::new("a", O, payload("2"), 0),
+            NewInstance::new("b", O, payload("3"), 0),
+        ]),
+        "create_instances",
+    );
+    assert_eq!(
+        again,
+        vec![Created::Exists, Created::Created { message: 0 }]
+    );
+    let status = ok(s.status("a"), "status").expect("a exists");
+    assert_eq!(status.runtime_status, RuntimeStatus::Pending);
+    assert_eq!(status.name, O);
+    assert_eq!(ok(s.history("a"), "history"), Some(Vec::new()));
+    assert_eq!(ok(s.status("nope"), "status"), None);
+    assert_eq!(ok(s.history("nope"), "history"), None);
+    assert!(ok(s.progress(&["nope".to_owned()]), "progress").is_empty());
+    let work = ok(s.fetch_work(OWNER, LONG, 10, ORCH), "fetch_work");
+    let a = work.iter().find(|w| w.id == "a").expect("a has work");
+    assert_eq!(
+        a.messages,
+        vec![(
+            0,
+            Event::Started {
+                name: O.to_owned(),
+                input: payload("1")
+            }
+        )],
+        "the first input stands"
+    );
+}
+
+/// Messages get increasing per-instance sequence numbers and are handed
+/// out in that order; a keyed message is queued once; unknown and finished
+/// instances take none.
+pub fn enqueues_in_sequence_and_once_per_key(s: &dyn Store) {
+    assert_eq!(
+        ok(s.enqueue("nope", &event("e", "1"), None, false), "enqueue"),
+        Enqueued::NotFound
+    );
+    create(s, "a");
+    let mut got = Vec::new();
+    for i in 0..3 {
+        got.push(ok(
+            s.enqueue("a", &event("e", &i.to_string()), None, false),
+            "enqueue",
+        ));
+    }
+    assert_eq!(
+        got,
+        (1..=3)
+            .map(|m| Enqueued::Queued { message: Some(m) })
+            .collect::<Vec<_>>()
+    );
+    let keyed = ok(
+        s.enqueue("a", &event("k", "1"), Some("key"), false),
+        "enqueue",
+    );
+    assert_eq!(keyed, Enqueued::Queued { message: Some(4) });
+    let again = ok(
+        s.enqueue("a", &event("k", "2"), Some("key"), false),
+        "enqueue",
+    );
+    assert_eq!(again, Enqueued::Queued { message: None });
+    assert_eq!(seqs(s, OWNER, "a"), vec![0, 1, 2, 3, 4]);
+    // Finish it: it takes nothing more.
+    let mut end = turn("a", 0, &[0, 1, 2, 3, 4]);
+    end.status = Some(StatusUpdate::new(RuntimeStatus::Completed, 0));
+    end.discard_queued = true;
+    end.take_all_due = true;
+    assert!(matches!(
+        ok(s.commit_turns(OWNER, LONG, &[end]), "commit_turns")[..],
+        [CommitOutcome::Committed { .. }]
+    ));
+    assert_eq!(
+        ok(s.enqueue("a", &event("e", "9"), None, false), "enqueue"),
+        Enqueued::Finished(RuntimeStatus::Completed)
+    );
+}
+
+/// A turn computed on a stale history length, or consuming a message
+/// another turn consumed, is refused whole; the fresh one commits once.
+pub fn refuses_stale_turns(s: &dyn Store) {
+    create(s, "a");
+    let first = turn("a", 0, &[0]);
+    let outcomes = ok(
+        s.commit_turns(OWNER, LONG, &[first.clone(), first]),
+        "commit_turns",
+    );
+    assert_eq!(outcomes[0], CommitOutcome::Committed { tasks: vec![] });
+    assert_eq!(outcomes[1], CommitOutcome::Conflict, "same length, again");
+    let history = ok(s.history("a"), "history").expect("exists");
+    assert_eq!(history.len(), 1, "the refused turn left no trace");
+    ok(s.enqueue("a", &event("e", "1"), None, false), "enqueue");
+    // A turn on the right length consuming a message already consumed.
+    let stale = turn("a", 1, &[0]);
+    assert_eq!(
+        ok(s.commit_turns(OWNER, LONG, &[stale]), "commit_turns"),
+        vec![CommitOutcome::Conflict]
+    );
+    let status = ok(s.status("a"), "status").expect("exists");
+    assert_eq!(status.history_len, 1);
+}
+
+/// A turn may not pass over an older due message; a turn that ends the
+/// instance with `take_all_due` must take every due message.
+pub fn consumes_messages_in_order(s: &dyn Store) {
+    create(s, "a");
+    ok(s.enqueue("a", &event("e", "1"), None, false), "enqueue");
+    assert_eq!(
+        ok(
+            s.commit_turns(OWNER, LONG, &[turn("a", 0, &[1])]),
+            "commit_turns"
+        ),
+        vec![CommitOutcome::Conflict],
+        "message 0 is older and due"
+    );
+    assert!(matches!(
+        ok(
+            s.commit_turns(OWNER, LONG, &[turn("a", 0, &[0])]),
+            "commit_turns"
+        )[..],
+        [CommitOutcome::Committed { .. }]
+    ));
+    let mut end = turn("a", 1, &[]);
+    end.status = Some(StatusUpdate::new(RuntimeStatus::Completed, 0));
+    end.discard_queued = true;
+    end.take_all_due = true;
+    assert_eq!(
+        ok(s.commit_turns(OWNER, LONG, &[end.clone()]), "commit_turns"),
+        vec![CommitOutcome::Conflict],
+        "an event the client was told is queued must reach history"
+    );
+    end.consumed = vec![1];
+    end.events = vec![record(1, 1, event("e", "1"))];
+    assert!(matches!(
+        ok(s.commit_turns(OWNER, LONG, &[end]), "commit_turns")[..],
+        [CommitOutcome::Committed { .. }]
+    ));
+    assert_eq!(
+        ok(s.status("a"), "status").map(|s| s.runtime_status),
+        Some(RuntimeStatus::Completed)
+    );
+}
+
+/// A fetch locks an instance: another owner gets nothing until the lock
+/// lapses (on the store's clock), the holder may fetch it again, a commit
+/// releases it.
+pub fn locks_instances_while_their_turn_runs(s: &dyn Store) {
+    create(s, "a");
+    assert_eq!(
+        ok(s.fetch_work(OWNER, SHORT, 10, ORCH), "fetch_work").len(),
+        1
+    );
+    assert!(ok(s.fetch_work(OTHER, SHORT, 10, ORCH), "fetch_work").is_empty());
+    assert_eq!(
+        ok(s.fetch_work(OWNER, SHORT, 10, ORCH), "fetch_work").len(),
+        1,
+        "the holder may fetch again (its turn did not commit)"
+    );
+    wait_out(s, SHORT);
+    let taken = ok(s.fetch_work(OTHER, LONG, 10, ORCH), "fetch_work");
+    assert_eq!(
+        taken.len(),
+        1,
+        "after the lock lapsed another owner takes it"
+    );
+    assert_eq!(
+        taken[0].attempts, 2,
+        "a lost owner counts as a lost attempt"
+    );
+    assert!(matches!(
+        ok(
+            s.commit_turns(OTHER, LONG, &[turn("a", 0, &[0])]),
+            "commit_turns"
+        )[..],
+        [CommitOutcome::Committed { .. }]
+    ));
+    ok(s.enqueue("a", &event("e", "1"), None, false), "enqueue");
+    let again = ok(s.fetch_work(OWNER, LONG, 10, ORCH), "fetch_work");
+    assert_eq!(again.len(), 1, "the commit released the lock");
+    assert_eq!(again[0].attempts, 1, "a commit resets the attempts");
+    assert_eq!(again[0].consumed_through, Some(0));
+}
+
+/// A process takes only the work it can run: orchestrators and activities
+/// it has registered.
+pub fn fetches_only_registered_names(s: &dyn Store) {
+    create(s, "a");
+    assert!(ok(
+        s.fetch_work(OWNER, LONG, 10, Names(&["other"])),
+        "fetch_work"
+    )
+    .is_empty());
+    let mut t = turn("a", 0, &[0]);
+    t.tasks = vec![NewTask::new(0, A, payload("1"), RetryPolicy::default())];
+    ok(s.commit_turns(OWNER, LONG, &[t]), "commit_turns");
+    assert!(ok(
+        s.fetch_tasks(OWNER, LONG, 10, Names(&["other"])),
+        "fetch_tasks"
+    )
+    .is_empty());
+    assert_eq!(
+        ok(s.fetch_tasks(OWNER, LONG, 10, ACTS), "fetch_tasks").len(),
+        1
+    );
+}
+
+/// Only `lease_tasks` of a turn's tasks are leased to the committing owner;
+/// the rest are any process's to take. A lapsed lease is taken over as the
+/// next attempt, and the late result of the lost one is dropped.
+pub fn leases_tasks_for_free_slots_only(s: &dyn Store) {
+    create(s, "a");
+    let mut t = turn("a", 0, &[0]);
+    t.tasks = (0..3)
+        .map(|seq| NewTask::new(seq, A, payload("1"), RetryPolicy::default()))
+        .collect();
+    t.lease_tasks = 1;
+    let ids = match &ok(s.commit_turns(OWNER, SHORT, &[t]), "commit_turns")[..] {
+        [CommitOutcome::Committed { tasks }] => tasks.clone(),
+        other => panic!("not committed: {other:?}"),
+    };
+    assert_eq!(ids.len(), 3);
+    let taken = ok(s.fetch_tasks(OTHER, LONG, 10, ACTS), "fetch_tasks");
+    let taken_ids: Vec<i64> = taken.iter().map(|t| t.id).collect();
+    assert_eq!(taken_ids, ids[1..].to_vec(), "the unleased ones");
+    assert!(taken.iter().all(|t| t.attempt == 1));
+    wait_out(s, SHORT);
+    let late = ok(s.fetch_tasks(OTHER, LONG, 10, ACTS), "fetch_tasks");
+    assert_eq!(late.len(), 1, "the lapsed lease is taken over");
+    assert_eq!((late[0].id, late[0].attempt), (ids[0], 2));
+    let done = |attempt: u32, out: &str| {
+        TaskResult::new(
+            TaskRef {
+                id: ids[0],
+                attempt,
+            },
+            "a",
+            TaskOutcome::Done(Event::ActivityCompleted {
+                seq: 0,
+                output: payload(out),
+            }),
+        )
+    };
+    ok(
+        s.finish_tasks(OWNER, &[done(1, "\"late\"")]),
+        "finish_tasks",
+    );
+    ok(s.finish_tasks(OTHER, &[done(2, "\"new\"")]), "finish_tasks");
+    let work = ok(s.fetch_work(OWNER, LONG, 10, ORCH), "fetch_work");
+    let completions: Vec<&Event> = work[0]
+        .messages
+        .iter()
+        .map(|(_, e)| e)
+        .filter(|e| matches!(e, Event::ActivityCompleted { .. }))
+        .collect();
+    assert_eq!(
+        completions,
+        vec![&Event::ActivityCompleted {
+            seq: 0,
+            output: payload("\"new\"")
+        }],
+        "exactly one completion, the current attempt's"
+    );
+}
+
+/// Renewal keeps a lease and says which are still held; a retry comes back
+/// after its delay; a released attempt is due at once and not counted.
+pub fn renews_retries_and_releases_attempts(s: &dyn Store) {
+    create(s, "a");
+    let mut t = turn("a", 0, &[0]);
+    t.tasks = vec![NewTask::new(0, A, payload("1"), RetryPolicy::default())];
+    ok(s.commit_turns(OWNER, LONG, &[t]), "commit_turns");
+    let first = ok(s.fetch_tasks(OWNER, SHORT, 10, ACTS), "fetch_tasks");
+    let r = first[0].task_ref();
+    let stale = TaskRef {
+        id: r.id,
+        attempt: r.attempt + 7,
+    };
+    assert_eq!(
+        ok(s.renew_tasks(OWNER, &[r, stale], LONG), "renew_tasks"),
+        vec![r]
+    );
+    wait_out(s, SHORT);
+    assert!(
+        ok(s.fetch_tasks(OTHER, LONG, 10, ACTS), "fetch_tasks").is_empty(),
+        "the renewed lease holds past its first length"
+    );
+    let retry = TaskOutcome::Retry {
+        delay: SHORT,
+        failures: 1,
+    };
+    ok(
+        s.finish_tasks(OWNER, &[TaskResult::new(r, "a", retry)]),
+        "finish_tasks",
+    );
+    assert!(ok(s.fetch_tasks(OTHER, LONG, 10, ACTS), "fetch_tasks").is_empty());
+    wait_out(s, SHORT);
+    let second = ok(s.fetch_tasks(OTHER, LONG, 10, ACTS), "fetch_tasks");
+    assert_eq!((second[0].attempt, second[0].failures), (2, 1));
+    ok(
+        s.finish_tasks(
+            OTHER,
+            &[TaskResult::new(
+                second[0].task_ref(),
+                "a",
+                TaskOutcome::Release,
+            )],
+        ),
+        "finish_tasks",
+    );
+    let third = ok(s.fetch_tasks(OWNER, LONG, 10, ACTS), "fetch_tasks");
+    assert_eq!(third[0].attempt, 2, "a released attempt does not count");
+}
+
+/// A turn that ends an instance with `discard_queued` drops its queued
+/// messages and tasks, leased or not, but queues the tasks the turn itself
+/// calls; a late result for it is dropped.
+pub fn drops_what_a_finished_instance_had_queued(s: &dyn Store) {
+    create(s, "a");
+    let mut t = turn("a", 0, &[0]);
+    t.tasks = (0..2)
+        .map(|seq| NewTask::new(seq, A, payload("1"), RetryPolicy::default()))
+        .collect();
+    t.lease_tasks = 1;
+    t.messages = vec![NewMessage::new(Event::TimerFired { seq: 9 }, i64::MAX)];
+    ok(s.commit_turns(OWNER, LONG, &[t]), "commit_turns");
+    let mut end = turn("a", 1, &[]);
+    end.status = Some(StatusUpdate::new(RuntimeStatus::Terminated, 0));
+    end.discard_queued = true;
+    end.tasks = vec![NewTask::new(
+        5,
+        A,
+        payload("\"last\""),
+        RetryPolicy::default(),
+    )];
+    ok(s.commit_turns(OWNER, LONG, &[end]), "commit_turns");
+    let left = ok(s.fetch_tasks(OTHER, LONG, 10, ACTS), "fetch_tasks");
+    assert_eq!(
+        left.iter().map(|t| t.seq).collect::<Vec<_>>(),
+        vec![5],
+        "only the last turn's own call runs"
+    );
+    ok(
+        s.finish_tasks(
+            OTHER,
+            &[TaskResult::new(
+                left[0].task_ref(),
+                "a",
+                TaskOutcome::Done(Event::ActivityCompleted {
+                    seq: 5,
+                    output: payload("1"),
+                }),
+            )],
+        ),
+        "finish_tasks",
+    );
+    assert!(ok(s.fetch_work(OWNER, LONG, 10, ORCH), "fetch_work").is_empty());
+    assert_eq!(
+        ok(s.next_due(), "next_due").message,
+        None,
+        "the timer is gone"
+    );
+}
+
+/// A stuck instance stays set aside for its retry time, even from its
+/// owner; a terminating message with `wake_stuck` releases it at once.
+pub fn sets_stuck_instances_aside(s: &dyn Store) {
+    create(s, "a");
+    ok(s.fetch_work(OWNER, LONG, 10, ORCH), "fetch_work");
+    let failure = Failure::new(FailureKind::Nondeterminism, "differs");
+    ok(s.mark_stuck(OWNER, "a", &failure, LONG, true), "mark_stuck");
+    let status = ok(s.status("a"), "status").expect("exists");
+    assert_eq!(status.runtime_status, RuntimeStatus::Stuck);
+    assert_eq!(status.failure, Some(failure));
+    assert!(ok(s.fetch_work(OWNER, LONG, 10, ORCH), "fetch_work").is_empty());
+    assert!(ok(s.fetch_work(OTHER, LONG, 10, ORCH), "fetch_work").is_empty());
+    let end = Event::Terminated {
+        reason: "operator".to_owned(),
+    };
+    ok(s.enqueue("a", &end, None, true), "enqueue");
+    let work = ok(s.fetch_work(OTHER, LONG, 10, ORCH), "fetch_work");
+    assert_eq!(work.len(), 1, "released for the termination");
+    assert_eq!(work[0].status, RuntimeStatus::Stuck);
+    assert_eq!(work[0].messages.len(), 2, "nothing was consumed meanwhile");
+}
+
+/// Progress, the release of locks and the next due times.
+pub fn reports_progress_and_due_times(s: &dyn Store) {
+    create(s, "a");
+    ok(s.fetch_work(OWNER, LONG, 10, ORCH), "fetch_work");
+    ok(s.release_instances(OWNER), "release_instances");
+    assert_eq!(
+        ok(s.fetch_work(OTHER, LONG, 10, ORCH), "fetch_work").len(),
+        1,
+        "released at once"
+    );
+    let mut t = turn("a", 0, &[0]);
+    let soon = ok(s.now(), "now") + 60_000_000;
+    t.messages = vec![NewMessage::new(Event::TimerFired { seq: 0 }, soon)];
+    ok(s.commit_turns(OTHER, LONG, &[t]), "commit_turns");
+    let progress = ok(s.progress(&["a".to_owned()]), "progress");
+    assert_eq!(progress.len(), 1);
+    assert_eq!(progress[0].1.history_len, 1);
+    assert_eq!(progress[0].1.consumed_through, Some(0));
+    assert_eq!(progress[0].1.status, RuntimeStatus::Running);
+    let due = ok(s.next_due(), "next_due")
+        .message
+        .expect("a timer is pending");
+    assert!(
+        due <= Duration::from_secs(60) && due > Duration::from_secs(50),
+        "{due:?}"
+    );
+    assert!(
+        ok(s.fetch_work(OWNER, LONG, 10, ORCH), "fetch_work").is_empty(),
+        "a timer is not due before its time"
+    );
+}
+
+/// Generates one `#[test]` per conformance check for a store made by
+/// `$make`, a closure returning `(guard, store)`.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:expr) => {
+        $crate::store_conformance_tests!(@each $make;
+            creates_instances_once,
+            enqueues_in_sequence_and_once_per_key,
+            refuses_stale_turns,
+            consumes_messages_in_order,
+            locks_instances_while_their_turn_runs,
+            fetches_only_registered_names,
+            leases_tasks_for_free_slots_only,
+            renews_retries_and_releases_attempts,
+            drops_what_a_finished_instance_had_queued,
+            sets_stuck_instances_aside,
+            reports_progress_and_due_times
+        );
+    };
+    (@each $make:expr; $($check:ident),*) => {
+        $(
+            #[test]
+            fn $check() {
+                let (_guard, store) = ($make)();
+                $crate::store::conformance::$check(&store);
+            }
+        )*
+    };
+}
