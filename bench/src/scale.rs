@@ -1,0 +1,188 @@
+//! The workloads at scale: start-to-result latency with a million timers
+//! pending, a million starts issued as fast as a client can, and starts
+//! awaited one after another against SQLite's own commit rate. The
+//! million-sized ones run once (`--runs` does not apply to them).
+
+use std::time::Instant;
+
+use tokio::task::JoinSet;
+
+use crate::workloads::{
+    db, first_turns_done, one, peak_rss_mb, reset_peak_rss, rss_mb, runtime, sleepers,
+    sqlite_commit_rate, start_to_result,
+};
+use crate::{median, percentile, Settings};
+
+type Res = Result<(), Box<dyn std::error::Error>>;
+
+/// Timers per `sleepers` instance: one turn commits them all. The fastest
+/// setup of those tried (200,000 timers: 100 per instance 4.1 s, 1,000 per
+/// instance 1.5 s, 5,000 per instance 1.8 s).
+const TIMERS_PER_INSTANCE: u64 = 1_000;
+
+/// Sequential start-to-result runs measured on the empty and the loaded store.
+const LATENCY_RUNS: u64 = 200;
+
+/// Starts a client keeps in flight in `starts`.
+const IN_FLIGHT: usize = 10_000;
+
+/// The next finished task of `set`, which the caller knows is not empty.
+async fn next<T: 'static>(
+    set: &mut JoinSet<Result<T, durable::Error>>,
+) -> Result<T, Box<dyn std::error::Error>> {
+    let joined = set
+        .join_next()
+        .await
+        .expect("invariant: called only on a non-empty set");
+    Ok(joined??)
+}
+
+/// `--timers N` timer messages pending (default 1,000,000): start-to-result
+/// latency of a one-activity instance with them pending, against the same on
+/// the empty store. A fetch that costs what is due keeps the ratio near 1.
+pub(crate) async fn timers(s: Settings) -> Res {
+    let n = s.timers;
+    let (_dir, path) = db()?;
+    let rt = runtime(&path, s).await?;
+    let client = rt.client();
+    let mut empty = start_to_result(&client, LATENCY_RUNS).await?;
+
+    let began = Instant::now();
+    let instances = n.div_ceil(TIMERS_PER_INSTANCE);
+    let mut set = JoinSet::new();
+    for i in 0..instances {
+        if set.len() >= 256 {
+            next(&mut set).await?;
+        }
+        let k = TIMERS_PER_INSTANCE.min(n - i * TIMERS_PER_INSTANCE);
+        let client = client.clone();
+        set.spawn(async move { client.start(sleepers, k).await.map(drop) });
+    }
+    while !set.is_empty() {
+        next(&mut set).await?;
+    }
+    // Each instance's first turn commits all its timers.
+    first_turns_done(&path).await?;
+    let setup = began.elapsed();
+    // Nothing else is alive: every message left is a timer an hour away.
+    let pending: i64 =
+        rusqlite::Connection::open(&path)?
+            .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))?;
+    if u64::try_from(pending).unwrap_or(0) < n {
+        return Err(format!("timers: {pending} messages pending, expected {n}").into());
+    }
+
+    let mut loaded = start_to_result(&client, LATENCY_RUNS).await?;
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
+    let (empty_mean, loaded_mean) = (mean(&empty), mean(&loaded));
+    let (e50, e99) = (percentile(&mut empty, 50.0), percentile(&mut empty, 99.0));
+    let (l50, l99) = (percentile(&mut loaded, 50.0), percentile(&mut loaded, 99.0));
+    println!(
+        "timers: {pending} timer messages pending ({instances} instances x up to {TIMERS_PER_INSTANCE} one-hour timers), \
+         set up in {:.1} s ({:.0} timers/s)",
+        setup.as_secs_f64(),
+        n as f64 / setup.as_secs_f64()
+    );
+    println!(
+        "timers: one instance, one activity, start to result ({LATENCY_RUNS} runs each): \
+         empty store p50 {e50:.2} ms, p99 {e99:.2} ms, mean {empty_mean:.2} ms; \
+         with the timers pending p50 {l50:.2} ms, p99 {l99:.2} ms, mean {loaded_mean:.2} ms; \
+         pending/empty p50 {:.2}x, p99 {:.2}x, mean {:.2}x (one run)",
+        l50 / e50,
+        l99 / e99,
+        loaded_mean / empty_mean
+    );
+    rt.shutdown().await?;
+    Ok(())
+}
+
+/// `--starts N` starts of a one-activity orchestrator (default 1,000,000),
+/// issued as fast as a client can with [`IN_FLIGHT`] in flight, then every
+/// result awaited: starts/s, completion time, peak resident memory.
+pub(crate) async fn starts(s: Settings) -> Res {
+    let n = s.starts;
+    let (_dir, path) = db()?;
+    let peak_reset = reset_peak_rss();
+    let before = rss_mb();
+    let rt = runtime(&path, s).await?;
+    let client = rt.client();
+
+    let began = Instant::now();
+    let mut handles = Vec::with_capacity(usize::try_from(n)?);
+    let mut set = JoinSet::new();
+    for i in 0..n {
+        if set.len() >= IN_FLIGHT {
+            handles.push(next(&mut set).await?);
+        }
+        let client = client.clone();
+        set.spawn(async move { client.start(one, i).await.map(|h| (i, h)) });
+    }
+    while !set.is_empty() {
+        handles.push(next(&mut set).await?);
+    }
+    let issued = began.elapsed();
+    let issued_rss = rss_mb();
+
+    // In order, one at a time, as `seq` does: most are done by the time
+    // their turn comes, and thousands of concurrent waits would each poll
+    // the store.
+    for (i, h) in handles {
+        assert_eq!(h.result().await?, i + 1, "instance {i}");
+    }
+    let done = began.elapsed();
+    let peak = peak_rss_mb();
+    println!(
+        "starts: {n} starts of a one-activity orchestrator, {IN_FLIGHT} in flight: issued in {:.1} s ({:.0} starts/s), \
+         all results in {:.1} s ({:.0} orchestrations/s)",
+        issued.as_secs_f64(),
+        n as f64 / issued.as_secs_f64(),
+        done.as_secs_f64(),
+        n as f64 / done.as_secs_f64()
+    );
+    println!(
+        "starts: resident peak {peak:.0} MB{} ({before:.0} MB before the runtime, {issued_rss:.0} MB when the last start \
+         returned, {:.0} MB at the end; the client holds {n} handles) (one run)",
+        if peak_reset { "" } else { " since the process began" },
+        rss_mb()
+    );
+    rt.shutdown().await?;
+    Ok(())
+}
+
+/// `--seqstarts N` starts (default 5,000), each awaited before the next (what
+/// most users write), then every result: starts/s against SQLite's own
+/// single-row commit rate on the same kind of file, measured in the same run.
+pub(crate) async fn seqstart(s: Settings) -> Res {
+    let n = s.seqstarts;
+    let (mut rates, mut commits, mut ratios) = (vec![], vec![], vec![]);
+    for _ in 0..s.runs {
+        let (_dir, path) = db()?;
+        let rt = runtime(&path, s).await?;
+        let client = rt.client();
+        let began = Instant::now();
+        let mut handles = Vec::new();
+        for i in 0..n {
+            handles.push(client.start(one, i).await?);
+        }
+        let rate = n as f64 / began.elapsed().as_secs_f64();
+        for (i, h) in (0..).zip(&handles) {
+            assert_eq!(h.result().await?, i + 1);
+        }
+        rt.shutdown().await?;
+        // The runtime is down, so SQLite has the disk to itself; this blocks
+        // the thread of `block_on`, not a tokio worker.
+        let commit = sqlite_commit_rate(s)?;
+        rates.push(rate);
+        commits.push(commit);
+        ratios.push(rate / commit);
+    }
+    println!(
+        "seqstart: {n} starts, each awaited before the next: median {:.0} starts/s; SQLite alone {:.0} single-row \
+         commits/s; starts/commits {:.2} (medians of {} runs)",
+        median(&mut rates),
+        median(&mut commits),
+        median(&mut ratios),
+        s.runs
+    );
+    Ok(())
+}
