@@ -93,10 +93,17 @@ async fn waiter(ctx: Context) -> u64 {
     ctx.wait_event::<u64>("never").await
 }
 
+/// A runtime on the SQLite file at `path` with every activity and
+/// orchestrator of the suite and the runtime's defaults otherwise.
 pub(crate) async fn runtime(
     path: &std::path::Path,
     s: Settings,
 ) -> Result<Runtime, durable::Error> {
+    builder(path, s).start().await
+}
+
+/// The builder of [`runtime`], for a workload that changes a setting.
+pub(crate) fn builder(path: &std::path::Path, s: Settings) -> durable::Builder {
     Runtime::builder()
         .sqlite(path)
         .synchronous(s.synchronous)
@@ -110,8 +117,6 @@ pub(crate) async fn runtime(
         .orchestrator(sleeper)
         .orchestrator(sleepers)
         .orchestrator(waiter)
-        .start()
-        .await
 }
 
 pub(crate) fn db() -> Result<(tempfile::TempDir, std::path::PathBuf), std::io::Error> {
