@@ -2,10 +2,31 @@
 //! on a file-backed SQLite store with `synchronous=FULL` (or, labelled,
 //! NORMAL), and SQLite's own limit measured by the same binary.
 //!
-//! `cargo run --release -p durable-bench -- <workload> [--normal] [--runs N]`
-//! where `<workload>` is one of `seq`, `fanout`, `latency`, `long`, `replay`,
-//! `idle`, `limit`, or `all`.
+//! `cargo run --release -p durable-bench -- <workload>.. [--normal] [--runs N]
+//! [--timers N] [--starts N] [--seqstarts N]` where `<workload>` is one of:
+//!
+//! - `limit`: SQLite alone, single-row commits/s and rows/s in 1,000-row
+//!   transactions: the ceiling the others are read against.
+//! - `seq`: 500 instances of three sequential activities, started at once.
+//! - `fanout`: one instance fanning out 1,000 and 10,000 activities.
+//! - `latency`: start to result of a one-activity instance, p50 and p99.
+//! - `long`: 10,000 sequential activities in one instance; time per step at
+//!   the start and at the end must stay flat.
+//! - `replay`: resuming a 10,000-event history after a restart.
+//! - `idle`: resident memory with 100,000 instances waiting.
+//! - `seqstart`: `--seqstarts` (5,000) starts, each awaited before the next,
+//!   in starts/s and as a ratio to SQLite's single-row commits/s.
+//! - `timers`: start-to-result latency with `--timers` (1,000,000) one-hour
+//!   timers pending, against the same on the empty store, at the default
+//!   poll interval and at 50 ms (where the runs meet the store's fetch often):
+//!   the fetch must cost what is due, not what is stored. One run.
+//! - `starts`: `--starts` (1,000,000) starts issued as fast as a client can
+//!   (10,000 in flight), then all results: starts/s, completion time, peak
+//!   resident memory. One run; it fails, naming how far it got, when no
+//!   result comes for 120 s, so it runs last.
+//! - `all`: every one of them, in this order.
 
+mod scale;
 mod workloads;
 
 use std::time::Duration;
@@ -17,6 +38,12 @@ use durable::Synchronous;
 pub(crate) struct Settings {
     pub(crate) synchronous: Synchronous,
     pub(crate) runs: usize,
+    /// Pending timers in `timers`.
+    pub(crate) timers: u64,
+    /// Starts in `starts`.
+    pub(crate) starts: u64,
+    /// Starts in `seqstart`.
+    pub(crate) seqstarts: u64,
 }
 
 impl Settings {
@@ -62,33 +89,43 @@ pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-const WORKLOADS: [&str; 7] = [
-    "limit", "seq", "fanout", "latency", "long", "replay", "idle",
+const WORKLOADS: [&str; 10] = [
+    "limit", "seq", "fanout", "latency", "long", "replay", "idle", "seqstart", "timers", "starts",
 ];
+
+/// The number after `flag`.
+fn number<T: std::str::FromStr>(
+    flag: &str,
+    value: Option<&String>,
+) -> Result<T, Box<dyn std::error::Error>> {
+    value
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .ok_or_else(|| format!("{flag} takes a number").into())
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut settings = Settings {
         synchronous: Synchronous::Full,
         runs: 5,
+        timers: 1_000_000,
+        starts: 1_000_000,
+        seqstarts: 5_000,
     };
     let mut chosen = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--normal" => settings.synchronous = Synchronous::Normal,
-            "--runs" => {
-                settings.runs = it
-                    .next()
-                    .ok_or("--runs takes a number")?
-                    .parse()
-                    .map_err(|_| "--runs takes a number")?;
-            }
+            "--runs" => settings.runs = number(a, it.next())?,
+            "--timers" => settings.timers = number(a, it.next())?,
+            "--starts" => settings.starts = number(a, it.next())?,
+            "--seqstarts" => settings.seqstarts = number(a, it.next())?,
             "all" => chosen.extend(WORKLOADS),
             w if WORKLOADS.contains(&w) => chosen.push(WORKLOADS[WORKLOADS.iter().position(|x| *x == w).unwrap_or(0)]),
             other => {
                 return Err(format!(
-                    "unknown argument `{other}`: expected one of {WORKLOADS:?}, `all`, `--normal`, `--runs N`"
+                    "unknown argument `{other}`: expected one of {WORKLOADS:?}, `all`, `--normal`, `--runs N`, `--timers N`, `--starts N`, `--seqstarts N`"
                 )
                 .into())
             }
@@ -116,6 +153,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "long" => rt.block_on(workloads::long(settings))?,
             "replay" => rt.block_on(workloads::replay(settings))?,
             "idle" => rt.block_on(workloads::idle(settings))?,
+            "seqstart" => rt.block_on(scale::seqstart(settings))?,
+            "timers" => rt.block_on(scale::timers(settings))?,
+            "starts" => rt.block_on(scale::starts(settings))?,
             _ => unreachable!("checked above"),
         }
     }

@@ -39,7 +39,7 @@ async fn three(ctx: Context, x: u64) -> u64 {
 
 /// One activity.
 #[orchestrator]
-async fn one(ctx: Context, x: u64) -> u64 {
+pub(crate) async fn one(ctx: Context, x: u64) -> u64 {
     ctx.call(noop, x).await.unwrap_or(0)
 }
 
@@ -80,13 +80,30 @@ async fn sleeper(ctx: Context) {
     ctx.sleep(Duration::from_secs(3600)).await;
 }
 
+/// Waits an hour on `n` durable timers at once: `n` timer messages pending
+/// in the store from its first turn on.
+#[orchestrator]
+pub(crate) async fn sleepers(ctx: Context, n: u64) {
+    durable::join_all((0..n).map(|_| ctx.sleep(Duration::from_secs(3600)))).await;
+}
+
 /// Waits for an event that does not come.
 #[orchestrator]
 async fn waiter(ctx: Context) -> u64 {
     ctx.wait_event::<u64>("never").await
 }
 
-async fn runtime(path: &std::path::Path, s: Settings) -> Result<Runtime, durable::Error> {
+/// A runtime on the SQLite file at `path` with every activity and
+/// orchestrator of the suite and the runtime's defaults otherwise.
+pub(crate) async fn runtime(
+    path: &std::path::Path,
+    s: Settings,
+) -> Result<Runtime, durable::Error> {
+    builder(path, s).start().await
+}
+
+/// The builder of [`runtime`], for a workload that changes a setting.
+pub(crate) fn builder(path: &std::path::Path, s: Settings) -> durable::Builder {
     Runtime::builder()
         .sqlite(path)
         .synchronous(s.synchronous)
@@ -98,12 +115,11 @@ async fn runtime(path: &std::path::Path, s: Settings) -> Result<Runtime, durable
         .orchestrator(steps)
         .orchestrator(steps_then_wait)
         .orchestrator(sleeper)
+        .orchestrator(sleepers)
         .orchestrator(waiter)
-        .start()
-        .await
 }
 
-fn db() -> Result<(tempfile::TempDir, std::path::PathBuf), std::io::Error> {
+pub(crate) fn db() -> Result<(tempfile::TempDir, std::path::PathBuf), std::io::Error> {
     let dir = tempfile::Builder::new().prefix("durable-bench").tempdir()?;
     let path = dir.path().join("bench.db");
     Ok((dir, path))
@@ -163,21 +179,30 @@ pub(crate) async fn fanout(s: Settings) -> Res {
     Ok(())
 }
 
-/// Start to result of one instance with one activity, 100 times.
-pub(crate) async fn latency(s: Settings) -> Res {
-    let (_dir, path) = db()?;
-    let rt = runtime(&path, s).await?;
-    let client = rt.client();
+/// Start to result, in ms, of `runs` instances of `one` run one after
+/// another, after 10 unmeasured ones.
+pub(crate) async fn start_to_result(
+    client: &Client,
+    runs: u64,
+) -> Result<Vec<f64>, durable::Error> {
     for i in 0..10 {
         client.start(one, i).await?.result().await?;
     }
     let mut samples = Vec::new();
-    for i in 0..100 {
+    for i in 0..runs {
         let began = Instant::now();
         let out = client.start(one, i).await?.result().await?;
         samples.push(ms(began.elapsed()));
         assert_eq!(out, i + 1);
     }
+    Ok(samples)
+}
+
+/// Start to result of one instance with one activity, 100 times.
+pub(crate) async fn latency(s: Settings) -> Res {
+    let (_dir, path) = db()?;
+    let rt = runtime(&path, s).await?;
+    let mut samples = start_to_result(&rt.client(), 100).await?;
     let p50 = percentile(&mut samples, 50.0);
     let p99 = percentile(&mut samples, 99.0);
     println!("latency: one instance, one activity, start to result: p50 {p50:.2} ms, p99 {p99:.2} ms (100 runs)");
@@ -275,11 +300,28 @@ pub(crate) async fn replay(s: Settings) -> Res {
     Ok(())
 }
 
-fn rss_mb() -> f64 {
+/// Resident memory now, in MB (NaN where /proc is missing).
+pub(crate) fn rss_mb() -> f64 {
+    proc_status_mb("VmRSS:")
+}
+
+/// Peak resident memory of the process (since the last
+/// [`reset_peak_rss`]), in MB (NaN where /proc is missing).
+pub(crate) fn peak_rss_mb() -> f64 {
+    proc_status_mb("VmHWM:")
+}
+
+/// Resets the peak that [`peak_rss_mb`] reads, so that a workload's peak
+/// is not an earlier workload's; false where the kernel does not allow it.
+pub(crate) fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn proc_status_mb(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let kb: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(f64::NAN);
@@ -309,6 +351,23 @@ async fn start_idle(client: &Client, n: u64) -> Res {
     Ok(())
 }
 
+/// Returns once every instance in the store at `path` has run its first
+/// turn (none is still `pending`), looking every 100 ms.
+pub(crate) async fn first_turns_done(path: &std::path::Path) -> Result<(), rusqlite::Error> {
+    let conn = rusqlite::Connection::open(path)?;
+    loop {
+        let pending: i64 = conn.query_row(
+            "SELECT count(*) FROM instances WHERE status = 'pending'",
+            [],
+            |r| r.get(0),
+        )?;
+        if pending == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// 100,000 instances waiting on timers and events: resident memory.
 pub(crate) async fn idle(s: Settings) -> Res {
     const N: u64 = 100_000;
@@ -317,19 +376,7 @@ pub(crate) async fn idle(s: Settings) -> Res {
     let rt = runtime(&path, s).await?;
     let began = Instant::now();
     start_idle(&rt.client(), N).await?;
-    // Wait until every instance has run its first turn.
-    let conn = rusqlite::Connection::open(&path)?;
-    loop {
-        let pending: i64 = conn.query_row(
-            "SELECT count(*) FROM instances WHERE status = 'pending'",
-            [],
-            |r| r.get(0),
-        )?;
-        if pending == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    first_turns_done(&path).await?;
     let setup = began.elapsed();
     let after = rss_mb();
     println!(
@@ -341,28 +388,55 @@ pub(crate) async fn idle(s: Settings) -> Res {
     Ok(())
 }
 
+/// `PRAGMA synchronous` as the store sets it.
+fn sync_pragma(s: Settings) -> &'static str {
+    match s.synchronous {
+        durable::Synchronous::Normal => "NORMAL",
+        _ => "FULL",
+    }
+}
+
+/// A bare SQLite file with the store's journal and synchronous settings, in
+/// a temp dir like the store's, and one table.
+fn bare_sqlite(
+    s: Settings,
+) -> Result<(tempfile::TempDir, rusqlite::Connection), Box<dyn std::error::Error>> {
+    let (dir, path) = db()?;
+    let conn = rusqlite::Connection::open(&path)?;
+    conn.pragma_update(None, "journal_mode", "wal")?;
+    conn.pragma_update(None, "synchronous", sync_pragma(s))?;
+    conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")?;
+    Ok((dir, conn))
+}
+
+/// Single-row commits per second on `conn`, for one second.
+fn single_row_commits(conn: &rusqlite::Connection) -> Result<f64, rusqlite::Error> {
+    let began = Instant::now();
+    let mut n = 0u32;
+    while began.elapsed() < Duration::from_secs(1) {
+        conn.execute("INSERT INTO t (v) VALUES ('{\"x\":1}')", [])?;
+        n += 1;
+    }
+    Ok(f64::from(n) / began.elapsed().as_secs_f64())
+}
+
+/// SQLite's own single-row commit rate (commits/s, for one second) on a
+/// fresh file of the kind the store uses: the ceiling of anything that
+/// commits once per step.
+pub(crate) fn sqlite_commit_rate(s: Settings) -> Result<f64, Box<dyn std::error::Error>> {
+    let (_dir, conn) = bare_sqlite(s)?;
+    Ok(single_row_commits(&conn)?)
+}
+
 /// SQLite's own figures on this machine: single-row commits/s and rows/s in
 /// batched transactions, with the same journal and synchronous settings.
 pub(crate) fn limit(s: Settings) -> Res {
-    let sync = match s.synchronous {
-        durable::Synchronous::Normal => "NORMAL",
-        _ => "FULL",
-    };
+    let sync = sync_pragma(s);
     let mut single = Vec::new();
     let mut batched = Vec::new();
     for _ in 0..s.runs {
-        let (_dir, path) = db()?;
-        let conn = rusqlite::Connection::open(&path)?;
-        conn.pragma_update(None, "journal_mode", "wal")?;
-        conn.pragma_update(None, "synchronous", sync)?;
-        conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")?;
-        let began = Instant::now();
-        let mut n = 0u32;
-        while began.elapsed() < Duration::from_secs(1) {
-            conn.execute("INSERT INTO t (v) VALUES ('{\"x\":1}')", [])?;
-            n += 1;
-        }
-        single.push(f64::from(n) / began.elapsed().as_secs_f64());
+        let (_dir, conn) = bare_sqlite(s)?;
+        single.push(single_row_commits(&conn)?);
         let began = Instant::now();
         let mut rows = 0u32;
         while began.elapsed() < Duration::from_secs(1) {
