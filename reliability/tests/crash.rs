@@ -5,14 +5,22 @@
 //! `DURABLE_CRASH_SEED=<n>` replays a run's kill timings; `DURABLE_SOAK=1`
 //! runs ten times as many kills.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use durable_reliability::check::check;
-use durable_reliability::workload::generation;
+use durable_reliability::workload::{generation, read_effects, Effect, Mark};
 
 const PER_GENERATION: u64 = 8;
+
+/// A step slow enough that an attempt seen running is still running when
+/// its process is stopped or killed a moment later (and that is checked).
+const SLOW_STEP_MS: u64 = 2_000;
+
+/// How long a test waits for some state before it fails.
+const PATIENCE: Duration = Duration::from_secs(60);
 
 /// SplitMix64, so a printed seed replays the same kill timings.
 struct Rng(u64);
@@ -74,9 +82,10 @@ fn workload_with(
         .expect("the workload binary starts")
 }
 
-/// Waits for a run that is not to be killed, failing the test after a minute.
+/// Waits for a run that is not to be killed, failing the test after two
+/// minutes.
 fn finish(mut child: Child) {
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + 2 * PATIENCE;
     loop {
         if let Some(status) = child.try_wait().expect("the child can be waited on") {
             assert!(status.success(), "the final run failed: {status}");
@@ -87,6 +96,85 @@ fn finish(mut child: Child) {
             panic!("the final run did not drain the workload in time");
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Looks again and again until `probe` finds what it waits for; fails the
+/// test after [`PATIENCE`].
+fn until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "waited {PATIENCE:?} for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The attempts process `pid` began and has not finished, from the effects
+/// log: idempotency key to attempt number.
+fn unfinished_by(effects: &Path, pid: u32) -> BTreeMap<String, u32> {
+    let log = read_effects(effects).expect("the effects log reads");
+    let mine = |mark| {
+        log.iter()
+            .filter(move |e: &&Effect| e.pid == pid && e.mark == mark)
+    };
+    mine(Mark::Start)
+        .filter(|s| !mine(Mark::Done).any(|d| (&d.key, d.attempt) == (&s.key, s.attempt)))
+        .map(|s| (s.key.clone(), s.attempt))
+        .collect()
+}
+
+/// Whether nobody holds the database's write lock right now.
+fn write_lock_free(db: &Path) -> bool {
+    let conn = rusqlite::Connection::open(db).expect("the database opens");
+    conn.busy_timeout(Duration::ZERO).expect("set");
+    match conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;") {
+        Ok(()) => true,
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+        {
+            false
+        }
+        Err(e) => panic!("probing the write lock: {e}"),
+    }
+}
+
+/// Stops `child` (SIGSTOP) at a moment it is inside some attempts, and
+/// returns them: it waits for an attempt of the child's to be running,
+/// stops it, and looks again, since the attempt may have ended meanwhile.
+/// A child stopped inside a write transaction would hold SQLite's write
+/// lock and block every other process (which no lease can fix), so it is
+/// let go and stopped again later.
+fn stop_inside_attempts(child: &Child, db: &Path, effects: &Path) -> BTreeMap<String, u32> {
+    until("the process to be stopped inside an attempt", || {
+        until("the process to begin an attempt", || {
+            Some(()).filter(|()| !unfinished_by(effects, child.id()).is_empty())
+        });
+        signal(child, "STOP");
+        let held = unfinished_by(effects, child.id());
+        if held.is_empty() || !write_lock_free(db) {
+            signal(child, "CONT");
+            return None;
+        }
+        Some(held)
+    })
+}
+
+/// Asserts that every attempt in `held` (by process `pid`) was run again,
+/// and its side effect done, by another process under a later attempt.
+fn assert_taken_over(effects: &Path, pid: u32, held: &BTreeMap<String, u32>) {
+    let log = read_effects(effects).expect("the effects log reads");
+    for (key, attempt) in held {
+        assert!(
+            log.iter().any(|e| e.mark == Mark::Done
+                && &e.key == key
+                && e.pid != pid
+                && e.attempt > *attempt),
+            "{key}, held by {pid} as attempt {attempt}, was taken over: {:?}",
+            log.iter().filter(|e| &e.key == key).collect::<Vec<_>>()
+        );
     }
 }
 
@@ -121,16 +209,29 @@ fn a_workload_killed_fifty_times_finishes_every_instance_exactly_once() {
         .collect();
     let report = check(&db, &effects, &specs);
     println!(
-        "{kills} kills, {} runs, {} instances, {} activity calls, {} re-run after a lost attempt",
+        "{kills} kills, {} runs, {} instances, {} activity calls, {} side effects repeated, \
+         {} calls with an attempt cut off, highest attempt {}",
         g + 1,
         report.instances,
         report.calls,
-        report.retried.len()
+        report.retried.len(),
+        report.interrupted.len(),
+        report.highest_attempt
     );
     assert!(
         report.problems.is_empty(),
         "seed {seed}: {:#?}",
         report.problems
+    );
+    // The kills did interrupt work: attempts were cut off and calls run
+    // again after their lease was lost, and still nothing above went wrong.
+    assert!(
+        report.highest_attempt > 1,
+        "seed {seed}: no call was ever run again, so no kill interrupted work"
+    );
+    assert!(
+        !report.interrupted.is_empty(),
+        "seed {seed}: no kill landed inside an activity attempt"
     );
 }
 
@@ -143,11 +244,12 @@ fn two_processes_on_one_file_share_the_work_without_losing_or_repeating_a_turn()
     finish(workload(&db, &effects, 0, false));
     let a = workload(&db, &effects, 1, false);
     let b = workload(&db, &effects, 2, false);
-    let mut c = workload(&db, &effects, 3, false);
-    // Kill one of three mid-flight: the others and a fourth pick up its work.
-    std::thread::sleep(Duration::from_millis(150));
-    c.kill().ok();
-    c.wait().ok();
+    let mut c = workload_with(&db, &effects, 3, false, Some(SLOW_STEP_MS));
+    // Kill one of three mid-flight, inside attempts it holds: the others
+    // and a fourth pick up its work.
+    let held = stop_inside_attempts(&c, &db, &effects);
+    c.kill().expect("SIGKILL is delivered");
+    c.wait().expect("the killed child is reaped");
     let d = workload(&db, &effects, 4, true);
     finish(a);
     finish(b);
@@ -158,6 +260,7 @@ fn two_processes_on_one_file_share_the_work_without_losing_or_repeating_a_turn()
         .collect();
     let report = check(&db, &effects, &specs);
     assert!(report.problems.is_empty(), "{:#?}", report.problems);
+    assert_taken_over(&effects, c.id(), &held);
 }
 
 /// Sends `signal` (by name, e.g. `STOP`) to the child with `kill`.
@@ -177,13 +280,14 @@ fn a_process_frozen_past_its_leases_loses_them_and_its_late_commits_are_refused(
     let effects = dir.path().join("effects.log");
     finish(workload(&db, &effects, 0, false));
     // A freezes mid-work, inside slow activities whose leases it holds.
-    let a = workload_with(&db, &effects, 1, false, Some(400));
-    std::thread::sleep(Duration::from_millis(150));
-    signal(&a, "STOP");
+    let a = workload_with(&db, &effects, 1, false, Some(SLOW_STEP_MS));
+    let held = stop_inside_attempts(&a, &db, &effects);
     // B takes the work over once A's leases expire, and drains the file.
     finish(workload(&db, &effects, 2, true));
-    // A thaws and tries to commit what it had: all of it is stale.
+    // A thaws and finishes the attempts it held (it exits only once they
+    // end), then tries to commit them: all of it is stale.
     signal(&a, "CONT");
+    let frozen = a.id();
     finish(a);
 
     let specs: Vec<_> = (0..=2)
@@ -191,9 +295,15 @@ fn a_process_frozen_past_its_leases_loses_them_and_its_late_commits_are_refused(
         .collect();
     let report = check(&db, &effects, &specs);
     assert!(report.problems.is_empty(), "{:#?}", report.problems);
-    // B really took over: some call ran under A's lease and again under B's.
-    assert!(
-        !report.retried.is_empty(),
-        "no attempt was taken over from the frozen process"
-    );
+    // B really took over: each call A held ran again under B's lease...
+    assert_taken_over(&effects, frozen, &held);
+    // ...and A's own attempt still ended, late, with its side effect; the
+    // checks above saw each of those calls completed once in history.
+    for key in held.keys() {
+        assert!(
+            report.retried.contains_key(key),
+            "{key}: A's late attempt and B's both ran: {:?}",
+            report.retried
+        );
+    }
 }

@@ -75,7 +75,15 @@ async fn an_orchestrator_that_panics_on_every_replay_is_poisoned_and_others_go_o
     let client = rt.client();
     let bad = client.start(fragile, ()).await.unwrap();
     let good = client.start(sturdy, ()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The event must come after the first turn, so that taking it replays
+    // `fragile`: wait until both first turns are committed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for id in [bad.id(), good.id()] {
+        while client.status(id).await.unwrap().runtime_status != RuntimeStatus::Running {
+            assert!(Instant::now() < deadline, "{id} never began");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
     client.raise_event(bad.id(), "go", 1u64).await.unwrap();
     client.raise_event(good.id(), "go", 1u64).await.unwrap();
     let err = tokio::time::timeout(Duration::from_secs(30), bad.result())

@@ -5,11 +5,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{builder, db, within};
+use common::{builder, db, find, has, history_until, within};
+use durable::history::Event;
 use durable::{orchestrator, Context, Either, Error, FailureKind, RuntimeStatus};
 
+/// Takes two `msg` events, but only once `open` has come.
 #[orchestrator]
 async fn two_events(ctx: Context) -> Vec<String> {
+    ctx.wait_event::<()>("open").await;
     let a: String = ctx.wait_event("msg").await;
     let b: String = ctx.wait_event("msg").await;
     vec![a, b]
@@ -37,6 +40,21 @@ async fn events_raised_before_the_wait_are_kept_in_order() {
     let h = client.start(two_events, ()).await.unwrap();
     client.raise_event(h.id(), "msg", "first").await.unwrap();
     client.raise_event(h.id(), "msg", "second").await.unwrap();
+    // Both are recorded while the instance still waits for `open`, before
+    // anything waits for `msg`.
+    let kept = history_until(&client, h.id(), "both events to be recorded", |h| {
+        h.iter()
+            .filter(|r| matches!(&r.event, Event::EventRaised { name, .. } if name == "msg"))
+            .count()
+            == 2
+    })
+    .await;
+    assert_eq!(
+        h.status().await.unwrap().runtime_status,
+        RuntimeStatus::Running,
+        "still waiting for `open`: {kept:?}"
+    );
+    client.raise_event(h.id(), "open", ()).await.unwrap();
     assert_eq!(within(h.result()).await.unwrap(), vec!["first", "second"]);
     rt.shutdown().await.unwrap();
 }
@@ -47,13 +65,33 @@ async fn an_event_raised_after_the_wait_wakes_it() {
     let rt = builder(&db).orchestrator(approval).start().await.unwrap();
     let client = rt.client();
     let h = client.start(approval, 60_000).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The turn that starts the wait also starts its timeout timer: once that
+    // timer is in history, the instance is committed as waiting.
+    let waiting = history_until(&client, h.id(), "the wait to be committed", |h| {
+        has(h, |e| matches!(e, Event::TimerCreated { .. }))
+    })
+    .await;
+    assert!(
+        !has(&waiting, |e| matches!(e, Event::EventRaised { .. })),
+        "no event before it is raised: {waiting:?}"
+    );
     assert_eq!(
         h.status().await.unwrap().runtime_status,
         RuntimeStatus::Running
     );
     client.raise_event(h.id(), "approved", &true).await.unwrap();
     assert_eq!(within(h.result()).await.unwrap(), "approved");
+    let history = client.history(h.id()).await.unwrap();
+    let wait = find(&history, |e| matches!(e, Event::TimerCreated { .. })).expect("the wait");
+    let event = find(&history, |e| matches!(e, Event::EventRaised { .. })).expect("the event");
+    assert!(
+        event.turn > wait.turn,
+        "the event was delivered to a wait already committed: {history:?}"
+    );
+    assert!(
+        !has(&history, |e| matches!(e, Event::TimerFired { .. })),
+        "the event, not the timeout, woke the wait: {history:?}"
+    );
     rt.shutdown().await.unwrap();
 }
 

@@ -3,15 +3,34 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use common::{builder, db, within};
+use common::{builder, db, has, until, within};
+use durable::history::Event;
+use durable::store::{Due, SqliteStore, Store};
 use durable::{activity, orchestrator, Context, Either, RuntimeStatus};
+use tokio::sync::Notify;
 
+/// Opened by the test once it has seen the instance finish.
+static GATE_OPEN: AtomicBool = AtomicBool::new(false);
+static GATE: Notify = Notify::const_new();
+/// Attempts of `slow` that returned their value.
+static RETURNED: AtomicU32 = AtomicU32::new(0);
+
+/// Returns only after the test opened the gate: its result is late by
+/// construction, not by a guess about how long the timer takes.
 #[activity]
-async fn slow(ms: u64) -> u64 {
-    tokio::time::sleep(Duration::from_millis(ms)).await;
-    ms
+async fn slow(x: u64) -> u64 {
+    loop {
+        let opened = GATE.notified();
+        if GATE_OPEN.load(Ordering::SeqCst) {
+            break;
+        }
+        opened.await;
+    }
+    RETURNED.fetch_add(1, Ordering::SeqCst);
+    x
 }
 
 #[orchestrator]
@@ -36,9 +55,36 @@ async fn a_late_result_for_a_finished_instance_leaves_its_output_alone() {
         .unwrap();
     let client = rt.client();
     let h = client.start(race_then_note, ()).await.unwrap();
+    // The activity cannot return yet, so the timer wins.
     assert_eq!(within(h.result()).await.unwrap(), "timer 7");
-    // The losing activity finishes afterwards; its result must be dropped.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let ended = client.history(h.id()).await.unwrap();
+    assert!(
+        has(&ended, |e| matches!(e, Event::ActivityScheduled { .. }))
+            && has(&ended, |e| matches!(e, Event::TimerFired { .. })),
+        "the activity and the timer raced, and the timer won: {ended:?}"
+    );
+    assert_eq!(RETURNED.load(Ordering::SeqCst), 0, "no result came first");
+
+    // Now the losing activity finishes, after its instance did.
+    GATE_OPEN.store(true, Ordering::SeqCst);
+    GATE.notify_waiters();
+    until("the losing activity to return", || async {
+        (RETURNED.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    // Its result is handled once nothing is left queued: no message, no task.
+    let store = SqliteStore::open(&db.path).unwrap();
+    until("the late result to be handled", || async {
+        (store.next_due().unwrap() == Due::default()).then_some(())
+    })
+    .await;
+
+    let history = client.history(h.id()).await.unwrap();
+    assert_eq!(history, ended, "the late result was dropped, not recorded");
+    assert!(
+        !has(&history, |e| matches!(e, Event::ActivityCompleted { .. })),
+        "{history:?}"
+    );
     let status = h.status().await.unwrap();
     assert_eq!(
         status.runtime_status,

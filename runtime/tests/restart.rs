@@ -4,32 +4,50 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{builder, db, within, Db};
-use durable::{activity, orchestrator, ActivityInfo, Context, Runtime};
+use common::{builder, db, has, until, within, Db};
+use durable::history::Event;
+use durable::store::{SqliteStore, Store};
+use durable::{activity, orchestrator, ActivityInfo, Context, Runtime, RuntimeStatus};
+use tokio::sync::Notify;
 
-/// Completed attempts by idempotency key, across both runtimes.
-static DONE: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
-/// Attempts started, to see that the slow ones were cut off and re-run.
-static STARTED: AtomicU64 = AtomicU64::new(0);
+/// Which runtime is running: 1 before the restart, 2 after.
+static LIFE: AtomicU32 = AtomicU32::new(1);
+/// Attempts started, by idempotency key: the runtime each ran in.
+static STARTED: Mutex<BTreeMap<String, Vec<u32>>> = Mutex::new(BTreeMap::new());
+/// Attempts completed, by idempotency key: the runtime each ran in.
+static DONE: Mutex<BTreeMap<String, Vec<u32>>> = Mutex::new(BTreeMap::new());
+/// Closed during the first runtime, so its attempts are still running when
+/// it shuts down; opened for the second.
+static GATE_OPEN: AtomicBool = AtomicBool::new(false);
+static GATE: Notify = Notify::const_new();
 
-#[activity]
-async fn slow_add(x: u64) -> u64 {
-    STARTED.fetch_add(1, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+fn note(log: &Mutex<BTreeMap<String, Vec<u32>>>) {
     let key = ActivityInfo::current()
         .expect("runs under a runtime")
         .idempotency_key();
-    *DONE
-        .lock()
+    log.lock()
         .unwrap()
-        .get_or_insert_with(HashMap::new)
         .entry(key)
-        .or_default() += 1;
+        .or_default()
+        .push(LIFE.load(Ordering::SeqCst));
+}
+
+#[activity]
+async fn slow_add(x: u64) -> u64 {
+    note(&STARTED);
+    loop {
+        let opened = GATE.notified();
+        if GATE_OPEN.load(Ordering::SeqCst) {
+            break;
+        }
+        opened.await;
+    }
+    note(&DONE);
     x + 1
 }
 
@@ -39,9 +57,13 @@ async fn waits_on_activity(ctx: Context, x: u64) -> u64 {
     ctx.call(slow_add, a).await.unwrap_or(0)
 }
 
+/// How long the timers wait: long enough that none fires between being
+/// committed and the shutdown (checked below, not assumed).
+const TIMER_MS: u64 = 2_000;
+
 #[orchestrator]
 async fn waits_on_timer(ctx: Context, x: u64) -> u64 {
-    ctx.sleep(Duration::from_millis(500)).await;
+    ctx.sleep(Duration::from_millis(TIMER_MS)).await;
     x * 10
 }
 
@@ -100,13 +122,62 @@ async fn instances_waiting_at_shutdown_finish_after_a_restart() {
             i + 100,
         ));
     }
-    // Stop while the first activities run, the timers wait and the events
-    // have not come.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Stop once the first activities run, the timers are set and the event
+    // waits are committed.
+    let first_calls: BTreeSet<String> = ids
+        .iter()
+        .filter(|(kind, _, _)| *kind == "a")
+        .map(|(_, id, _)| format!("{id}#0"))
+        .collect();
+    until("the first activity of each instance to start", || async {
+        let started = STARTED.lock().unwrap();
+        first_calls
+            .iter()
+            .all(|key| started.contains_key(key))
+            .then_some(())
+    })
+    .await;
+    for (kind, id, _) in &ids {
+        until("every instance to commit its first turn", || async {
+            let history = client.history(id).await.unwrap();
+            let ready = match *kind {
+                "t" => has(&history, |e| matches!(e, Event::TimerCreated { .. })),
+                _ => client.status(id).await.unwrap().runtime_status == RuntimeStatus::Running,
+            };
+            ready.then_some(())
+        })
+        .await;
+    }
     rt.shutdown().await.unwrap();
-    let started_before = STARTED.load(Ordering::SeqCst);
-    assert!(started_before >= 5, "the first activities were running");
 
+    // What the first runtime left: every instance still waiting.
+    {
+        let store = SqliteStore::open(&db.path).unwrap();
+        for (kind, id, _) in &ids {
+            let history = store.history(id).unwrap();
+            let status = store.status(id).unwrap().expect("exists");
+            assert_eq!(
+                status.runtime_status,
+                RuntimeStatus::Running,
+                "{id} ({kind}) was waiting at shutdown: {history:?}"
+            );
+            assert!(
+                !has(&history, |e| matches!(
+                    e,
+                    Event::ActivityCompleted { .. } | Event::TimerFired { .. }
+                )),
+                "{id} ({kind}) was waiting at shutdown: {history:?}"
+            );
+        }
+    }
+    assert!(
+        DONE.lock().unwrap().is_empty(),
+        "no attempt finished in the first runtime"
+    );
+
+    LIFE.store(2, Ordering::SeqCst);
+    GATE_OPEN.store(true, Ordering::SeqCst);
+    GATE.notify_waiters();
     let rt = start(&db).await;
     let client = rt.client();
     for (kind, id, _) in &ids {
@@ -122,8 +193,25 @@ async fn instances_waiting_at_shutdown_finish_after_a_restart() {
         };
         assert_eq!(got.unwrap(), *want, "instance {id} ({kind})");
     }
-    let done = DONE.lock().unwrap().clone().unwrap_or_default();
-    // Two calls per activity instance, each completed (at least once).
+    let started = STARTED.lock().unwrap().clone();
+    let done = DONE.lock().unwrap().clone();
+    // Two calls per activity instance, each completed once, after the
+    // restart; the first ones had been cut off in the first runtime and
+    // were run again.
     assert_eq!(done.len(), 10, "every call ran: {done:?}");
+    for (key, lives) in &done {
+        assert_eq!(lives, &[2], "{key} completed once, after the restart");
+    }
+    for key in &first_calls {
+        assert_eq!(
+            started[key].first(),
+            Some(&1),
+            "{key} was running in the first runtime: {started:?}"
+        );
+        assert!(
+            started[key].contains(&2),
+            "{key} ran again after the restart: {started:?}"
+        );
+    }
     rt.shutdown().await.unwrap();
 }

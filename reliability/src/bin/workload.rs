@@ -2,9 +2,10 @@
 //! finished, then exits 0. Killed at any moment, it loses nothing.
 //!
 //! `workload <db> <effects-log> <generation> <count> [final]`: starts the
-//! instances of `generation` (ids `g<generation>-<i>`) and raises `go` for
-//! its gates (with `final`: of every generation up to it), then runs the
-//! runtime until the file is drained.
+//! instances of `generation` (ids `g<generation>-<i>`) and raises the `go`
+//! events of its gates, each under its own key (with `final`: of every
+//! generation up to it), then runs the runtime until the file is drained
+//! and none of its own activity attempts is still running.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -39,7 +40,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = runtime.client();
     // A run starts its own generation; the final run starts (again, which
     // is harmless) every generation, so instances a killed run never got to
-    // start exist too, and opens every gate.
+    // start exist too, and opens every gate (again: the keys make a second
+    // raise of an event a no-op).
     let generations = if last {
         0..=generation
     } else {
@@ -54,7 +56,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             workload::open_gate(&client, &spec.id).await?;
         }
     }
-    while !workload::drained(&db)? {
+    // Drained, and no attempt of this process still running: one it held
+    // while frozen ends (and tries to report, too late) before it exits.
+    while !workload::drained(&db)? || workload::in_flight() > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     runtime.shutdown().await?;
