@@ -414,7 +414,7 @@ const REACHABLE: [&str; 7] = [
     "next_due",
     "status",
     "history",
-    "create_instance",
+    "create_instances",
     "enqueue",
 ];
 

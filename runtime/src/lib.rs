@@ -67,7 +67,7 @@ mod runtime;
 pub use activity::{Activity, ActivityError, ActivityInfo, BoxFuture, Never};
 pub use client::{Client, Handle, MAX_NAME_LEN};
 pub use combinator::{join, join_all, select, select_all, Either, JoinAll};
-pub use context::{ActivityCall, Context, EventWait, Timer};
+pub use context::{ActivityCall, Context, EventDataError, EventWait, Timer, TryEventWait};
 pub use durable_macros::{activity, orchestrator};
 pub use error::Error;
 pub use history::{Failure, FailureKind, RuntimeStatus};

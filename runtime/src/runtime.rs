@@ -421,3 +421,29 @@ impl Drop for Runtime {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a dispatcher or worker task that panicked left a runtime
+    /// that accepted starts it would never run. The supervisor records the
+    /// death, stops the other part and wakes every waiter.
+    #[tokio::test]
+    async fn a_part_that_panics_fails_the_runtime_visibly() {
+        let health = Arc::new(Health::default());
+        let waiters = Arc::new(Waiters::default());
+        let (drain, mut draining) = shutdown::channel();
+        let (stop, mut stopping) = shutdown::channel();
+        let stop_all = Arc::new((drain, stop));
+        let part: Part = Box::pin(async { panic!("invariant broken") });
+        supervised("dispatcher", part, Arc::clone(&health), waiters, stop_all).await;
+        let err = health.check().unwrap_err();
+        assert!(
+            matches!(&err, Error::EngineFailed { part: "dispatcher", reason } if reason.contains("invariant broken")),
+            "{err}"
+        );
+        draining.wait().await;
+        stopping.wait().await;
+    }
+}

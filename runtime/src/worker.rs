@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::activity::ActivityInfo;
 use crate::config::Config;
@@ -29,6 +30,16 @@ use crate::unwind::CatchUnwind;
 const ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
 type Attempt = (LeasedTask, Result<Payload, ActivityFailure>);
+
+/// The attempts running now, and which lease each one holds (an attempt
+/// aborted at shutdown returns nothing, and its lease must still go back).
+#[derive(Default)]
+struct Running {
+    set: JoinSet<Attempt>,
+    leases: std::collections::HashMap<tokio::task::Id, (TaskRef, String)>,
+}
+
+type Joined = Result<(tokio::task::Id, Attempt), tokio::task::JoinError>;
 
 /// Leases this process holds on activity attempts: running ones and
 /// results not yet settled. Shared with the runtime so that a runtime
@@ -61,7 +72,7 @@ impl Worker {
     pub(crate) async fn run(mut self) {
         let names = self.registry.activity_names();
         let mut draining = self.draining.clone();
-        let mut inflight: JoinSet<Attempt> = JoinSet::new();
+        let mut inflight = Running::default();
         let mut unreported: Vec<TaskResult> = Vec::new();
         // When to offer refused results again: one deadline across loop
         // passes, so the other branches firing more often cannot starve it.
@@ -113,10 +124,10 @@ impl Worker {
             tokio::select! {
                 () = draining.wait() => {}
                 Some(a) = self.ends.tasks.recv() => self.spawn(&mut inflight, a),
-                Some(done) = inflight.join_next(), if !inflight.is_empty() => {
-                    self.collect(done, &mut unreported);
-                    while let Some(done) = inflight.try_join_next() {
-                        self.collect(done, &mut unreported);
+                Some(done) = inflight.set.join_next_with_id(), if !inflight.set.is_empty() => {
+                    self.collect(&mut inflight, done, &mut unreported);
+                    while let Some(done) = inflight.set.try_join_next_with_id() {
+                        self.collect(&mut inflight, done, &mut unreported);
                     }
                     if !self.report(&mut unreported).await {
                         retry_at = Instant::now() + ERROR_BACKOFF;
@@ -140,17 +151,17 @@ impl Worker {
 
     /// Stops taking work, lets running attempts finish within the grace
     /// period, then gives back every lease still held.
-    async fn drain(mut self, mut inflight: JoinSet<Attempt>, mut unreported: Vec<TaskResult>) {
+    async fn drain(mut self, mut inflight: Running, mut unreported: Vec<TaskResult>) {
         let deadline = Instant::now() + self.config.shutdown_grace;
         let mut release: Vec<TaskResult> = Vec::new();
-        while !inflight.is_empty() {
+        while !inflight.set.is_empty() {
             tokio::select! {
                 Some(a) = self.ends.tasks.recv() => {
                     // Handed over as the runtime began to stop: not started.
                     release.push(TaskResult::new(a.task.task_ref(), a.task.instance, TaskOutcome::Release));
                 }
-                Some(done) = inflight.join_next(), if !inflight.is_empty() => {
-                    self.collect(done, &mut unreported);
+                Some(done) = inflight.set.join_next_with_id() => {
+                    self.collect(&mut inflight, done, &mut unreported);
                 }
                 Some(t) = self.ends.settled.recv() => self.drop_lease(t),
                 _ = renew_tick(self.config.activity_lease) => self.renew().await,
@@ -167,9 +178,9 @@ impl Worker {
         }
         // Past the grace period: what still runs is abandoned and its lease
         // given back, so the next start runs it again at once.
-        inflight.abort_all();
-        while let Some(done) = inflight.join_next().await {
-            self.collect(done, &mut unreported);
+        inflight.set.abort_all();
+        while let Some(done) = inflight.set.join_next_with_id().await {
+            self.collect(&mut inflight, done, &mut unreported);
         }
         for r in &release {
             self.drop_lease(r.task);
@@ -179,9 +190,10 @@ impl Worker {
     }
 
     /// Starts an attempt in its slot, on the activity threads.
-    fn spawn(&self, inflight: &mut JoinSet<Attempt>, assigned: Assigned) {
+    fn spawn(&self, inflight: &mut Running, assigned: Assigned) {
         let Assigned { task, slot } = assigned;
         self.hold(&task);
+        let lease = (task.task_ref(), task.instance.clone());
         let run = self.registry.activity(&task.name);
         let limit = self.config.max_payload;
         let poison = Poison {
@@ -207,15 +219,12 @@ impl Worker {
                     };
                     let span = tracing::debug_span!("activity", name, attempt = task.attempt,
                         instance = %crate::ids::Escaped(&task.instance));
-                    let _ = &span;
                     // Everything user code does (decoding the input, the
                     // body, encoding the output) is inside the guard: a
                     // panic anywhere is a failed attempt, never a lost lease.
                     let input = task.input.clone();
-                    match CatchUnwind::new(AssertUnwindSafe(info.scope(async move {
-                        run(&input, limit).await
-                    })))
-                    .await
+                    let body = info.scope(async move { run(&input, limit).await });
+                    match CatchUnwind::new(AssertUnwindSafe(body.instrument(span))).await
                     {
                         Ok(r) => r,
                         Err(panic) => Err(ActivityFailure::Panic(panic)),
@@ -230,19 +239,27 @@ impl Worker {
             };
             (task, result)
         };
-        inflight.spawn_on(attempt, &self.threads);
+        let handle = inflight.set.spawn_on(attempt, &self.threads);
+        inflight.leases.insert(handle.id(), lease);
     }
 
     /// Turns a finished attempt into its result: handed to the dispatcher,
     /// or queued again per the retry policy.
-    fn collect(
-        &self,
-        done: Result<Attempt, tokio::task::JoinError>,
-        unreported: &mut Vec<TaskResult>,
-    ) {
-        // Attempts catch their own panics; a join error is an abort at
-        // shutdown, whose lease is given back in `drain`.
-        let Ok((task, result)) = done else { return };
+    fn collect(&self, inflight: &mut Running, done: Joined, unreported: &mut Vec<TaskResult>) {
+        let (task, result) = match done {
+            Ok((id, attempt)) => {
+                inflight.leases.remove(&id);
+                attempt
+            }
+            // Attempts catch their own panics: a join error is an abort at
+            // shutdown. Its lease goes back, due at once, not counted.
+            Err(e) => {
+                if let Some((task, instance)) = inflight.leases.remove(&e.id()) {
+                    unreported.push(TaskResult::new(task, instance, TaskOutcome::Release));
+                }
+                return;
+            }
+        };
         let event = match result {
             Ok(output) => Event::ActivityCompleted {
                 seq: task.seq,

@@ -154,3 +154,32 @@ async fn event_data_of_the_wrong_type_fails_the_instance_clearly() {
     assert!(failure.message.contains("approved"), "{}", failure.message);
     rt.shutdown().await.unwrap();
 }
+
+#[orchestrator]
+async fn asks_for_a_number(ctx: Context) -> String {
+    match ctx.try_wait_event::<u32>("n").await {
+        Ok(n) => format!("got {n}"),
+        Err(e) => format!("refused: {}", e.event),
+    }
+}
+
+/// Regression: an event whose data did not decode failed the whole
+/// instance, and the orchestrator could not catch it. With
+/// `try_wait_event` it sees a typed error and decides.
+#[tokio::test]
+async fn an_event_of_the_wrong_type_reaches_the_orchestrator_as_a_typed_error() {
+    let db = db();
+    let rt = builder(&db)
+        .orchestrator(asks_for_a_number)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client.start(asks_for_a_number, ()).await.unwrap();
+    client
+        .raise_event(h.id(), "n", "not a number")
+        .await
+        .unwrap();
+    assert_eq!(within(h.result()).await.unwrap(), "refused: n");
+    rt.shutdown().await.unwrap();
+}

@@ -77,7 +77,7 @@ async fn a_timer_survives_a_restart_and_fires_at_its_time() {
     rt.shutdown().await.unwrap();
     {
         let store = SqliteStore::open(&db.path).unwrap();
-        let at_shutdown = store.history(h.id()).unwrap();
+        let at_shutdown = store.history(h.id()).unwrap().expect("exists");
         assert!(
             !has(&at_shutdown, |e| matches!(e, Event::TimerFired { .. })),
             "the timer was still pending at shutdown: {at_shutdown:?}"

@@ -184,34 +184,99 @@ impl<T> EventWait<T> {
     }
 }
 
+impl<T> EventWait<T> {
+    /// The next event's data once there is one; registers the waker while
+    /// there is none (or the instance is failing).
+    fn poll_data(&mut self, cx: &std::task::Context<'_>) -> Poll<crate::history::Payload> {
+        let mut st = lock(&self.state);
+        if st.fatal.is_none() {
+            if let Some(data) = st.events.get_mut(&self.name).and_then(VecDeque::pop_front) {
+                if self.waiting {
+                    st.waiting -= 1;
+                    self.waiting = false;
+                }
+                return Poll::Ready(data);
+            }
+        }
+        // Polled again every turn it waits: keep one waker, not one a poll.
+        let wakers = st.event_wakers.entry(self.name.clone()).or_default();
+        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            wakers.push(cx.waker().clone());
+        }
+        if !self.waiting {
+            self.waiting = true;
+            st.waiting += 1;
+        }
+        Poll::Pending
+    }
+
+    fn what(&self) -> String {
+        format!("the data of event `{}`", self.name)
+    }
+}
+
 impl<T: DeserializeOwned> Future for EventWait<T> {
     type Output = T;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<T> {
         let this = &mut *self;
-        let mut st = lock(&this.state);
-        if st.fatal.is_none() {
-            if let Some(data) = st.events.get_mut(&this.name).and_then(VecDeque::pop_front) {
-                if this.waiting {
-                    st.waiting -= 1;
-                    this.waiting = false;
-                }
-                match data.decode::<T>(&format!("the data of event `{}`", this.name)) {
-                    Ok(v) => return Poll::Ready(v),
-                    Err(e) => st.fail(Failure::new(FailureKind::Payload, e.to_string())),
-                }
+        let Poll::Ready(data) = this.poll_data(cx) else {
+            return Poll::Pending;
+        };
+        match data.decode::<T>(&this.what()) {
+            Ok(v) => Poll::Ready(v),
+            Err(e) => {
+                lock(&this.state).fail(Failure::new(FailureKind::Payload, e.to_string()));
+                // Only registers the waker now (a failing instance takes no
+                // more events); the instance fails at the end of the turn.
+                let _ = this.poll_data(cx);
+                Poll::Pending
             }
         }
-        // Polled again every turn it waits: keep one waker, not one a poll.
-        let wakers = st.event_wakers.entry(this.name.clone()).or_default();
-        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            wakers.push(cx.waker().clone());
-        }
-        if !this.waiting {
-            this.waiting = true;
-            st.waiting += 1;
-        }
-        Poll::Pending
+    }
+}
+
+/// An event's data did not decode into the type the orchestrator asked
+/// for; see [`Context::try_wait_event`](crate::Context::try_wait_event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventDataError {
+    /// The event's name.
+    pub event: String,
+    /// The decoder's complaint.
+    pub message: String,
+    /// The data as raised, in JSON.
+    pub data: String,
+}
+
+impl std::fmt::Display for EventDataError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "event `{}` carried {}: {}",
+            self.event, self.data, self.message
+        )
+    }
+}
+
+impl std::error::Error for EventDataError {}
+
+/// A wait for an external event whose data may not decode; see
+/// [`Context::try_wait_event`](crate::Context::try_wait_event).
+#[must_use = "a durable future does nothing unless awaited"]
+pub struct TryEventWait<T>(pub(super) EventWait<T>);
+
+impl<T: DeserializeOwned> Future for TryEventWait<T> {
+    type Output = Result<T, EventDataError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = &mut self.0;
+        this.poll_data(cx).map(|data| {
+            data.decode::<T>(&this.what()).map_err(|e| EventDataError {
+                event: this.name.clone(),
+                message: e.to_string(),
+                data: data.json().to_owned(),
+            })
+        })
     }
 }
 

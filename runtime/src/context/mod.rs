@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 mod futures;
 
 use futures::OpWait;
-pub use futures::{ActivityCall, EventWait, Timer};
+pub use futures::{ActivityCall, EventDataError, EventWait, Timer, TryEventWait};
 
 use crate::activity::Activity;
 use crate::history::{self, ActivityFailure, Failure, FailureKind, Payload};
@@ -446,5 +446,13 @@ impl Context {
     /// not decode into `T` fails the instance.
     pub fn wait_event<T: DeserializeOwned>(&self, name: impl Into<String>) -> EventWait<T> {
         EventWait::new(self.state.clone(), name.into())
+    }
+
+    /// As [`Context::wait_event`], but data that does not decode into `T`
+    /// reaches the orchestrator as an [`EventDataError`] (the event is
+    /// consumed) instead of failing the instance: for events from outside
+    /// that the orchestrator can answer with an error of its own.
+    pub fn try_wait_event<T: DeserializeOwned>(&self, name: impl Into<String>) -> TryEventWait<T> {
+        TryEventWait(EventWait::new(self.state.clone(), name.into()))
     }
 }

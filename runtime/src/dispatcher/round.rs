@@ -309,7 +309,11 @@ impl<'a> Round<'a> {
         let mut incoming = messages;
         incoming.extend(completions.iter().map(|c| c.event.clone()));
         let expected_len = ex.history_len;
-        let span = tracing::debug_span!("turn", instance = %crate::ids::Escaped(&id));
+        let span = tracing::debug_span!(
+            "turn",
+            instance = %crate::ids::Escaped(&id),
+            orchestrator = ex.orchestrator().unwrap_or("?")
+        );
         let turn = span.in_scope(|| ex.run_turn(now, incoming, self.registry));
         match turn {
             Ok(turn) => {

@@ -74,6 +74,8 @@ pub(crate) struct Execution {
     /// a message handed over in memory at or below it is a copy of one
     /// already delivered, and its turn must not run again.
     pub(crate) consumed_through: Option<u64>,
+    /// The orchestrator's stored name, from `Started`.
+    name: Option<String>,
 }
 
 impl Execution {
@@ -89,7 +91,13 @@ impl Execution {
             last_at: i64::MIN,
             finished: false,
             consumed_through: None,
+            name: None,
         }
+    }
+
+    /// The orchestrator's stored name, once it started.
+    pub(crate) fn orchestrator(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// Rebuilds an execution by running the code against `history`, turn by
@@ -325,6 +333,7 @@ impl Execution {
     fn apply(&mut self, event: &Event, registry: &Registry) -> Result<(), Parked> {
         match event {
             Event::Started { name, input } => {
+                self.name = Some(name.clone());
                 let Some(entry) = registry.orchestrator(name) else {
                     return Err(Parked(Failure::new(
                         FailureKind::UnregisteredOrchestrator,

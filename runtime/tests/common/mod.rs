@@ -85,3 +85,35 @@ pub fn find(history: &[HistoryRecord], pick: impl Fn(&Event) -> bool) -> Option<
 pub fn has(history: &[HistoryRecord], pick: impl Fn(&Event) -> bool) -> bool {
     find(history, pick).is_some()
 }
+
+/// A gate activities wait at until a test opens it.
+pub struct Gate {
+    open: std::sync::atomic::AtomicBool,
+    opened: tokio::sync::Notify,
+}
+
+impl Gate {
+    pub const fn new() -> Self {
+        Self {
+            open: std::sync::atomic::AtomicBool::new(false),
+            opened: tokio::sync::Notify::const_new(),
+        }
+    }
+
+    /// Waits until the gate is open.
+    pub async fn pass(&self) {
+        use std::sync::atomic::Ordering;
+        while !self.open.load(Ordering::SeqCst) {
+            let opened = self.opened.notified();
+            if self.open.load(Ordering::SeqCst) {
+                break;
+            }
+            opened.await;
+        }
+    }
+
+    pub fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.opened.notify_waiters();
+    }
+}

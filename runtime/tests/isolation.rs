@@ -1,0 +1,330 @@
+//! One piece of work cannot hurt the others: a process takes only work it
+//! can run, an activity that blocks its thread or panics while decoding
+//! holds only itself, a damaged instance row stops only that instance, and
+//! each turn's code runs once.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use common::{builder, db, until, within};
+use durable::{activity, orchestrator, ActivityError, Context, FailureKind, RuntimeStatus};
+use serde::{Deserialize, Deserializer, Serialize};
+
+#[activity]
+async fn flaky_name(x: u64) -> u64 {
+    x + 1
+}
+
+#[orchestrator]
+async fn chain(ctx: Context, x: u64) -> u64 {
+    let a = ctx.call(flaky_name, x).await.unwrap();
+    ctx.call(flaky_name, a).await.unwrap()
+}
+
+#[activity]
+async fn unrelated() {}
+
+#[orchestrator]
+async fn other(ctx: Context) {
+    ctx.call(unrelated, ()).await.unwrap();
+}
+
+/// Regression: a process without activity `flaky_name` failed the `chain`
+/// instances of another process with "not registered with this worker",
+/// and a process without the orchestrator marked its instances stuck. A
+/// process now takes only work it can run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_with_different_registrations_share_one_store() {
+    let db = db();
+    // The other service polls hard, to take whatever it is offered.
+    let them = builder(&db)
+        .activity(unrelated)
+        .orchestrator(other)
+        .poll_interval(Duration::from_millis(1))
+        .start()
+        .await
+        .unwrap();
+    let us = builder(&db)
+        .activity(flaky_name)
+        .orchestrator(chain)
+        .start()
+        .await
+        .unwrap();
+    let client = us.client();
+    let mut handles = Vec::new();
+    for i in 0..10 {
+        handles.push(client.start(chain, i).await.unwrap());
+    }
+    let theirs = them.client().start(other, ()).await.unwrap();
+    for (i, h) in (0..).zip(&handles) {
+        assert_eq!(within(h.result()).await.unwrap(), i + 2);
+        let history = client.history(h.id()).await.unwrap();
+        assert!(
+            !history
+                .iter()
+                .any(|r| matches!(r.event, durable::history::Event::ActivityFailed { .. })),
+            "{history:?}"
+        );
+    }
+    within(theirs.result()).await.unwrap();
+    us.shutdown().await.unwrap();
+    them.shutdown().await.unwrap();
+}
+
+/// Blocks its thread (as blocking I/O would) until the test lets it go.
+static BLOCKERS: (Mutex<(u32, bool)>, Condvar) = (Mutex::new((0, false)), Condvar::new());
+
+#[activity]
+async fn blocks_thread() {
+    let (lock, cv) = &BLOCKERS;
+    let mut state = lock.lock().unwrap();
+    state.0 += 1;
+    cv.notify_all();
+    while !state.1 {
+        state = cv.wait(state).unwrap();
+    }
+}
+
+#[orchestrator]
+async fn blocker(ctx: Context) {
+    ctx.call(blocks_thread, ()).await.unwrap();
+}
+
+/// Regression: an activity that blocked its thread froze the runtime (two
+/// blocking activities made a 3 ms chain take 2 s). Activities run on
+/// threads of their own, apart from the turns and the store hand-overs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activities_that_block_their_thread_do_not_stall_other_instances() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(blocks_thread)
+        .activity(flaky_name)
+        .orchestrator(blocker)
+        .orchestrator(chain)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let blocked = [
+        client.start(blocker, ()).await.unwrap(),
+        client.start(blocker, ()).await.unwrap(),
+    ];
+    // Both block as many threads as this test has for its own runtime.
+    tokio::task::spawn_blocking(|| {
+        let (lock, cv) = &BLOCKERS;
+        let mut state = lock.lock().unwrap();
+        while state.0 < 2 {
+            state = cv.wait(state).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let h = client.start(chain, 40).await.unwrap();
+    assert_eq!(within(h.result()).await.unwrap(), 42);
+    assert!(
+        !BLOCKERS.0.lock().unwrap().1,
+        "the chain finished while both blockers still held their threads"
+    );
+    {
+        let (lock, cv) = &BLOCKERS;
+        lock.lock().unwrap().1 = true;
+        cv.notify_all();
+    }
+    for h in &blocked {
+        within(h.result()).await.unwrap();
+    }
+    rt.shutdown().await.unwrap();
+}
+
+/// A type whose decoding panics, as a buggy `Deserialize` impl might.
+#[derive(Debug, Serialize)]
+struct Bomb(u32);
+
+impl<'de> Deserialize<'de> for Bomb {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(d)?;
+        assert!(n != 13, "unlucky number");
+        Ok(Self(n))
+    }
+}
+
+#[activity]
+async fn takes_bomb(b: Bomb) -> u32 {
+    b.0
+}
+
+#[orchestrator]
+async fn defuse(ctx: Context, n: u32) -> String {
+    match ctx.call(takes_bomb, Bomb(n)).await {
+        Ok(v) => format!("ok {v}"),
+        Err(ActivityError::Panicked(msg)) => format!("panicked: {msg}"),
+        Err(e) => format!("other: {e:?}"),
+    }
+}
+
+/// Regression: a panic in user (de)serialisation inside an activity escaped
+/// the attempt's unwind guard, its lease was renewed forever and the
+/// instance hung. It is a failed attempt like any panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_while_decoding_an_activity_input_fails_that_attempt() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(takes_bomb)
+        .orchestrator(defuse)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let bad = client.start(defuse, 13).await.unwrap();
+    let good = client.start(defuse, 7).await.unwrap();
+    let out = within(bad.result()).await.unwrap();
+    assert!(
+        out.starts_with("panicked: ") && out.contains("unlucky number"),
+        "{out}"
+    );
+    assert_eq!(within(good.result()).await.unwrap(), "ok 7");
+    rt.shutdown().await.unwrap();
+}
+
+static EFFECTS: AtomicU32 = AtomicU32::new(0);
+static LIVE_LOGS: AtomicU32 = AtomicU32::new(0);
+
+#[orchestrator]
+#[durable::allow(global_state, reason = "the test counts live runs of this code")]
+async fn effect_once(ctx: Context) -> u32 {
+    let v = ctx.side_effect(|| EFFECTS.fetch_add(1, Ordering::SeqCst));
+    if !ctx.is_replaying() {
+        LIVE_LOGS.fetch_add(1, Ordering::SeqCst);
+    }
+    v
+}
+
+/// Regression: a `Started` message fetched from the store and then handed
+/// over again in memory ran the instance's first turn twice (the second
+/// commit was refused, but `side_effect`'s closure had run twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_turns_code_runs_once_per_committed_turn() {
+    let db = db();
+    let rt = builder(&db)
+        .orchestrator(effect_once)
+        .poll_interval(Duration::from_millis(1))
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let mut handles = Vec::new();
+    for _ in 0..300 {
+        handles.push(client.start(effect_once, ()).await.unwrap());
+    }
+    for h in &handles {
+        within(h.result()).await.unwrap();
+    }
+    assert_eq!(EFFECTS.load(Ordering::SeqCst), 300, "one side effect each");
+    assert_eq!(
+        LIVE_LOGS.load(Ordering::SeqCst),
+        300,
+        "one live log line each"
+    );
+    rt.shutdown().await.unwrap();
+}
+
+#[orchestrator]
+async fn waits(ctx: Context) -> String {
+    ctx.wait_event::<String>("go").await
+}
+
+/// Regression: one instance row that did not decode (a non-numeric
+/// `history_len`) made every fetch fail, so no other instance moved. The
+/// damaged instance is set aside, stuck with the reason; the rest flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_damaged_instance_row_stops_only_that_instance() {
+    let db = db();
+    let rt = builder(&db).orchestrator(waits).start().await.unwrap();
+    let client = rt.client();
+    let damaged = client.start(waits, ()).await.unwrap();
+    let healthy = client.start(waits, ()).await.unwrap();
+    for h in [&damaged, &healthy] {
+        until("the wait to be committed", || async {
+            let s = client.status(h.id()).await.unwrap();
+            (s.runtime_status == RuntimeStatus::Running).then_some(())
+        })
+        .await;
+    }
+    rt.shutdown().await.unwrap();
+    {
+        let conn = rusqlite::Connection::open(&db.path).unwrap();
+        conn.execute(
+            "UPDATE instances SET history_len = 'garbage' WHERE id = ?1",
+            [damaged.id()],
+        )
+        .unwrap();
+    }
+    let rt = builder(&db)
+        .orchestrator(waits)
+        .stuck_retry(Duration::from_secs(3600))
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    client.raise_event(damaged.id(), "go", "x").await.unwrap();
+    client.raise_event(healthy.id(), "go", "y").await.unwrap();
+    let healthy = client.handle(waits, healthy.id());
+    assert_eq!(within(healthy.result()).await.unwrap(), "y");
+    let conn = rusqlite::Connection::open(&db.path).unwrap();
+    let (status, failure): (String, String) = until("the damaged one to be set aside", || async {
+        conn.query_row(
+            "SELECT status, failure FROM instances WHERE id = ?1",
+            [damaged.id()],
+            |r| Ok((r.get(0)?, r.get::<_, Option<String>>(1)?)),
+        )
+        .ok()
+        .and_then(|(s, f)| f.map(|f| (s, f)))
+    })
+    .await;
+    assert_eq!(status, "stuck");
+    let failure: durable::Failure = serde_json::from_str(&failure).unwrap();
+    assert_eq!(failure.kind, FailureKind::Corrupt, "{failure:?}");
+    rt.shutdown().await.unwrap();
+}
+
+static FORGOTTEN: AtomicU32 = AtomicU32::new(0);
+
+#[activity]
+async fn notify_later(x: u32) {
+    FORGOTTEN.fetch_add(x, Ordering::SeqCst);
+}
+
+#[orchestrator]
+async fn fire_and_forget(ctx: Context) -> String {
+    // Not awaited: the orchestrator returns in this same turn.
+    drop(ctx.call(notify_later, 5));
+    "done".to_owned()
+}
+
+/// Regression: an activity called without `.await` in the orchestrator's
+/// last turn was recorded in history but never run. It runs (once or
+/// more: activities run at least once); its result is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activity_called_in_the_last_turn_runs() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(notify_later)
+        .orchestrator(fire_and_forget)
+        .start()
+        .await
+        .unwrap();
+    let h = rt.client().start(fire_and_forget, ()).await.unwrap();
+    assert_eq!(within(h.result()).await.unwrap(), "done");
+    until("the forgotten call to run", || async {
+        (FORGOTTEN.load(Ordering::SeqCst) >= 5).then_some(())
+    })
+    .await;
+    let history = rt.client().history(h.id()).await.unwrap();
+    assert!(history
+        .iter()
+        .any(|r| matches!(&r.event, durable::history::Event::ActivityScheduled { name, .. } if name == "notify_later")));
+    rt.shutdown().await.unwrap();
+}

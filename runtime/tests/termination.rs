@@ -1,0 +1,160 @@
+//! Terminating and finishing instances: what they had queued never runs,
+//! and a parked (stuck) instance can be ended by its operator.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use common::{builder, db, until, within, Gate};
+use durable::{activity, orchestrator, Context, Error, FailureKind, RuntimeStatus};
+
+static STARTED: AtomicU32 = AtomicU32::new(0);
+static GATE: Gate = Gate::new();
+
+/// Holds its slot until the test opens the gate.
+#[activity]
+async fn held(x: u64) -> u64 {
+    STARTED.fetch_add(1, Ordering::SeqCst);
+    GATE.pass().await;
+    x
+}
+
+#[orchestrator]
+async fn six_way(ctx: Context) -> u64 {
+    let calls = (0..6).map(|i| ctx.call(held, i));
+    durable::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap_or(0))
+        .sum()
+}
+
+fn queued_tasks(db: &common::Db, id: &str) -> i64 {
+    let conn = rusqlite::Connection::open(&db.path).unwrap();
+    conn.query_row(
+        "SELECT count(*) FROM tasks WHERE instance = ?1",
+        [id],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// Regression: terminating an instance left its queued activity calls in
+/// the store (every task was leased at creation), and they all ran after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminating_an_instance_drops_its_queued_activity_calls() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(held)
+        .orchestrator(six_way)
+        .max_concurrent_activities(1)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client.start(six_way, ()).await.unwrap();
+    until("the first call to run", || async {
+        (STARTED.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(queued_tasks(&db, h.id()), 6, "one runs, five wait");
+    client.terminate(h.id(), "enough").await.unwrap();
+    let err = within(h.result()).await.unwrap_err();
+    assert!(matches!(err, Error::Terminated { .. }), "{err}");
+    assert_eq!(
+        queued_tasks(&db, h.id()),
+        0,
+        "nothing of the instance is left to run"
+    );
+    // The running attempt finishes; its result is dropped, and nothing else
+    // starts even with the slot free again.
+    GATE.open();
+    rt.shutdown().await.unwrap();
+    assert_eq!(
+        STARTED.load(Ordering::SeqCst),
+        1,
+        "the queued five never ran"
+    );
+    let status = durable::store::SqliteStore::open(&db.path).unwrap();
+    let s = durable::store::Store::status(&status, h.id())
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.runtime_status, RuntimeStatus::Terminated);
+}
+
+#[activity]
+async fn step_a() {}
+
+#[activity]
+async fn step_b() {}
+
+#[orchestrator(name = "flip")]
+async fn flip_v1(ctx: Context) {
+    ctx.call(step_a, ()).await.unwrap();
+    ctx.wait_event::<()>("go").await;
+}
+
+#[orchestrator(name = "flip")]
+async fn flip_v2(ctx: Context) {
+    ctx.call(step_b, ()).await.unwrap();
+    ctx.wait_event::<()>("go").await;
+}
+
+/// Regression: `terminate` on a stuck instance returned `Ok` and did
+/// nothing, and `result()` waited forever. Terminating is the operator's
+/// way out of a parked instance: it ends without its code running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminating_a_stuck_instance_ends_it() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(step_a)
+        .orchestrator(flip_v1)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client.start(flip_v1, ()).await.unwrap();
+    common::history_until(&client, h.id(), "the first step to complete", |h| {
+        common::has(h, |e| {
+            matches!(e, durable::history::Event::ActivityCompleted { .. })
+        })
+    })
+    .await;
+    rt.shutdown().await.unwrap();
+    // A deploy changed the code under the same name: replay diverges.
+    let rt = builder(&db)
+        .activity(step_b)
+        .orchestrator(flip_v2)
+        .stuck_retry(Duration::from_secs(3600))
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    client.raise_event(h.id(), "go", ()).await.unwrap();
+    let stuck = until("the instance to be parked", || async {
+        let s = client.status(h.id()).await.unwrap();
+        (s.runtime_status == RuntimeStatus::Stuck).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        stuck.failure.map(|f| f.kind),
+        Some(FailureKind::Nondeterminism)
+    );
+    client.terminate(h.id(), "operator gave up").await.unwrap();
+    let h2 = client.handle(flip_v2, h.id());
+    let err = within(h2.result()).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Terminated { reason, .. } if reason == "operator gave up"),
+        "{err}"
+    );
+    let history = client.history(h.id()).await.unwrap();
+    assert!(
+        matches!(
+            history.last().map(|r| &r.event),
+            Some(durable::history::Event::Terminated { .. })
+        ),
+        "{history:?}"
+    );
+    rt.shutdown().await.unwrap();
+}
