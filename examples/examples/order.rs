@@ -50,7 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("history of {}:", first.id());
     for rec in client.history(first.id()).await? {
         let what = match &rec.event {
-            Event::Started { name, input } => format!("started {name} with {}", input.json()),
+            Event::Started { name, input, .. } => format!("started {name} with {}", input.json()),
             Event::ActivityScheduled { seq, name, .. } => format!("#{seq} call {name}"),
             Event::ActivityCompleted { seq, output } => {
                 format!("#{seq} returned {}", output.json())

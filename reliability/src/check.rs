@@ -262,6 +262,7 @@ mod tests {
             Event::Started {
                 name: "gate".to_owned(),
                 input: json("1"),
+                seed: None,
             },
             Event::TimerCreated {
                 seq: 0,

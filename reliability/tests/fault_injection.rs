@@ -366,6 +366,8 @@ struct Final {
 fn normalized(event: &Event) -> String {
     match event {
         Event::TimerCreated { seq, site, .. } => format!("TimerCreated {{ seq: {seq}, {site} }}"),
+        // Each run draws its own random seed.
+        Event::Started { name, input, .. } => format!("Started {{ {name}, {input:?} }}"),
         other => format!("{other:?}"),
     }
 }

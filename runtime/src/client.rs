@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::config::Config;
@@ -67,7 +68,7 @@ impl Client {
 
     /// `Err` when the runtime can take no more work.
     fn accepting(&self) -> Result<(), Error> {
-        self.health.check()?;
+        Error::check_health(&self.health)?;
         if self.shutdown.is_set() {
             return Err(Error::Shutdown);
         }
@@ -158,7 +159,11 @@ impl Client {
                 &format!("the input of orchestrator `{}`", O::NAME),
                 self.max_payload,
             )?;
-            news.push(NewInstance::new(id, O::NAME, input, now));
+            let mut new = NewInstance::new(id, O::NAME, input, now);
+            // Random draws differ between instances and databases, and
+            // replay the same: the seed is recorded in `Started`.
+            new.seed = Some(crate::ids::random_u128().0);
+            news.push(new);
         }
         // Room in the dispatcher's inbox first: a client faster than the
         // engine waits here, holding nothing but its own input.
@@ -182,10 +187,7 @@ impl Client {
                     self.dispatcher.hand_over(
                         room,
                         Handed {
-                            event: Event::Started {
-                                name: new.name,
-                                input: new.input,
-                            },
+                            event: new.started(),
                             instance: new.id,
                             seq: message,
                         },
@@ -350,7 +352,7 @@ impl Client {
             if status.runtime_status.is_finished() {
                 return Ok(status);
             }
-            self.health.check()?;
+            Error::check_health(&self.health)?;
             if self.shutdown.is_set() {
                 return Err(Error::Shutdown);
             }
@@ -463,5 +465,27 @@ impl<O: Orchestrator> Handle<O> {
                 detail: format!("status {s} without an output or a failure"),
             })),
         }
+    }
+}
+
+// Lives with the client, which reads statuses: `status` sits below the
+// errors in the layers.
+impl InstanceStatus {
+    /// Decodes the return value as `T` (the orchestrator's return type):
+    /// `Ok(None)` while there is no output (the instance has not returned).
+    ///
+    /// # Errors
+    /// [`Error::Payload`] when the output is not a `T`.
+    pub fn output<T: DeserializeOwned>(&self) -> Result<Option<T>, Error> {
+        self.output
+            .as_ref()
+            .map(|p| {
+                p.decode(&format!(
+                    "the output of instance `{}`",
+                    crate::ids::Escaped(&self.id)
+                ))
+                .map_err(Error::from)
+            })
+            .transpose()
     }
 }

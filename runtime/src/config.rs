@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use crate::error::Error;
-
 /// The default largest payload: 4 MiB of JSON.
 pub(crate) const DEFAULT_MAX_PAYLOAD: usize = 4 << 20;
 
@@ -55,28 +53,5 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             inbox_capacity: 4_096,
         }
-    }
-}
-
-impl Config {
-    /// Refuses settings the engine cannot work with.
-    pub(crate) fn validate(&self) -> Result<(), Error> {
-        let zero = |setting: &'static str, is_zero: bool| {
-            if is_zero {
-                Err(Error::InvalidSetting {
-                    setting,
-                    reason: "it must be above zero".to_owned(),
-                })
-            } else {
-                Ok(())
-            }
-        };
-        zero("max_concurrent_activities", self.max_activities == 0)?;
-        zero("activity_lease", self.activity_lease.is_zero())?;
-        zero("instance_lock", self.instance_lock.is_zero())?;
-        zero("poll_interval", self.poll_interval.is_zero())?;
-        zero("poison_after", self.poison_after == 0)?;
-        zero("max_payload", self.max_payload == 0)?;
-        Ok(())
     }
 }

@@ -149,6 +149,25 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// `Err(EngineFailed)` once a part of the engine died.
+    pub(crate) fn check_health(health: &crate::shutdown::Health) -> Result<(), Self> {
+        match health.death() {
+            None => Ok(()),
+            Some((part, reason)) => Err(Self::EngineFailed { part, reason }),
+        }
+    }
+}
+
+impl From<crate::ids::NameError> for Error {
+    fn from(e: crate::ids::NameError) -> Self {
+        Self::InvalidName {
+            what: e.what,
+            reason: e.reason,
+        }
+    }
+}
+
 impl From<PayloadError> for Error {
     fn from(e: PayloadError) -> Self {
         match e {

@@ -242,6 +242,11 @@ pub enum Event {
         name: String,
         /// The encoded input.
         input: Payload,
+        /// The seed of `ctx.random()` and `ctx.uuid()`, drawn when the
+        /// instance was started (histories written before it had none: those
+        /// instances keep drawing from their id).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seed: Option<u64>,
     },
     /// The orchestrator called an activity.
     ActivityScheduled {

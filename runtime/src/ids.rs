@@ -7,8 +7,6 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::error::Error;
-
 /// The longest instance id or event name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 1024;
 
@@ -50,11 +48,19 @@ pub(crate) fn uuid_v4(a: u64, b: u64) -> String {
     )
 }
 
+/// Why a name was refused; the client reports it as
+/// [`Error::InvalidName`](crate::Error::InvalidName).
+#[derive(Debug)]
+pub(crate) struct NameError {
+    pub(crate) what: &'static str,
+    pub(crate) reason: String,
+}
+
 /// Checks an instance id, event name or key: not empty, at most
 /// [`MAX_NAME_LEN`] bytes, and no control characters (NUL, newlines,
 /// bidirectional overrides), which would make logs and tools lie.
-pub(crate) fn check_name(what: &'static str, value: &str) -> Result<(), Error> {
-    let refuse = |reason: String| Err(Error::InvalidName { what, reason });
+pub(crate) fn check_name(what: &'static str, value: &str) -> Result<(), NameError> {
+    let refuse = |reason: String| Err(NameError { what, reason });
     if value.is_empty() {
         return refuse("it is empty".to_owned());
     }

@@ -25,6 +25,30 @@ use crate::unwind::CatchUnwind;
 use crate::waiters::Waiters;
 use crate::worker::{self, Leases, Worker};
 
+// Checked here, where errors are known: `config` sits below them.
+impl Config {
+    /// Refuses settings the engine cannot work with.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        let zero = |setting: &'static str, is_zero: bool| {
+            if is_zero {
+                Err(Error::InvalidSetting {
+                    setting,
+                    reason: "it must be above zero".to_owned(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        zero("max_concurrent_activities", self.max_activities == 0)?;
+        zero("activity_lease", self.activity_lease.is_zero())?;
+        zero("instance_lock", self.instance_lock.is_zero())?;
+        zero("poll_interval", self.poll_interval.is_zero())?;
+        zero("poison_after", self.poison_after == 0)?;
+        zero("max_payload", self.max_payload == 0)?;
+        Ok(())
+    }
+}
+
 enum StoreSpec {
     Sqlite(PathBuf, SqliteOptions),
     Custom(Arc<dyn Store>),
@@ -392,7 +416,7 @@ impl Runtime {
             let _ = d.await;
         }
         self.waiters.wake_all();
-        self.client.health.check()
+        Error::check_health(&self.client.health)
     }
 }
 
@@ -438,7 +462,7 @@ mod tests {
         let stop_all = Arc::new((drain, stop));
         let part: Part = Box::pin(async { panic!("invariant broken") });
         supervised("dispatcher", part, Arc::clone(&health), waiters, stop_all).await;
-        let err = health.check().unwrap_err();
+        let err = Error::check_health(&health).unwrap_err();
         assert!(
             matches!(&err, Error::EngineFailed { part: "dispatcher", reason } if reason.contains("invariant broken")),
             "{err}"

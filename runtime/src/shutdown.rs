@@ -51,18 +51,11 @@ impl Health {
             .get_or_insert((part, reason));
     }
 
-    /// `Err` once a part died.
-    pub(crate) fn check(&self) -> Result<(), crate::Error> {
-        match &*self
-            .0
+    /// The part that died and why, once one did.
+    pub(crate) fn death(&self) -> Option<(&'static str, String)> {
+        self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-        {
-            None => Ok(()),
-            Some((part, reason)) => Err(crate::Error::EngineFailed {
-                part,
-                reason: reason.clone(),
-            }),
-        }
+            .clone()
     }
 }

@@ -2,10 +2,8 @@
 
 use std::time::SystemTime;
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::Error;
 use crate::history::{Failure, Payload, RuntimeStatus};
 
 /// A snapshot of one instance, from [`Client::status`](crate::Client::status).
@@ -30,24 +28,4 @@ pub struct InstanceStatus {
     pub updated_at: SystemTime,
     /// The number of events in its history.
     pub history_len: u64,
-}
-
-impl InstanceStatus {
-    /// Decodes the return value as `T` (the orchestrator's return type):
-    /// `Ok(None)` while there is no output (the instance has not returned).
-    ///
-    /// # Errors
-    /// [`Error::Payload`] when the output is not a `T`.
-    pub fn output<T: DeserializeOwned>(&self) -> Result<Option<T>, Error> {
-        self.output
-            .as_ref()
-            .map(|p| {
-                p.decode(&format!(
-                    "the output of instance `{}`",
-                    crate::ids::Escaped(&self.id)
-                ))
-                .map_err(Error::from)
-            })
-            .transpose()
-    }
 }

@@ -101,7 +101,11 @@ fn activity_failure() -> impl Strategy<Value = ActivityFailure> {
 /// Any event, every variant, every field arbitrary.
 fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
-        (text(), payload()).prop_map(|(name, input)| Event::Started { name, input }),
+        (text(), payload()).prop_map(|(name, input)| Event::Started {
+            name,
+            input,
+            seed: None,
+        }),
         (any::<u64>(), text(), payload(), text()).prop_map(|(seq, name, input, site)| {
             Event::ActivityScheduled {
                 seq,
@@ -276,6 +280,7 @@ fn write_world(store: &SqliteStore, w: &World) -> Result<(), TestCaseError> {
     let mut expected = vec![Event::Started {
         name: w.name.clone(),
         input: w.input.clone(),
+        seed: None,
     }];
     expected.extend(w.incoming.iter().cloned());
     let got: Vec<Event> = work[0].messages.iter().map(|(_, e)| e.clone()).collect();
@@ -995,6 +1000,7 @@ fn a_damaged_turn_or_time_in_history_is_an_error() {
             event: Event::Started {
                 name: "o".to_owned(),
                 input: serde_json::from_str("1").expect("a payload"),
+                seed: None,
             },
         }];
         turn.consumed = work[0].messages.iter().map(|(seq, _)| *seq).collect();

@@ -77,6 +77,8 @@ async fn processes_with_different_registrations_share_one_store() {
 /// Blocks its thread (as blocking I/O would) until the test lets it go.
 static BLOCKERS: (Mutex<(u32, bool)>, Condvar) = (Mutex::new((0, false)), Condvar::new());
 
+static UNBLOCKED: AtomicU32 = AtomicU32::new(0);
+
 #[activity]
 async fn blocks_thread() {
     let (lock, cv) = &BLOCKERS;
@@ -86,6 +88,7 @@ async fn blocks_thread() {
     while !state.1 {
         state = cv.wait(state).unwrap();
     }
+    UNBLOCKED.fetch_add(1, Ordering::SeqCst);
 }
 
 #[orchestrator]
@@ -124,8 +127,9 @@ async fn activities_that_block_their_thread_do_not_stall_other_instances() {
     .unwrap();
     let h = client.start(chain, 40).await.unwrap();
     assert_eq!(within(h.result()).await.unwrap(), 42);
-    assert!(
-        !BLOCKERS.0.lock().unwrap().1,
+    assert_eq!(
+        UNBLOCKED.load(Ordering::SeqCst),
+        0,
         "the chain finished while both blockers still held their threads"
     );
     {
@@ -326,5 +330,85 @@ async fn an_activity_called_in_the_last_turn_runs() {
     assert!(history
         .iter()
         .any(|r| matches!(&r.event, durable::history::Event::ActivityScheduled { name, .. } if name == "notify_later")));
+    rt.shutdown().await.unwrap();
+}
+
+/// Held while a replay runs, until the test lets it go.
+static REPLAY: (Mutex<(bool, bool)>, Condvar) = (Mutex::new((false, false)), Condvar::new());
+
+#[orchestrator]
+#[durable::allow(
+    global_state,
+    reason = "the test holds the replay to show it runs apart"
+)]
+async fn long_history(ctx: Context, n: u32) -> u32 {
+    let mut sum = 0;
+    for i in 0..n {
+        sum += ctx.side_effect(|| i);
+    }
+    if ctx.is_replaying() {
+        let (lock, cv) = &REPLAY;
+        let mut state = lock.lock().unwrap();
+        state.0 = true;
+        cv.notify_all();
+        while !state.1 {
+            state = cv.wait(state).unwrap();
+        }
+    }
+    ctx.wait_event::<()>("go").await;
+    sum
+}
+
+/// Regression: replay ran inline on the dispatcher, so one long replay (or
+/// a slow turn while replaying) stalled every instance. Replays run in the
+/// background: other instances finish while one is being rebuilt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_instances_finish_while_one_is_replayed() {
+    let db = db();
+    let start = || {
+        builder(&db)
+            .activity(flaky_name)
+            .orchestrator(long_history)
+            .orchestrator(chain)
+            .start()
+    };
+    let rt = start().await.unwrap();
+    let client = rt.client();
+    let long = client.start(long_history, 2_000).await.unwrap();
+    until("the long history to be written", || async {
+        let s = client.status(long.id()).await.unwrap();
+        (s.history_len > 2_000).then_some(())
+    })
+    .await;
+    rt.shutdown().await.unwrap();
+    let rt = start().await.unwrap();
+    let client = rt.client();
+    // Its next turn needs a replay, which the test holds.
+    client.raise_event(long.id(), "go", ()).await.unwrap();
+    tokio::task::spawn_blocking(|| {
+        let (lock, cv) = &REPLAY;
+        let mut state = lock.lock().unwrap();
+        while !state.0 {
+            state = cv.wait(state).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let h = client.start(chain, 1).await.unwrap();
+    assert_eq!(within(h.result()).await.unwrap(), 3);
+    assert!(
+        long.status().await.unwrap().history_len <= 2_002,
+        "the chain finished while the replay was still held"
+    );
+    {
+        let (lock, cv) = &REPLAY;
+        lock.lock().unwrap().1 = true;
+        cv.notify_all();
+    }
+    let long = client.handle(long_history, long.id());
+    assert_eq!(
+        within(long.result()).await.unwrap(),
+        (0..2_000).sum::<u32>()
+    );
     rt.shutdown().await.unwrap();
 }

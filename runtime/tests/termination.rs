@@ -158,3 +158,122 @@ async fn terminating_a_stuck_instance_ends_it() {
     );
     rt.shutdown().await.unwrap();
 }
+
+#[orchestrator]
+async fn waits_go(ctx: Context) -> String {
+    ctx.wait_event::<String>("go").await
+}
+
+fn raise_directly(db: &common::Db, id: &str, events: &[(&str, &str)]) {
+    use durable::store::Store;
+    let store = durable::store::SqliteStore::open(&db.path).unwrap();
+    for (name, data) in events {
+        let terminate = *name == "terminate";
+        let event = if terminate {
+            durable::history::Event::Terminated {
+                reason: (*data).to_owned(),
+            }
+        } else {
+            durable::history::Event::EventRaised {
+                name: (*name).to_owned(),
+                data: serde_json::from_str(data).unwrap(),
+            }
+        };
+        store.enqueue(id, &event, None, terminate).unwrap();
+    }
+}
+
+async fn waiting_instance(db: &common::Db) -> String {
+    let rt = builder(db).orchestrator(waits_go).start().await.unwrap();
+    let client = rt.client();
+    let h = client.start(waits_go, ()).await.unwrap();
+    until("the wait to be committed", || async {
+        let s = client.status(h.id()).await.unwrap();
+        (s.runtime_status == RuntimeStatus::Running).then_some(())
+    })
+    .await;
+    rt.shutdown().await.unwrap();
+    h.id().to_owned()
+}
+
+/// Regression (review): a turn that ends the instance must take every due
+/// message, and a fetch took at most one batch of them per instance, so
+/// with more than a batch queued the finishing turn was refused forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_with_more_than_a_batch_of_events_queued_still_finishes() {
+    let db = db();
+    let id = waiting_instance(&db).await;
+    let noise: Vec<String> = (0..600).map(|i| i.to_string()).collect();
+    let mut events = vec![("go", "\"yes\"")];
+    events.extend(noise.iter().map(|n| ("noise", n.as_str())));
+    raise_directly(&db, &id, &events);
+    let rt = builder(&db).orchestrator(waits_go).start().await.unwrap();
+    let h = rt.client().handle(waits_go, id.as_str());
+    assert_eq!(within(h.result()).await.unwrap(), "yes");
+    let history = rt.client().history(&id).await.unwrap();
+    let recorded = history
+        .iter()
+        .filter(|r| matches!(&r.event, durable::history::Event::EventRaised { .. }))
+        .count();
+    assert_eq!(
+        recorded, 601,
+        "every event a client was told is queued is in history"
+    );
+    rt.shutdown().await.unwrap();
+}
+
+/// Regression (review): an event queued behind a termination was consumed
+/// with it and dropped; it is recorded (undelivered) before the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_queued_behind_a_termination_is_recorded() {
+    let db = db();
+    let id = waiting_instance(&db).await;
+    raise_directly(&db, &id, &[("terminate", "stop"), ("other", "1")]);
+    let rt = builder(&db).orchestrator(waits_go).start().await.unwrap();
+    let h = rt.client().handle(waits_go, id.as_str());
+    let err = within(h.result()).await.unwrap_err();
+    assert!(matches!(err, Error::Terminated { .. }), "{err}");
+    let history = rt.client().history(&id).await.unwrap();
+    assert!(
+        history.iter().any(
+            |r| matches!(&r.event, durable::history::Event::EventRaised { name, .. } if name == "other")
+        ),
+        "{history:?}"
+    );
+    assert!(matches!(
+        history.last().map(|r| &r.event),
+        Some(durable::history::Event::Terminated { .. })
+    ));
+    rt.shutdown().await.unwrap();
+}
+
+#[orchestrator]
+async fn unrelated(_ctx: Context) {}
+
+/// Regression (review): an event raised by a process without the
+/// orchestrator was handed to that process's dispatcher, which replayed
+/// the instance, could not, and parked it. It now leaves it to a process
+/// that has the orchestrator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_raised_by_a_process_without_the_orchestrator_reaches_it() {
+    let db = db();
+    let us = builder(&db).orchestrator(waits_go).start().await.unwrap();
+    let them = builder(&db).orchestrator(unrelated).start().await.unwrap();
+    let h = us.client().start(waits_go, ()).await.unwrap();
+    until("the wait to be committed", || async {
+        let s = us.client().status(h.id()).await.unwrap();
+        (s.runtime_status == RuntimeStatus::Running).then_some(())
+    })
+    .await;
+    them.client().raise_event(h.id(), "go", "hi").await.unwrap();
+    assert_eq!(within(h.result()).await.unwrap(), "hi");
+    let history = us.client().history(h.id()).await.unwrap();
+    assert!(
+        !history
+            .iter()
+            .any(|r| matches!(r.event, durable::history::Event::Failed { .. })),
+        "{history:?}"
+    );
+    us.shutdown().await.unwrap();
+    them.shutdown().await.unwrap();
+}

@@ -263,8 +263,11 @@ impl fmt::Debug for Context {
 }
 
 impl Context {
-    pub(crate) fn new(instance_id: Arc<str>, state: Arc<Mutex<State>>) -> Self {
-        lock(&state).seed(&instance_id);
+    pub(crate) fn new(instance_id: Arc<str>, state: Arc<Mutex<State>>, seed: Option<u64>) -> Self {
+        match seed {
+            Some(seed) => lock(&state).rng = seed,
+            None => lock(&state).seed(&instance_id),
+        }
         Self { instance_id, state }
     }
 
@@ -372,8 +375,9 @@ impl Context {
         Timer::new(OpWait::new(self.state.clone(), seq))
     }
 
-    /// A deterministic random number: drawn from a source seeded by the
-    /// instance id, so replay draws the same sequence.
+    /// A deterministic random number: drawn from a source seeded when the
+    /// instance started (the seed is recorded in history), so replay draws
+    /// the same sequence and two instances, in any database, do not.
     pub fn random(&self) -> u64 {
         lock(&self.state).next_random()
     }

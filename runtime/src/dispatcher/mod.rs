@@ -7,6 +7,7 @@
 //! process to take.
 
 mod cache;
+mod replays;
 mod round;
 
 use std::sync::Arc;
@@ -19,10 +20,11 @@ use crate::mailbox::{Completed, Handed, Inbox, ToWorker};
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 use crate::store::handle::StoreHandle;
-use crate::store::{Names, StoreError, TaskOutcome, TaskResult};
+use crate::store::{InstanceWork, Names, StoreError, TaskOutcome, TaskResult};
 use crate::waiters::Waiters;
 
 use cache::Cache;
+use replays::Replays;
 
 /// How long to back off after a store error before trying again.
 const ERROR_BACKOFF: Duration = Duration::from_millis(100);
@@ -68,6 +70,9 @@ impl Dispatcher {
     /// Runs until told to stop, then gives back what it holds.
     pub(crate) async fn run(mut self) {
         let mut cache = Cache::new(self.config.cache_size);
+        let mut replays = Replays::default();
+        // Work kept while its instance was rebuilt, for the next round.
+        let mut rebuilt: Vec<InstanceWork> = Vec::new();
         let names = self.registry.orchestrator_names();
         let mut stop = self.stop.clone();
         // Results a failed round could not commit, for the next round.
@@ -94,6 +99,11 @@ impl Dispatcher {
                     timers_known = false;
                 }
             }
+            // Work whose instance was rebuilt meanwhile runs in this round.
+            if let Some((w, c)) = replays.finished() {
+                rebuilt.extend(w);
+                carried.extend(c);
+            }
             // A round takes at most a batch from memory too: rounds stay
             // short and memory flat however fast clients start instances.
             while handed.len() < self.config.batch {
@@ -115,8 +125,15 @@ impl Dispatcher {
                 Ok(Vec::new())
             };
             let work = match work {
-                Ok(work) => {
+                Ok(fetched) => {
                     outage.ok();
+                    // A fresh fetch of the same instance supersedes what was
+                    // kept for it (the store still holds every message).
+                    let mut work: Vec<_> = std::mem::take(&mut rebuilt)
+                        .into_iter()
+                        .filter(|w| !fetched.iter().any(|f| f.id == w.id))
+                        .collect();
+                    work.extend(fetched);
                     work
                 }
                 Err(e) => {
@@ -127,7 +144,7 @@ impl Dispatcher {
             };
             // A full batch may have left work behind.
             look = work.len() >= self.config.batch;
-            if work.is_empty() && handed.is_empty() && carried.is_empty() {
+            if work.is_empty() && handed.is_empty() && carried.is_empty() && rebuilt.is_empty() {
                 if !timers_known {
                     next_timer = self
                         .store
@@ -147,6 +164,10 @@ impl Dispatcher {
                     Some(m) = self.inbox.messages.recv() => handed.push(m),
                     Some(c) = self.inbox.completions.recv() => carried.push(c),
                     () = tokio::time::sleep(wait) => look = true,
+                    (w, c) = replays.next(), if replays.any_running() => {
+                        rebuilt.extend(w);
+                        carried.extend(c);
+                    }
                     () = stop.wait() => {}
                 }
                 continue;
@@ -154,7 +175,10 @@ impl Dispatcher {
             let round = round::Round::new(&self, !self.draining.is_set());
             let completions = std::mem::take(&mut carried);
             let messages = std::mem::take(&mut handed);
-            match round.run(&mut cache, work, messages, completions).await {
+            match round
+                .run(&mut cache, &mut replays, work, messages, completions)
+                .await
+            {
                 Ok(r) => {
                     outage.ok();
                     look |= r.look_again;
@@ -172,6 +196,7 @@ impl Dispatcher {
                 }
             }
         }
+        carried.extend(replays.drain_waiting());
         self.finish(carried).await;
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::cache::Cache;
+use super::replays::Replays;
 use super::{send_to_store, Dispatcher};
 use crate::context::Action;
 use crate::history::{now_micros, Event, Failure, FailureKind, HistoryRecord, RuntimeStatus};
@@ -17,7 +18,7 @@ use crate::replay::{Execution, Outcome, Parked, Turn};
 use crate::store::handle::StoreHandle;
 use crate::store::{
     CommitOutcome, InstanceWork, LeasedTask, NewMessage, NewTask, Progress, StatusUpdate,
-    StoreError, TurnCommit,
+    StoreError, TaskOutcome, TaskResult, TurnCommit,
 };
 use crate::waiters::Waiters;
 
@@ -102,6 +103,7 @@ impl<'a> Round<'a> {
     pub(super) async fn run(
         mut self,
         cache: &mut Cache,
+        replays: &mut Replays,
         work: Vec<InstanceWork>,
         handed: Vec<Handed>,
         completions: Vec<Completed>,
@@ -132,7 +134,7 @@ impl<'a> Round<'a> {
         // a copy of a message already delivered never runs code again.
         let unknown: Vec<String> = inputs
             .iter()
-            .filter(|(id, i)| !i.handed.is_empty() && i.work.is_none() && !cache.contains(id))
+            .filter(|(id, i)| i.work.is_none() && !cache.contains(id))
             .map(|(id, _)| id.clone())
             .collect();
         if !unknown.is_empty() {
@@ -140,8 +142,8 @@ impl<'a> Round<'a> {
                 Ok(found) => {
                     let found: HashMap<String, Progress> = found.into_iter().collect();
                     for (id, input) in &mut inputs {
-                        if !input.handed.is_empty() && input.work.is_none() {
-                            input.progress = found.get(id).copied();
+                        if input.work.is_none() {
+                            input.progress = found.get(id).cloned();
                         }
                     }
                 }
@@ -156,7 +158,7 @@ impl<'a> Round<'a> {
         }
         let mut inputs = inputs.into_iter();
         while let Some((id, input)) = inputs.next() {
-            if let Err(e) = self.prepare(cache, id, input).await {
+            if let Err(e) = self.prepare(cache, replays, id, input).await {
                 let mut back = self.into_completions();
                 back.extend(inputs.flat_map(|(_, i)| i.completions));
                 return Err((e, back));
@@ -176,6 +178,7 @@ impl<'a> Round<'a> {
     async fn prepare(
         &mut self,
         cache: &mut Cache,
+        replays: &mut Replays,
         id: String,
         input: Input,
     ) -> Result<(), StoreError> {
@@ -192,6 +195,16 @@ impl<'a> Round<'a> {
             self.to_store.extend(completions);
             self.stuck
                 .push((id, Failure::new(FailureKind::Corrupt, damage.to_string())));
+            return Ok(());
+        }
+        // An instance of an orchestrator this process lacks belongs to a
+        // process that has it: its messages stay in the store, its results
+        // go there.
+        if progress
+            .as_ref()
+            .is_some_and(|p| !self.registry.has_orchestrator(&p.name))
+        {
+            self.to_store.extend(completions);
             return Ok(());
         }
         // What is known of the instance: fetched, cached, or read.
@@ -212,8 +225,8 @@ impl<'a> Round<'a> {
                     Some(p.status),
                     p.consumed_through,
                 ),
-                None if !handed.is_empty() && !cache.contains(&id) => {
-                    // Messages for an instance the store does not know.
+                None if !cache.contains(&id) => {
+                    // Work for an instance the store does not know.
                     self.to_store.extend(completions);
                     return Ok(());
                 }
@@ -263,7 +276,7 @@ impl<'a> Round<'a> {
                 self.store,
                 &id,
                 len,
-                consumed,
+                (consumed, messages),
                 Event::Failed { failure },
                 now,
             )
@@ -275,12 +288,23 @@ impl<'a> Round<'a> {
             Event::Terminated { reason } => Some(reason.clone()),
             _ => None,
         });
-        let loaded = match load(self.store, self.registry, cache, &id, len, through).await {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                // Carried to the next round, not dropped.
-                self.to_store.extend(completions);
-                return Err(e);
+        let loaded = match load(self.store, self.registry, cache, replays, &id, len, through) {
+            Some(loaded) => loaded,
+            None => {
+                // Being rebuilt in the background: its work waits for it,
+                // and runs in the first round after.
+                let work = InstanceWork {
+                    id: id.clone(),
+                    name: String::new(),
+                    status: status.unwrap_or(RuntimeStatus::Running),
+                    history_len: len.unwrap_or(0),
+                    attempts,
+                    consumed_through: through,
+                    messages: consumed.into_iter().zip(messages).collect(),
+                    damage: None,
+                };
+                replays.hold(&id, work, completions);
+                return Ok(());
             }
         };
         let mut ex = match loaded {
@@ -297,6 +321,7 @@ impl<'a> Round<'a> {
                     // The operator's way out of a parked instance: it ends
                     // without its code running.
                     let event = Event::Terminated { reason };
+                    let consumed = (consumed, messages);
                     let commit =
                         end_without_code(self.store, &id, len, consumed, event, now).await?;
                     self.push(commit, id, len, None, true, Vec::new());
@@ -372,7 +397,7 @@ async fn end_without_code(
     store: &StoreHandle,
     id: &str,
     history_len: u64,
-    consumed: Vec<u64>,
+    (consumed, delivered): (Vec<u64>, Vec<Event>),
     event: Event,
     now: i64,
 ) -> Result<TurnCommit, StoreError> {
@@ -396,12 +421,20 @@ async fn end_without_code(
         _ => StatusUpdate::new(RuntimeStatus::Failed, at),
     };
     let mut commit = TurnCommit::new(id, history_len);
-    commit.events = vec![HistoryRecord {
-        index: history_len,
-        turn,
-        at,
-        event,
-    }];
+    // What the turn consumed is recorded (never delivered to the code), then
+    // the end: nothing a client was told is queued disappears.
+    commit.events = delivered
+        .into_iter()
+        .filter(|e| !matches!(e, Event::Terminated { .. }))
+        .chain([event])
+        .enumerate()
+        .map(|(i, event)| HistoryRecord {
+            index: history_len + i as u64,
+            turn,
+            at,
+            event,
+        })
+        .collect();
     commit.consumed = consumed;
     commit.status = Some(status);
     commit.discard_queued = true;
@@ -427,6 +460,8 @@ impl Round<'_> {
         } = self;
         let mut look_again = false;
         let mut next_timer: Option<i64> = None;
+        // Leased tasks the worker could not take (it stopped meanwhile).
+        let mut unsent: Vec<TaskResult> = Vec::new();
         let now = now_micros();
         if !commits.is_empty() {
             let committed = store
@@ -443,7 +478,7 @@ impl Round<'_> {
                 match outcome {
                     CommitOutcome::Committed { tasks } => {
                         worker.settle(p.completions.iter().map(|c| c.task));
-                        hand_over(worker, &commit, tasks, p.slots);
+                        unsent.extend(hand_over(worker, &commit, tasks, p.slots));
                         for m in &commit.messages {
                             next_timer =
                                 Some(next_timer.map_or(m.visible_at, |t| t.min(m.visible_at)));
@@ -466,6 +501,15 @@ impl Round<'_> {
                         look_again = true;
                     }
                 }
+            }
+        }
+        if !unsent.is_empty() {
+            // Given back at once, not left leased to a stopped worker.
+            if let Err(e) = store
+                .call(move |s, owner| s.finish_tasks(owner, &unsent))
+                .await
+            {
+                tracing::warn!("dispatcher: giving back tasks its worker could not take: {e}");
             }
         }
         for (id, failure) in stuck {
@@ -493,13 +537,15 @@ impl Round<'_> {
     }
 }
 
-/// Sends a committed turn's leased tasks to the worker, each in its slot.
+/// Sends a committed turn's leased tasks to the worker, each in its slot;
+/// returns those it could not take, to be given back.
 fn hand_over(
     worker: &ToWorker,
     commit: &TurnCommit,
     ids: Vec<i64>,
     slots: Vec<tokio::sync::OwnedSemaphorePermit>,
-) {
+) -> Vec<TaskResult> {
+    let mut unsent = Vec::new();
     if commit.tasks.len() > slots.len() {
         // Tasks beyond the free slots wait in the store, for any process:
         // this one's worker looks as soon as it has room.
@@ -516,10 +562,16 @@ fn hand_over(
             attempt: 1,
             failures: 0,
         };
-        // Without a worker (shutting down) the lease expires and the task
-        // is run again by whoever starts next.
-        let _ = worker.tasks.send(Assigned { task: leased, slot });
+        if let Err(back) = worker.tasks.send(Assigned { task: leased, slot }) {
+            let task = back.0.task;
+            unsent.push(TaskResult::new(
+                task.task_ref(),
+                task.instance,
+                TaskOutcome::Release,
+            ));
+        }
     }
+    unsent
 }
 
 fn warn_if_long(limit: u64, id: &str, before: u64, after: u64) {
@@ -534,54 +586,42 @@ fn warn_if_long(limit: u64, id: &str, before: u64, after: u64) {
 }
 
 /// The live execution of an instance: from the cache when it is current
-/// (`len`, the stored history length, if known), else rebuilt from history.
-async fn load(
+/// (`len`, the stored history length, if known), or rebuilt from history.
+/// `None` while it is being rebuilt in the background.
+fn load(
     store: &StoreHandle,
     registry: &Arc<Registry>,
     cache: &mut Cache,
+    replays: &mut Replays,
     id: &str,
     len: Option<u64>,
     consumed_through: Option<u64>,
-) -> Result<Result<Execution, Parked>, StoreError> {
+) -> Option<Result<Execution, Parked>> {
+    let current = |ex: &Execution| len.is_none_or(|len| ex.history_len == len);
     if let Some(ex) = cache.take(id) {
-        if len.is_none_or(|len| ex.history_len == len) {
-            return Ok(Ok(ex));
+        if current(&ex) {
+            return Some(Ok(ex));
         }
+    }
+    if replays.is_running(id) {
+        return None;
+    }
+    match replays.take_done(id) {
+        Some(Ok(mut ex)) if current(&ex) => {
+            ex.consumed_through = consumed_through;
+            return Some(Ok(ex));
+        }
+        Some(Err(parked)) => return Some(Err(parked)),
+        // Advanced meanwhile (another process): rebuilt again below.
+        Some(Ok(_)) | None => {}
     }
     if len == Some(0) {
         let mut ex = Execution::new(id);
         ex.consumed_through = consumed_through;
-        return Ok(Ok(ex));
+        return Some(Ok(ex));
     }
-    let owned = id.to_owned();
-    let history = store.call(move |s, _| s.history(&owned)).await;
-    let mut ex = match history {
-        Ok(history) => {
-            let history = history.unwrap_or_default();
-            // Replay runs user code: off the async workers, so that one
-            // long replay does not stall the runtime's other tasks.
-            let (registry, owned) = (Arc::clone(registry), id.to_owned());
-            let replayed =
-                tokio::task::spawn_blocking(move || Execution::replay(&owned, &history, &registry))
-                    .await;
-            match replayed {
-                Ok(r) => r,
-                Err(e) => Err(Parked(Failure::new(
-                    FailureKind::Panic,
-                    format!("replay panicked: {e}"),
-                ))),
-            }
-        }
-        // A damaged history stops this instance, not the round.
-        Err(e @ StoreError::Corrupt { .. }) => {
-            Err(Parked(Failure::new(FailureKind::Corrupt, e.to_string())))
-        }
-        Err(e) => return Err(e),
-    };
-    if let Ok(ex) = &mut ex {
-        ex.consumed_through = consumed_through;
-    }
-    Ok(ex)
+    replays.start(store, registry, id);
+    None
 }
 
 fn to_commit(id: &str, expected_len: u64, consumed: Vec<u64>, turn: Turn, now: i64) -> TurnCommit {

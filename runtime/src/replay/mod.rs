@@ -233,16 +233,26 @@ impl Execution {
         lock(&self.state).now = at;
         let mut events = Vec::with_capacity(incoming.len() + 2);
         let mut outcome = None;
+        let mut terminated = None;
         for ev in incoming {
-            if self.finished || outcome.is_some() {
-                break;
+            if terminated.is_some() {
+                // Arrived with or after the termination: never delivered to
+                // the code, but recorded, so that nothing a client was told
+                // is queued disappears without a trace.
+                events.push(ev);
+                continue;
             }
             self.apply(&ev, registry)?;
             if let Event::Terminated { reason } = &ev {
                 outcome = Some(Outcome::Terminated(reason.clone()));
+                terminated = Some(ev);
+            } else {
+                events.push(ev);
             }
-            events.push(ev);
         }
+        // The termination closes the turn's delivered events, so that a
+        // finished history ends with its terminal event.
+        events.extend(terminated);
         if outcome.is_none() && !self.finished {
             outcome = match self.poll() {
                 Some(Ok((output, failed))) => Some(Outcome::Completed { output, failed }),
@@ -332,7 +342,7 @@ impl Execution {
     /// Delivers one incoming event.
     fn apply(&mut self, event: &Event, registry: &Registry) -> Result<(), Parked> {
         match event {
-            Event::Started { name, input } => {
+            Event::Started { name, input, seed } => {
                 self.name = Some(name.clone());
                 let Some(entry) = registry.orchestrator(name) else {
                     return Err(Parked(Failure::new(
@@ -341,7 +351,7 @@ impl Execution {
                     )));
                 };
                 lock(&self.state).max_payload = registry.max_payload;
-                let ctx = Context::new(self.instance_id.clone(), self.state.clone());
+                let ctx = Context::new(self.instance_id.clone(), self.state.clone(), *seed);
                 // Decoding the input runs user code (a `Deserialize` impl):
                 // a panic there fails the instance, not the dispatcher.
                 let started = catch_unwind(AssertUnwindSafe(|| {

@@ -136,6 +136,7 @@ fn started(name: &str, input: u64) -> Event {
     Event::Started {
         name: name.to_owned(),
         input: json(&input),
+        seed: None,
     }
 }
 
@@ -477,7 +478,7 @@ fn turn_time_is_recorded_and_never_goes_backwards() {
 }
 
 #[test]
-fn a_terminated_instance_ends_and_drops_later_messages() {
+fn a_terminated_instance_ends_and_records_later_messages_undelivered() {
     let (ex, hist, outcome) = live(
         "i",
         vec![vec![
@@ -490,7 +491,20 @@ fn a_terminated_instance_ends_and_drops_later_messages() {
     );
     assert_eq!(outcome, Some(Outcome::Terminated("stop".to_owned())));
     assert!(ex.finished);
-    assert_eq!(hist.len(), 2, "started and terminated only: {hist:?}");
+    // What came with the termination is recorded, never delivered, and the
+    // history ends with the termination.
+    let events: Vec<&Event> = hist.iter().map(|r| &r.event).collect();
+    assert!(
+        matches!(
+            events[..],
+            [
+                Event::Started { .. },
+                Event::ActivityCompleted { .. },
+                Event::Terminated { .. }
+            ]
+        ),
+        "{hist:?}"
+    );
 }
 
 #[test]
@@ -548,4 +562,33 @@ fn different_instances_draw_different_random_numbers() {
             .outcome
     };
     assert_ne!(out("a"), out("b"));
+}
+
+/// Regression: random numbers depended on the instance id alone, so
+/// `dice-1` drew the same UUID in every database. The seed recorded in
+/// `Started` decides, and replays the same.
+#[test]
+fn the_seed_recorded_at_start_decides_random_draws_and_replays_the_same() {
+    let reg = registry();
+    let run = |seed: u64| {
+        let mut ex = Execution::new("dice-1");
+        let start = Event::Started {
+            name: "Effects".to_owned(),
+            input: json(&1u64),
+            seed: Some(seed),
+        };
+        let t0 = ex.run_turn(0, vec![start], &reg).expect("ok");
+        let live = ex
+            .run_turn(1, vec![completed(1, 2)], &reg)
+            .expect("ok")
+            .outcome;
+        let mut again = Execution::replay("dice-1", &t0.events, &reg).expect("fits");
+        let replayed = again
+            .run_turn(1, vec![completed(1, 2)], &reg)
+            .expect("ok")
+            .outcome;
+        assert_eq!(live, replayed, "replay draws the same");
+        live
+    };
+    assert_ne!(run(1), run(2), "one id, two databases, two seeds");
 }

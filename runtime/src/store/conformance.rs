@@ -132,7 +132,8 @@ pub fn creates_instances_once(s: &dyn Store) {
             0,
             Event::Started {
                 name: O.to_owned(),
-                input: payload("1")
+                input: payload("1"),
+                seed: None,
             }
         )],
         "the first input stands"
@@ -494,6 +495,42 @@ pub fn sets_stuck_instances_aside(s: &dyn Store) {
     assert_eq!(work[0].messages.len(), 2, "nothing was consumed meanwhile");
 }
 
+/// A turn delivering a result straight from a worker may not overtake a
+/// message that was due before it: it is refused, and the next fetch takes
+/// both in order.
+pub fn completions_do_not_overtake_older_due_messages(s: &dyn Store) {
+    create(s, "a");
+    let mut t = turn("a", 0, &[0]);
+    t.tasks = vec![NewTask::new(0, A, payload("1"), RetryPolicy::default())];
+    t.lease_tasks = 1;
+    let ids = match &ok(s.commit_turns(OWNER, LONG, &[t]), "commit_turns")[..] {
+        [CommitOutcome::Committed { tasks }] => tasks.clone(),
+        other => panic!("not committed: {other:?}"),
+    };
+    ok(s.enqueue("a", &event("e", "1"), None, false), "enqueue");
+    let mut done = TurnCommit::new("a", 1);
+    done.finished_tasks = vec![TaskRef {
+        id: ids[0],
+        attempt: 1,
+    }];
+    done.events = vec![record(
+        1,
+        1,
+        Event::ActivityCompleted {
+            seq: 0,
+            output: payload("2"),
+        },
+    )];
+    done.status = Some(StatusUpdate::new(
+        RuntimeStatus::Running,
+        ok(s.now(), "now"),
+    ));
+    assert_eq!(
+        ok(s.commit_turns(OWNER, LONG, &[done]), "commit_turns"),
+        vec![CommitOutcome::Conflict]
+    );
+}
+
 /// Progress, the release of locks and the next due times.
 pub fn reports_progress_and_due_times(s: &dyn Store) {
     create(s, "a");
@@ -542,6 +579,7 @@ macro_rules! store_conformance_tests {
             renews_retries_and_releases_attempts,
             drops_what_a_finished_instance_had_queued,
             sets_stuck_instances_aside,
+            completions_do_not_overtake_older_due_messages,
             reports_progress_and_due_times
         );
     };

@@ -49,16 +49,29 @@ pub struct NewInstance {
     pub input: Payload,
     /// The time of creation.
     pub now: i64,
+    /// The seed of its deterministic random source, recorded in `Started`.
+    pub seed: Option<u64>,
 }
 
 impl NewInstance {
-    /// An instance of orchestrator `name` with `input`, created at `now`.
+    /// An instance of orchestrator `name` with `input`, created at `now`,
+    /// without a seed of its own.
     pub fn new(id: impl Into<String>, name: impl Into<String>, input: Payload, now: i64) -> Self {
         Self {
             id: id.into(),
             name: name.into(),
             input,
             now,
+            seed: None,
+        }
+    }
+
+    /// The `Started` message it begins with.
+    pub fn started(&self) -> Event {
+        Event::Started {
+            name: self.name.clone(),
+            input: self.input.clone(),
+            seed: self.seed,
         }
     }
 }
@@ -119,7 +132,7 @@ pub struct InstanceWork {
 
 /// How far an instance has come: what a turn built from memory checks
 /// before it runs code ([`Store::progress`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Progress {
     /// Events in its history.
@@ -128,6 +141,8 @@ pub struct Progress {
     pub consumed_through: Option<u64>,
     /// Its status.
     pub status: RuntimeStatus,
+    /// Its orchestrator's stored name.
+    pub name: String,
 }
 
 /// An activity call to queue.
@@ -454,11 +469,13 @@ pub trait Store: Send + Sync + 'static {
         turns: &[TurnCommit],
     ) -> Result<Vec<CommitOutcome>, StoreError>;
 
-    /// Marks a live instance stuck with `failure`, leaving its messages
-    /// queued, and keeps it locked by `owner` for `retry_after`, when any
-    /// process may try it again (with code that may fit by then).
-    /// `reset_attempts` zeroes its attempt count (it waits for code, it is
-    /// not poison).
+    /// Marks a live instance `owner` holds locked stuck with `failure`,
+    /// leaving its messages queued, and keeps it locked for `retry_after`,
+    /// when any process may try it again (with code that may fit by then).
+    /// An instance `owner` does not hold (its lock lapsed, or was released
+    /// for a termination) is left as it is. `reset_attempts` zeroes its
+    /// attempt count (it waits for code, it is not poison). A row that does
+    /// not decode stays damaged.
     ///
     /// # Errors
     /// When the store fails.

@@ -211,13 +211,12 @@ fn due_messages(
     tx: &Connection,
     instance: &str,
     now: i64,
-    limit: i64,
 ) -> Result<Vec<(u64, Event)>, StoreError> {
     let mut stmt = tx.prepare_cached(
         "SELECT seq, event, sum, visible_at FROM messages \
-         WHERE instance = ?1 AND visible_at <= ?2 ORDER BY seq LIMIT ?3",
+         WHERE instance = ?1 AND visible_at <= ?2 ORDER BY seq",
     )?;
-    let mut q = stmt.query(params![instance, now, limit])?;
+    let mut q = stmt.query(params![instance, now])?;
     let mut out = Vec::new();
     while let Some(r) = q.next()? {
         let what = || format!("a message of instance `{}`", crate::ids::Escaped(instance));
@@ -275,10 +274,7 @@ impl Store for SqliteStore {
                     out.push(Created::Exists);
                     continue;
                 }
-                let started = Event::Started {
-                    name: new.name.clone(),
-                    input: new.input.clone(),
-                };
+                let started = new.started();
                 let message = insert_message(tx, &new.id, &started, 0)?.ok_or_else(|| {
                     corrupt(
                         format!("instance `{}`", crate::ids::Escaped(&new.id)),
@@ -374,7 +370,9 @@ impl Store for SqliteStore {
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
                 let row = read_instance_row(tx, &id, owner, now);
-                let messages = due_messages(tx, &id, now, limit);
+                // Every due message: a turn that ends the instance must take
+                // them all (see `TurnCommit::take_all_due`).
+                let messages = due_messages(tx, &id, now);
                 tx.prepare_cached(
                     "UPDATE instances SET lock_owner = ?2, lock_until = ?3 WHERE id = ?1",
                 )?
@@ -424,22 +422,23 @@ impl Store for SqliteStore {
     fn progress(&self, ids: &[String]) -> Result<Vec<(String, Progress)>, StoreError> {
         let conn = self.read();
         let mut stmt = conn.prepare_cached(
-            "SELECT history_len, consumed_through, status FROM instances WHERE id = ?1",
+            "SELECT history_len, consumed_through, status, name FROM instances WHERE id = ?1",
         )?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let what = || format!("instance `{}`", crate::ids::Escaped(id));
-            let row: Option<(i64, Option<i64>, String)> = stmt
-                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            let row: Option<(i64, Option<i64>, String, String)> = stmt
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
                 .optional()
                 .map_err(|e| corrupt(what(), e))?;
-            if let Some((len, consumed, status)) = row {
+            if let Some((len, consumed, status, name)) = row {
                 out.push((
                     id.clone(),
                     Progress {
                         history_len: seq_of(len, what)?,
                         consumed_through: consumed.map(|c| seq_of(c, what)).transpose()?,
                         status: status_of(&status, id)?,
+                        name,
                     },
                 ));
             }
@@ -525,9 +524,12 @@ impl Store for SqliteStore {
         reset_attempts: bool,
     ) -> Result<(), StoreError> {
         self.write(|tx| {
-            let retry_at = micros_from_now(history::now_micros(), retry_after);
+            let now = history::now_micros();
+            let retry_at = micros_from_now(now, retry_after);
             // A damaged row may have unreadable columns: it is marked all
-            // the same, and stays damaged (its checksum cannot match).
+            // the same, and stays damaged: a row that did not verify gets a
+            // checksum that cannot match.
+            let sound = read_instance_row(tx, instance, owner, now).is_ok();
             let row: Option<(Option<String>, Option<i64>)> = tx
                 .prepare_cached("SELECT name, history_len FROM instances WHERE id = ?1")?
                 .query_row([instance], |r| {
@@ -539,18 +541,21 @@ impl Store for SqliteStore {
             };
             let failure = to_json(failure)?;
             let status = RuntimeStatus::Stuck.as_str();
-            let sum = match (&name, len) {
-                (Some(name), Some(len)) => {
-                    instance_sum(name, status, None, Some(&failure), None, len)
-                }
-                _ => 0,
-            };
+            let sum = instance_sum(
+                name.as_deref().unwrap_or_default(),
+                status,
+                None,
+                Some(&failure),
+                None,
+                len.unwrap_or_default(),
+            );
+            let sum = if sound { sum } else { !sum };
             let name = name.unwrap_or_default();
             tx.prepare_cached(
                 "UPDATE instances SET name = ?8, status = ?6, output = NULL, failure = ?2, \
                  reason = NULL, updated_at = ?3, lock_owner = ?4, lock_until = ?5, sum = ?7, \
                  attempts = CASE WHEN ?9 THEN 0 ELSE attempts END \
-                 WHERE id = ?1 AND (lock_owner IS NULL OR lock_owner = ?4 OR lock_until <= ?3) \
+                 WHERE id = ?1 AND lock_owner = ?4 \
                    AND status NOT IN ('completed', 'failed', 'terminated')",
             )?
             .execute(params![
@@ -790,7 +795,9 @@ fn check_turn(
     // due message, so that nothing a client was told is queued is dropped.
     let turn_time = turn.status.as_ref().map_or(now, |s| s.now);
     let newest = turn.consumed.iter().max().copied();
-    let bound = if turn.take_all_due {
+    // A turn delivering results straight from a worker may not overtake a
+    // message that was due before it either.
+    let bound = if turn.take_all_due || !turn.finished_tasks.is_empty() {
         Some(i64::MAX)
     } else {
         newest.map(count)
@@ -844,8 +851,10 @@ fn write_turn(
             );
             tx.prepare_cached(
                 "UPDATE instances SET history_len = ?2, status = ?3, output = ?4, failure = ?5, \
-                 reason = ?6, updated_at = ?7, lock_owner = NULL, lock_until = NULL, attempts = 0, \
-                 sum = ?8, consumed_through = max(coalesce(consumed_through, -1), coalesce(?9, -1)) \
+                 reason = ?6, updated_at = ?7, attempts = 0, sum = ?8, \
+                 consumed_through = max(coalesce(consumed_through, -1), coalesce(?9, -1)), \
+                 lock_until = CASE WHEN lock_owner = ?10 THEN NULL ELSE lock_until END, \
+                 lock_owner = CASE WHEN lock_owner = ?10 THEN NULL ELSE lock_owner END \
                  WHERE id = ?1",
             )?
             .execute(params![
@@ -857,16 +866,19 @@ fn write_turn(
                 s.reason,
                 s.now,
                 sum,
-                consumed
+                consumed,
+                owner
             ])?;
         }
         None => {
             tx.prepare_cached(
-                "UPDATE instances SET lock_owner = NULL, lock_until = NULL, \
-                 consumed_through = max(coalesce(consumed_through, -1), coalesce(?2, -1)) \
+                "UPDATE instances SET \
+                 consumed_through = max(coalesce(consumed_through, -1), coalesce(?2, -1)), \
+                 lock_until = CASE WHEN lock_owner = ?3 THEN NULL ELSE lock_until END, \
+                 lock_owner = CASE WHEN lock_owner = ?3 THEN NULL ELSE lock_owner END \
                  WHERE id = ?1",
             )?
-            .execute(params![turn.instance, consumed])?;
+            .execute(params![turn.instance, consumed, owner])?;
         }
     }
     for rec in &turn.events {
