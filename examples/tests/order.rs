@@ -31,7 +31,6 @@ async fn checkout_ships_refuses_and_times_out() {
         .await
         .unwrap();
     let timed_out = client.start(checkout, (order(1_000), 50)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
     client
         .raise_event(shipped.id(), "approval", true)
         .await

@@ -54,8 +54,9 @@ pub enum ActivityError<E> {
     Failed(E),
     /// The activity panicked on its last allowed attempt; the panic message.
     Panicked(String),
-    /// The activity could not be run at all (its input did not decode, or it
-    /// exhausted its attempts by crashing its worker); the reason.
+    /// The activity could not be run at all (its input did not decode, or
+    /// its output or error did not encode or was over the payload limit);
+    /// the reason.
     Aborted(String),
     /// Its attempts were lost too often: each one crashed or stalled the
     /// worker running it. The reason.

@@ -21,6 +21,18 @@ use crate::store::{
     Store, StoreError, TaskOutcome, TaskRef, TaskResult, TurnCommit,
 };
 
+/// The instances with due messages: driven by the due-time index (named,
+/// because the planner would rather scan the table in instance order to
+/// group without sorting, which costs every pending message), so the cost
+/// is the due messages, never the pending ones.
+pub(super) const FETCH_DUE: &str = "SELECT m.instance FROM messages m INDEXED BY messages_due \
+     CROSS JOIN instances i ON i.id = m.instance \
+     WHERE m.visible_at <= ?1 \
+       AND (i.lock_until IS NULL OR i.lock_until <= ?1 \
+            OR (i.lock_owner = ?3 AND i.status <> 'stuck')) \
+       AND i.name IN (SELECT value FROM json_each(?4)) \
+     GROUP BY m.instance ORDER BY min(m.visible_at) LIMIT ?2";
+
 /// The checksum of an instance row's history length and text columns
 /// (the counters and locks are not covered: a damaged one can only delay
 /// or repeat work, which the history's own checks catch).
@@ -61,22 +73,37 @@ fn insert_message(
     event: &Event,
     visible_at: i64,
 ) -> Result<Option<u64>, StoreError> {
-    let seq: Option<i64> = tx
+    insert_messages(tx, instance, std::iter::once((event, visible_at)), 1)
+}
+
+/// Queues `n` messages for a live instance under consecutive sequence
+/// numbers taken in one step; the first one's, or `None` (nothing written)
+/// when the instance is gone or finished.
+fn insert_messages<'a>(
+    tx: &Connection,
+    instance: &str,
+    messages: impl Iterator<Item = (&'a Event, i64)>,
+    n: usize,
+) -> Result<Option<u64>, StoreError> {
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    let first: Option<i64> = tx
         .prepare_cached(
-            "UPDATE instances SET next_message = next_message + 1 \
+            "UPDATE instances SET next_message = next_message + ?2 \
              WHERE id = ?1 AND status IN ('pending', 'running', 'stuck') \
-             RETURNING next_message - 1",
+             RETURNING next_message - ?2",
         )?
-        .query_row([instance], |r| r.get(0))
+        .query_row(params![instance, n], |r| r.get(0))
         .optional()?;
-    let Some(seq) = seq else { return Ok(None) };
-    let event = to_json(event)?;
-    let sum = message_sum(instance, seq, visible_at, &event);
-    tx.prepare_cached(
+    let Some(first) = first else { return Ok(None) };
+    let mut insert = tx.prepare_cached(
         "INSERT INTO messages (instance, seq, visible_at, event, sum) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![instance, seq, visible_at, event, sum])?;
-    Ok(Some(u64::try_from(seq).map_err(|e| {
+    )?;
+    for ((event, visible_at), seq) in messages.zip(first..) {
+        let event = to_json(event)?;
+        let sum = message_sum(instance, seq, visible_at, &event);
+        insert.execute(params![instance, seq, visible_at, event, sum])?;
+    }
+    Ok(Some(u64::try_from(first).map_err(|e| {
         corrupt(format!("instance `{instance}`"), e)
     })?))
 }
@@ -342,17 +369,8 @@ impl Store for SqliteStore {
             let now = history::now_micros();
             let lock_until = micros_from_now(now, lock);
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            // Driven by the due-time index: the cost is the due messages,
-            // never the pending ones (CROSS JOIN fixes the join order).
             let ids: Vec<String> = {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT m.instance FROM messages m CROSS JOIN instances i ON i.id = m.instance \
-                     WHERE m.visible_at <= ?1 \
-                       AND (i.lock_until IS NULL OR i.lock_until <= ?1 \
-                            OR (i.lock_owner = ?3 AND i.status <> 'stuck')) \
-                       AND i.name IN (SELECT value FROM json_each(?4)) \
-                     GROUP BY m.instance ORDER BY min(m.visible_at) LIMIT ?2",
-                )?;
+                let mut stmt = tx.prepare_cached(FETCH_DUE)?;
                 let rows = stmt.query_map(params![now, limit, owner, names], |r| r.get(0))?;
                 let mut ids = Vec::new();
                 for id in rows {
@@ -896,8 +914,9 @@ fn write_turn(
         tx.prepare_cached("DELETE FROM message_keys WHERE instance = ?1")?
             .execute([&turn.instance])?;
     } else {
-        for m in &turn.messages {
-            insert_message(tx, &turn.instance, &m.event, m.visible_at)?;
+        if !turn.messages.is_empty() {
+            let timers = turn.messages.iter().map(|m| (&m.event, m.visible_at));
+            insert_messages(tx, &turn.instance, timers, turn.messages.len())?;
         }
     }
     let mut ids = Vec::with_capacity(turn.tasks.len());
