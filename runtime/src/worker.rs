@@ -11,7 +11,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -81,27 +80,40 @@ impl Worker {
         let mut renew = tokio::time::interval((lease / 3).max(Duration::from_millis(1)));
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut look = true;
+        // A look found no free slot: the next finished attempt looks again.
+        let mut missed = false;
         // When to look in the store next: a deadline, not a wait, so that
         // the other branches firing more often cannot postpone it forever.
         let mut look_at = Instant::now();
         while !draining.is_set() {
             let room = self.ends.slots.available_permits();
             if look && room > 0 {
-                let slots: Vec<OwnedSemaphorePermit> = (0..room)
-                    .map_while(|_| Arc::clone(&self.ends.slots).try_acquire_owned().ok())
-                    .collect();
-                let n = slots.len();
+                // Slots are taken for what the fetch returns, not held while
+                // it runs: the dispatcher leasing its next turn's task in the
+                // meantime must find them free.
                 let names = names.clone();
                 match self
                     .store
-                    .call(move |s, owner| s.fetch_tasks(owner, lease, n, Names(&names)))
+                    .call(move |s, owner| s.fetch_tasks(owner, lease, room, Names(&names)))
                     .await
                 {
                     Ok(tasks) => {
                         // A full batch may leave more behind: look again.
-                        look = tasks.len() == n && n > 0;
-                        for (task, slot) in tasks.into_iter().zip(slots) {
-                            self.spawn(&mut inflight, Assigned { task, slot });
+                        look = tasks.len() == room;
+                        for task in tasks {
+                            match Arc::clone(&self.ends.slots).try_acquire_owned() {
+                                Ok(slot) => self.spawn(&mut inflight, Assigned { task, slot }),
+                                // Taken meanwhile by the dispatcher's hand-
+                                // over: given back, due at once.
+                                Err(_) => unreported.push(TaskResult::new(
+                                    task.task_ref(),
+                                    task.instance,
+                                    TaskOutcome::Release,
+                                )),
+                            }
+                        }
+                        if !unreported.is_empty() && !self.report(&mut unreported).await {
+                            retry_at = Instant::now() + ERROR_BACKOFF;
                         }
                         if !look {
                             look_at = Instant::now() + self.next_wait().await;
@@ -116,6 +128,7 @@ impl Worker {
             } else if look {
                 // No free slot: a finished attempt makes room and looks.
                 look = false;
+                missed = true;
                 look_at = Instant::now() + self.config.poll_interval;
             }
             if look {
@@ -129,10 +142,18 @@ impl Worker {
                     while let Some(done) = inflight.set.try_join_next_with_id() {
                         self.collect(&mut inflight, done, &mut unreported);
                     }
+                    let retried = unreported
+                        .iter()
+                        .any(|r| matches!(r.outcome, TaskOutcome::Retry { .. }));
                     if !self.report(&mut unreported).await {
                         retry_at = Instant::now() + ERROR_BACKOFF;
                     }
-                    look = true;
+                    // Work in the store is looked for when it is announced
+                    // (a wake), when it falls due, or at the poll interval:
+                    // a finished attempt alone needs no look, unless a look
+                    // found the slots full or it is to be tried again (its
+                    // due time joins the next wait).
+                    look = std::mem::take(&mut missed) || retried;
                 }
                 Some(t) = self.ends.settled.recv() => self.drop_lease(t),
                 // Results the store refused last time are offered again.
