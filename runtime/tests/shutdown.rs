@@ -57,13 +57,16 @@ async fn looping(ctx: Context, n: u64) -> u64 {
 async fn after_shutdown_nothing_is_leased_to_the_stopped_runtime() {
     for round in 0..10 {
         let db = db();
-        let rt = builder(&db)
-            .activity(tick)
-            .orchestrator(looping)
-            .activity_lease(Duration::from_secs(3600))
-            .start()
-            .await
-            .unwrap();
+        // A lease lasts an hour: only a lease given back lets the next
+        // runtime go on.
+        let start = || {
+            builder(&db)
+                .activity(tick)
+                .orchestrator(looping)
+                .activity_lease(Duration::from_secs(3600))
+                .start()
+        };
+        let rt = start().await.unwrap();
         let client = rt.client();
         let before = LOOPED.load(Ordering::SeqCst);
         let handles = [
@@ -78,13 +81,7 @@ async fn after_shutdown_nothing_is_leased_to_the_stopped_runtime() {
         rt.shutdown().await.unwrap();
         assert_eq!(held(&db), (0, 0), "round {round}: leases or locks left");
         // The next runtime goes on at once, although a lease lasts an hour.
-        let rt = builder(&db)
-            .activity(tick)
-            .orchestrator(looping)
-            .activity_lease(Duration::from_secs(3600))
-            .start()
-            .await
-            .unwrap();
+        let rt = start().await.unwrap();
         let client = rt.client();
         let len = |id: String| {
             let client = client.clone();
