@@ -35,6 +35,9 @@ pub(crate) struct Config {
     /// Messages a client may hand the dispatcher in memory before it waits
     /// (backpressure: a client faster than the engine is slowed down).
     pub(crate) inbox_capacity: usize,
+    /// How long one turn of orchestrator code may run before its instance
+    /// is failed (`FailureKind::TurnTimeout`).
+    pub(crate) turn_timeout: Duration,
 }
 
 impl Default for Config {
@@ -52,6 +55,7 @@ impl Default for Config {
             max_payload: DEFAULT_MAX_PAYLOAD,
             shutdown_grace: Duration::from_secs(10),
             inbox_capacity: 4_096,
+            turn_timeout: Duration::from_secs(10),
         }
     }
 }

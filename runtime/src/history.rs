@@ -136,6 +136,9 @@ pub enum FailureKind {
     Poisoned,
     /// A stored row of it is damaged; it waits, stuck, until repaired.
     Corrupt,
+    /// A turn ran past the runtime's `turn_timeout` without yielding (a
+    /// loop with no `.await`, blocking code in the orchestrator).
+    TurnTimeout,
 }
 
 impl Failure {
@@ -159,6 +162,7 @@ impl fmt::Display for Failure {
             FailureKind::NonDurableAwait => "non-durable await",
             FailureKind::Poisoned => "poisoned",
             FailureKind::Corrupt => "corrupt store data",
+            FailureKind::TurnTimeout => "turn timeout",
         };
         write!(f, "{kind}: {}", self.message)
     }

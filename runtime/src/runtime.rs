@@ -45,6 +45,7 @@ impl Config {
         zero("poll_interval", self.poll_interval.is_zero())?;
         zero("poison_after", self.poison_after == 0)?;
         zero("max_payload", self.max_payload == 0)?;
+        zero("turn_timeout", self.turn_timeout.is_zero())?;
         Ok(())
     }
 }
@@ -202,6 +203,18 @@ impl Builder {
     /// before it abandons them and gives their leases back (default 10 s).
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.config.shutdown_grace = grace;
+        self
+    }
+
+    /// How long one turn of orchestrator code (the code between two
+    /// `.await`s on durable operations, side effects included) may run
+    /// (default 10 s). Rust cannot preempt a turn, so turns run on a thread
+    /// of their own: one that runs past this is given up, its instance fails
+    /// with [`FailureKind::TurnTimeout`](crate::FailureKind::TurnTimeout),
+    /// and every other instance goes on meanwhile on a new thread. The
+    /// thread of a turn that never ends stays busy until the process exits.
+    pub fn turn_timeout(mut self, budget: Duration) -> Self {
+        self.config.turn_timeout = budget;
         self
     }
 

@@ -9,6 +9,7 @@
 mod cache;
 mod replays;
 mod round;
+mod turns;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,11 @@ use replays::Replays;
 
 /// How long to back off after a store error before trying again.
 const ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The first wait after a round whose every turn was refused (another
+/// process advanced the instances); it doubles while that goes on, up to
+/// the poll interval, so that contention never becomes a hot loop.
+const CONFLICT_BACKOFF: Duration = Duration::from_millis(1);
 
 /// Everything the dispatcher uses, and nothing else.
 pub(crate) struct Dispatcher {
@@ -71,6 +77,7 @@ impl Dispatcher {
     pub(crate) async fn run(mut self) {
         let mut cache = Cache::new(self.config.cache_size);
         let mut replays = Replays::default();
+        let mut turns = turns::Turns::new(Arc::clone(&self.registry), self.config.turn_timeout);
         // Work kept while its instance was rebuilt, for the next round.
         let mut rebuilt: Vec<InstanceWork> = Vec::new();
         let names = self.registry.orchestrator_names();
@@ -87,6 +94,7 @@ impl Dispatcher {
         let mut next_timer: Option<Instant> = None;
         let mut timers_known = false;
         let mut last_look = Instant::now();
+        let mut conflict_wait = CONFLICT_BACKOFF;
         while !self.stop.is_set() {
             // A steady stream of in-memory work must not starve the store:
             // due timers and other processes' messages live only there.
@@ -176,12 +184,24 @@ impl Dispatcher {
             let completions = std::mem::take(&mut carried);
             let messages = std::mem::take(&mut handed);
             match round
-                .run(&mut cache, &mut replays, work, messages, completions)
+                .run(
+                    (&mut cache, &mut replays, &mut turns),
+                    &mut stop,
+                    work,
+                    messages,
+                    completions,
+                )
                 .await
             {
                 Ok(r) => {
                     outage.ok();
                     look |= r.look_again;
+                    if r.all_refused {
+                        sleep_or(&mut stop, conflict_wait).await;
+                        conflict_wait = (conflict_wait * 2).min(self.config.poll_interval);
+                    } else {
+                        conflict_wait = CONFLICT_BACKOFF;
+                    }
                     if let Some(t) = r.next_timer {
                         let t = Instant::now() + t;
                         next_timer = Some(next_timer.map_or(t, |n| n.min(t)));

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::cache::Cache;
 use super::replays::Replays;
+use super::turns::{self, Job, Ran, Turns};
 use super::{send_to_store, Dispatcher};
 use crate::context::Action;
 use crate::history::{now_micros, Event, Failure, FailureKind, HistoryRecord, RuntimeStatus};
@@ -15,6 +16,7 @@ use crate::mailbox::{Assigned, Completed, Handed, ToWorker};
 use crate::policy::{self, Poison};
 use crate::registry::Registry;
 use crate::replay::{Execution, Outcome, Parked, Turn};
+use crate::shutdown::Shutdown;
 use crate::store::handle::StoreHandle;
 use crate::store::{
     CommitOutcome, InstanceWork, LeasedTask, NewMessage, NewTask, Progress, StatusUpdate,
@@ -28,6 +30,8 @@ pub(super) struct Done {
     pub(super) look_again: bool,
     /// The earliest timer this round committed, from now.
     pub(super) next_timer: Option<Duration>,
+    /// Whether every turn of the round was refused (none committed).
+    pub(super) all_refused: bool,
 }
 
 /// A turn computed and waiting for its commit.
@@ -73,6 +77,24 @@ pub(super) struct Round<'a> {
     stuck: Vec<(String, Failure)>,
     /// Handed-over results that must go to the store instead.
     to_store: Vec<Completed>,
+    /// Turns prepared to run, and what each needs once it ran.
+    jobs: Vec<Job>,
+    ready: Vec<Ready>,
+}
+
+/// A prepared turn's bookkeeping, for when it has run.
+struct Ready {
+    id: String,
+    /// The orchestrator's name.
+    name: String,
+    /// The history length before the turn.
+    len_before: u64,
+    /// The sequence numbers of the messages it consumes.
+    consumed: Vec<u64>,
+    /// Those messages, recorded if the turn has to be given up.
+    messages: Vec<Event>,
+    /// Handed-over results it consumes.
+    completions: Vec<Completed>,
 }
 
 impl<'a> Round<'a> {
@@ -94,6 +116,8 @@ impl<'a> Round<'a> {
             pending: Vec::new(),
             stuck: Vec::new(),
             to_store: Vec::new(),
+            jobs: Vec::new(),
+            ready: Vec::new(),
         }
     }
 
@@ -102,8 +126,8 @@ impl<'a> Round<'a> {
     /// store: the next look finds them).
     pub(super) async fn run(
         mut self,
-        cache: &mut Cache,
-        replays: &mut Replays,
+        (cache, replays, turns): (&mut Cache, &mut Replays, &mut Turns),
+        stop: &mut Shutdown,
         work: Vec<InstanceWork>,
         handed: Vec<Handed>,
         completions: Vec<Completed>,
@@ -164,6 +188,9 @@ impl<'a> Round<'a> {
                 return Err((e, back));
             }
         }
+        if let Err(e) = self.run_turns(turns, stop).await {
+            return Err((e, self.into_completions()));
+        }
         self.commit(cache).await
     }
 
@@ -171,6 +198,7 @@ impl<'a> Round<'a> {
     fn into_completions(self) -> Vec<Completed> {
         let mut all = self.to_store;
         all.extend(self.pending.into_iter().flat_map(|p| p.completions));
+        all.extend(self.ready.into_iter().flat_map(|r| r.completions));
         all
     }
 
@@ -307,7 +335,7 @@ impl<'a> Round<'a> {
                 return Ok(());
             }
         };
-        let mut ex = match loaded {
+        let ex = match loaded {
             Ok(ex) if !ex.finished => ex,
             Ok(_) => {
                 // Finished meanwhile (seen on replay): the results go where
@@ -331,15 +359,100 @@ impl<'a> Round<'a> {
                 return Ok(());
             }
         };
-        let mut incoming = messages;
+        // The turn itself runs on the turn thread, with the round's others.
+        let mut incoming = messages.clone();
         incoming.extend(completions.iter().map(|c| c.event.clone()));
-        let expected_len = ex.history_len;
+        // A first turn learns its orchestrator from the `Started` it runs.
+        let name = ex
+            .orchestrator()
+            .or_else(|| {
+                messages.iter().find_map(|e| match e {
+                    Event::Started { name, .. } => Some(name.as_str()),
+                    _ => None,
+                })
+            })
+            .unwrap_or("?")
+            .to_owned();
         let span = tracing::debug_span!(
             "turn",
             instance = %crate::ids::Escaped(&id),
-            orchestrator = ex.orchestrator().unwrap_or("?")
+            orchestrator = %name
         );
-        let turn = span.in_scope(|| ex.run_turn(now, incoming, self.registry));
+        let len_before = ex.history_len;
+        self.jobs.push(Job {
+            key: self.ready.len(),
+            now,
+            incoming,
+            span,
+            execution: ex,
+        });
+        self.ready.push(Ready {
+            id,
+            name,
+            len_before,
+            consumed,
+            messages,
+            completions,
+        });
+        Ok(())
+    }
+
+    /// Runs the prepared turns and files how each ended.
+    async fn run_turns(
+        &mut self,
+        turns: &mut Turns,
+        stop: &mut Shutdown,
+    ) -> Result<(), StoreError> {
+        let jobs = std::mem::take(&mut self.jobs);
+        let mut ready: Vec<Option<Ready>> = std::mem::take(&mut self.ready)
+            .into_iter()
+            .map(Some)
+            .collect();
+        for ran in turns.run(jobs, stop).await {
+            match ran {
+                Ran::Done {
+                    key,
+                    execution,
+                    turn,
+                } => {
+                    let r = ready[key].take().expect("each job ends once");
+                    self.file(r, execution, turn);
+                }
+                Ran::OverBudget { key, ran } => {
+                    let r = ready[key].take().expect("each job ends once");
+                    let len = r.len_before;
+                    let failure = turns::over_budget(&r.name, turns.budget(), ran);
+                    tracing::warn!(
+                        "instance `{}` failed: {failure}",
+                        crate::ids::Escaped(&r.id)
+                    );
+                    self.to_store.extend(r.completions);
+                    let event = Event::Failed { failure };
+                    let consumed = (r.consumed, r.messages);
+                    let commit =
+                        end_without_code(self.store, &r.id, len, consumed, event, now_micros())
+                            .await?;
+                    self.push(commit, r.id, len, None, true, Vec::new());
+                }
+                Ran::Stopped { key } => {
+                    // Left for the next owner of the instance.
+                    let r = ready[key].take().expect("each job ends once");
+                    self.to_store.extend(r.completions);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Files a turn that ran: to commit, or the instance parked.
+    fn file(&mut self, r: Ready, ex: Execution, turn: Result<Turn, Parked>) {
+        let Ready {
+            id,
+            len_before: expected_len,
+            consumed,
+            completions,
+            ..
+        } = r;
         match turn {
             Ok(turn) => {
                 let finished = turn.outcome.is_some();
@@ -366,7 +479,6 @@ impl<'a> Round<'a> {
                 self.stuck.push((id, failure));
             }
         }
-        Ok(())
     }
 
     fn push(
@@ -460,6 +572,7 @@ impl Round<'_> {
         } = self;
         let mut look_again = false;
         let mut next_timer: Option<i64> = None;
+        let (mut refused, mut committed_any) = (false, false);
         // Leased tasks the worker could not take (it stopped meanwhile).
         let mut unsent: Vec<TaskResult> = Vec::new();
         let now = now_micros();
@@ -477,6 +590,7 @@ impl Round<'_> {
             for ((p, outcome), commit) in pending.into_iter().zip(outcomes).zip(commits) {
                 match outcome {
                     CommitOutcome::Committed { tasks } => {
+                        committed_any = true;
                         worker.settle(p.completions.iter().map(|c| c.task));
                         unsent.extend(hand_over(worker, &commit, tasks, p.slots));
                         for m in &commit.messages {
@@ -499,6 +613,7 @@ impl Round<'_> {
                     _ => {
                         to_store.extend(p.completions);
                         look_again = true;
+                        refused = true;
                     }
                 }
             }
@@ -530,6 +645,7 @@ impl Round<'_> {
             look_again = true;
         }
         Ok(Done {
+            all_refused: refused && !committed_any,
             look_again,
             next_timer: next_timer
                 .map(|t| Duration::from_micros(t.saturating_sub(now).max(0).unsigned_abs())),
