@@ -162,8 +162,8 @@ impl Store for FaultyStore {
         self.call("fetch_work", |s| s.fetch_work(owner, lock, limit, names))
     }
 
-    fn progress(&self, ids: &[String]) -> Result<Vec<(String, Progress)>, StoreError> {
-        self.call("progress", |s| s.progress(ids))
+    fn progress(&self, owner: &str, ids: &[String]) -> Result<Vec<(String, Progress)>, StoreError> {
+        self.call("progress", |s| s.progress(owner, ids))
     }
 
     fn history(&self, instance: &str) -> Result<Option<Vec<HistoryRecord>>, StoreError> {

@@ -34,6 +34,8 @@ pub struct Client {
     shutdown: Shutdown,
     max_payload: usize,
     poll_interval: Duration,
+    /// How long an instance this client hands over stays locked to it.
+    instance_lock: Duration,
 }
 
 impl std::fmt::Debug for Client {
@@ -63,6 +65,7 @@ impl Client {
             shutdown: parts.shutdown,
             max_payload: config.max_payload,
             poll_interval: config.poll_interval,
+            instance_lock: config.instance_lock,
         }
     }
 
@@ -175,10 +178,20 @@ impl Client {
                 self.dispatcher.room_now()
             });
         }
-        let batch = news.clone();
+        // What is handed over is created locked to this process, so that no
+        // other process runs its first turn too; the rest is any process's.
+        let handed: Vec<bool> = rooms.iter().map(ToDispatcher::has_place).collect();
+        let (mut batch, lock) = (news.clone(), self.instance_lock);
         let created = self
             .store
-            .call(move |s, _| s.create_instances(&batch))
+            .call(move |s, owner| {
+                for (new, handed) in batch.iter_mut().zip(handed) {
+                    if handed {
+                        new.lock = Some((owner.to_owned(), lock));
+                    }
+                }
+                s.create_instances(&batch)
+            })
             .await?;
         let mut out = Vec::with_capacity(created.len());
         for ((new, created), room) in news.into_iter().zip(created).zip(rooms) {

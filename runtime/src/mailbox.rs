@@ -65,6 +65,11 @@ impl ToDispatcher {
         }
     }
 
+    /// Whether `room` holds a place (the message will be handed over).
+    pub(crate) fn has_place(room: &Room) -> bool {
+        room.0.is_some()
+    }
+
     /// Hands a committed message over through `room`, or, without room,
     /// tells the dispatcher to look in the store.
     pub(crate) fn hand_over(&self, room: Room, message: Handed) {

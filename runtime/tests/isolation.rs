@@ -235,6 +235,46 @@ async fn each_turns_code_runs_once_per_committed_turn() {
     rt.shutdown().await.unwrap();
 }
 
+static EFFECTS_ACROSS: AtomicU32 = AtomicU32::new(0);
+
+#[orchestrator]
+#[durable::allow(global_state, reason = "the test counts live runs of this code")]
+async fn effect_once_across(ctx: Context) -> u32 {
+    ctx.side_effect(|| EFFECTS_ACROSS.fetch_add(1, Ordering::SeqCst))
+}
+
+/// Regression: an instance started in one process was handed to its
+/// dispatcher in memory while another process, polling the same store,
+/// fetched its `Started` message and ran the first turn too (one commit
+/// was refused, but the side effect had run twice). An instance handed
+/// over is created locked to its creator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_handed_over_in_one_process_does_not_run_in_another() {
+    let db = db();
+    let start = || {
+        builder(&db)
+            .orchestrator(effect_once_across)
+            .poll_interval(Duration::from_millis(1))
+            .start()
+    };
+    let (a, b) = (start().await.unwrap(), start().await.unwrap());
+    let client = a.client();
+    let mut handles = Vec::new();
+    for _ in 0..300 {
+        handles.push(client.start(effect_once_across, ()).await.unwrap());
+    }
+    for h in &handles {
+        within(h.result()).await.unwrap();
+    }
+    assert_eq!(
+        EFFECTS_ACROSS.load(Ordering::SeqCst),
+        300,
+        "one side effect each, across both processes"
+    );
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
 #[orchestrator]
 async fn waits(ctx: Context) -> String {
     ctx.wait_event::<String>("go").await

@@ -162,7 +162,11 @@ impl<'a> Round<'a> {
             .map(|(id, _)| id.clone())
             .collect();
         if !unknown.is_empty() {
-            match self.store.call(move |s, _| s.progress(&unknown)).await {
+            match self
+                .store
+                .call(move |s, owner| s.progress(owner, &unknown))
+                .await
+            {
                 Ok(found) => {
                     let found: HashMap<String, Progress> = found.into_iter().collect();
                     for (id, input) in &mut inputs {
@@ -228,9 +232,11 @@ impl<'a> Round<'a> {
         // An instance of an orchestrator this process lacks belongs to a
         // process that has it: its messages stay in the store, its results
         // go there.
+        // Nor does one another process holds locked (it took the instance
+        // from the store): running its code here too would run it twice.
         if progress
             .as_ref()
-            .is_some_and(|p| !self.registry.has_orchestrator(&p.name))
+            .is_some_and(|p| p.held_elsewhere || !self.registry.has_orchestrator(&p.name))
         {
             self.to_store.extend(completions);
             return Ok(());

@@ -123,7 +123,7 @@ pub fn creates_instances_once(s: &dyn Store) {
     assert_eq!(ok(s.history("a"), "history"), Some(Vec::new()));
     assert_eq!(ok(s.status("nope"), "status"), None);
     assert_eq!(ok(s.history("nope"), "history"), None);
-    assert!(ok(s.progress(&["nope".to_owned()]), "progress").is_empty());
+    assert!(ok(s.progress(OWNER, &["nope".to_owned()]), "progress").is_empty());
     let work = ok(s.fetch_work(OWNER, LONG, 10, ORCH), "fetch_work");
     let a = work.iter().find(|w| w.id == "a").expect("a has work");
     assert_eq!(
@@ -291,6 +291,40 @@ pub fn locks_instances_while_their_turn_runs(s: &dyn Store) {
     assert_eq!(again.len(), 1, "the commit released the lock");
     assert_eq!(again[0].attempts, 1, "a commit resets the attempts");
     assert_eq!(again[0].consumed_through, Some(0));
+}
+
+/// An instance created locked to an owner (its creator runs the first turn
+/// from memory) is that owner's until the lock lapses: another owner
+/// neither fetches it nor is told it is free.
+pub fn creates_instances_locked_to_their_creator(s: &dyn Store) {
+    let new = NewInstance::new("a", O, payload("1"), 0).locked_to(OWNER, SHORT);
+    ok(s.create_instances(&[new]), "create_instances");
+    let ids = ["a".to_owned()];
+    let seen_by_other = ok(s.progress(OTHER, &ids), "progress");
+    assert!(seen_by_other[0].1.held_elsewhere, "locked to its creator");
+    let seen_by_owner = ok(s.progress(OWNER, &ids), "progress");
+    assert!(!seen_by_owner[0].1.held_elsewhere, "its own lock");
+    assert!(
+        ok(s.fetch_work(OTHER, LONG, 10, ORCH), "fetch_work").is_empty(),
+        "another owner does not take it"
+    );
+    let mine = ok(s.fetch_work(OWNER, LONG, 10, ORCH), "fetch_work");
+    assert_eq!(mine.len(), 1, "its creator may fetch it");
+    assert_eq!(mine[0].attempts, 0, "the creator's lock is no lost attempt");
+    ok(s.release_instances(OWNER), "release_instances");
+    let new = NewInstance::new("b", O, payload("1"), 0).locked_to(OWNER, SHORT);
+    ok(s.create_instances(&[new]), "create_instances");
+    wait_out(s, SHORT);
+    assert!(
+        !ok(s.progress(OTHER, &["b".to_owned()]), "progress")[0]
+            .1
+            .held_elsewhere
+    );
+    let taken = ok(s.fetch_work(OTHER, LONG, 10, ORCH), "fetch_work");
+    assert!(
+        taken.iter().any(|w| w.id == "b"),
+        "after the lock lapsed another owner takes it"
+    );
 }
 
 /// A process takes only the work it can run: orchestrators and activities
@@ -545,11 +579,15 @@ pub fn reports_progress_and_due_times(s: &dyn Store) {
     let soon = ok(s.now(), "now") + 60_000_000;
     t.messages = vec![NewMessage::new(Event::TimerFired { seq: 0 }, soon)];
     ok(s.commit_turns(OTHER, LONG, &[t]), "commit_turns");
-    let progress = ok(s.progress(&["a".to_owned()]), "progress");
+    let progress = ok(s.progress(OWNER, &["a".to_owned()]), "progress");
     assert_eq!(progress.len(), 1);
     assert_eq!(progress[0].1.history_len, 1);
     assert_eq!(progress[0].1.consumed_through, Some(0));
     assert_eq!(progress[0].1.status, RuntimeStatus::Running);
+    assert!(
+        !progress[0].1.held_elsewhere,
+        "the commit released the lock"
+    );
     let due = ok(s.next_due(), "next_due")
         .message
         .expect("a timer is pending");
@@ -574,6 +612,7 @@ macro_rules! store_conformance_tests {
             refuses_stale_turns,
             consumes_messages_in_order,
             locks_instances_while_their_turn_runs,
+            creates_instances_locked_to_their_creator,
             fetches_only_registered_names,
             leases_tasks_for_free_slots_only,
             renews_retries_and_releases_attempts,

@@ -51,6 +51,10 @@ pub struct NewInstance {
     pub now: i64,
     /// The seed of its deterministic random source, recorded in `Started`.
     pub seed: Option<u64>,
+    /// The owner it is created locked to, and for how long (on the store's
+    /// clock): the creating process runs its first turn from memory, and no
+    /// other process may take it meanwhile. `None`: any process takes it.
+    pub lock: Option<(String, Duration)>,
 }
 
 impl NewInstance {
@@ -63,7 +67,15 @@ impl NewInstance {
             input,
             now,
             seed: None,
+            lock: None,
         }
+    }
+
+    /// The same instance, created locked to `owner` for `lock`.
+    #[must_use]
+    pub fn locked_to(mut self, owner: impl Into<String>, lock: Duration) -> Self {
+        self.lock = Some((owner.into(), lock));
+        self
     }
 
     /// The `Started` message it begins with.
@@ -143,6 +155,9 @@ pub struct Progress {
     pub status: RuntimeStatus,
     /// Its orchestrator's stored name.
     pub name: String,
+    /// Whether an owner other than the asking one holds it locked now: its
+    /// messages are that owner's to run.
+    pub held_elsewhere: bool,
 }
 
 /// An activity call to queue.
@@ -403,7 +418,8 @@ pub trait Store: Send + Sync + 'static {
     fn now(&self) -> Result<i64, StoreError>;
 
     /// Creates instances, each with its `Started` message (sequence 0), in
-    /// one transaction; an id that exists is left as it is.
+    /// one transaction; an id that exists is left as it is. An instance
+    /// with [`NewInstance::lock`] is created locked to that owner.
     ///
     /// # Errors
     /// When the store fails; then nothing was written.
@@ -443,11 +459,12 @@ pub trait Store: Send + Sync + 'static {
         names: Names<'_>,
     ) -> Result<Vec<InstanceWork>, StoreError>;
 
-    /// How far each of `ids` has come (absent: no such instance).
+    /// How far each of `ids` has come (absent: no such instance), and
+    /// whether an owner other than `owner` holds it locked.
     ///
     /// # Errors
     /// When the store fails or a row does not decode.
-    fn progress(&self, ids: &[String]) -> Result<Vec<(String, Progress)>, StoreError>;
+    fn progress(&self, owner: &str, ids: &[String]) -> Result<Vec<(String, Progress)>, StoreError>;
 
     /// The whole history of an instance, in order; `None` if there is no
     /// such instance.

@@ -291,12 +291,20 @@ impl Store for SqliteStore {
                     None,
                     0,
                 );
+                let (lock_owner, lock_until) = match &new.lock {
+                    Some((owner, lock)) => (
+                        Some(owner.as_str()),
+                        Some(micros_from_now(history::now_micros(), *lock)),
+                    ),
+                    None => (None, None),
+                };
                 let n = tx
                     .prepare_cached(
-                        "INSERT INTO instances (id, name, status, created_at, updated_at, sum) \
-                         VALUES (?1, ?2, 'pending', ?3, ?3, ?4) ON CONFLICT (id) DO NOTHING",
+                        "INSERT INTO instances \
+                         (id, name, status, created_at, updated_at, sum, lock_owner, lock_until) \
+                         VALUES (?1, ?2, 'pending', ?3, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
                     )?
-                    .execute(params![new.id, new.name, new.now, sum])?;
+                    .execute(params![new.id, new.name, new.now, sum, lock_owner, lock_until])?;
                 if n == 0 {
                     out.push(Created::Exists);
                     continue;
@@ -437,19 +445,24 @@ impl Store for SqliteStore {
         })
     }
 
-    fn progress(&self, ids: &[String]) -> Result<Vec<(String, Progress)>, StoreError> {
+    fn progress(&self, owner: &str, ids: &[String]) -> Result<Vec<(String, Progress)>, StoreError> {
         let conn = self.read();
+        let now = history::now_micros();
         let mut stmt = conn.prepare_cached(
-            "SELECT history_len, consumed_through, status, name FROM instances WHERE id = ?1",
+            "SELECT history_len, consumed_through, status, name, \
+             lock_owner IS NOT NULL AND lock_owner <> ?2 AND coalesce(lock_until, 0) > ?3 \
+             FROM instances WHERE id = ?1",
         )?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let what = || format!("instance `{}`", crate::ids::Escaped(id));
-            let row: Option<(i64, Option<i64>, String, String)> = stmt
-                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            let row: Option<(i64, Option<i64>, String, String, bool)> = stmt
+                .query_row(params![id, owner, now], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
                 .optional()
                 .map_err(|e| corrupt(what(), e))?;
-            if let Some((len, consumed, status, name)) = row {
+            if let Some((len, consumed, status, name, held_elsewhere)) = row {
                 out.push((
                     id.clone(),
                     Progress {
@@ -457,6 +470,7 @@ impl Store for SqliteStore {
                         consumed_through: consumed.map(|c| seq_of(c, what)).transpose()?,
                         status: status_of(&status, id)?,
                         name,
+                        held_elsewhere,
                     },
                 ));
             }
