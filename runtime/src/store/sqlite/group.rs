@@ -84,7 +84,7 @@ fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT job")?;
+    control(conn, "SAVEPOINT job")?;
     let result = f(conn);
     if conn.is_autocommit() {
         // SQLite rolled the whole transaction back (SQLITE_FULL and the
@@ -92,19 +92,33 @@ fn in_savepoint<T>(
         return result.and(Err(StoreError::backend(SqliteError::RolledBack)));
     }
     let kept = result.is_ok();
-    if kept && conn.execute_batch("RELEASE job").is_ok() {
+    if kept && control(conn, "RELEASE job").is_ok() {
         return result;
     }
     // The job failed, or its RELEASE did: its writes must not reach the
     // commit while its caller is told `Err`. If even undoing them fails,
     // the whole transaction goes, and the batch sees it (autocommit again).
-    if conn.execute_batch("ROLLBACK TO job; RELEASE job").is_err() && !conn.is_autocommit() {
+    if control(conn, "ROLLBACK TO job; RELEASE job").is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
     match result {
         Ok(_) => Err(StoreError::backend(SqliteError::RolledBack)),
         Err(e) => Err(e),
     }
+}
+
+/// Runs one of the batch's own statements (begin, savepoints, commit). The
+/// tests make chosen ones fail, to prove every failure path keeps the rule:
+/// a caller told `Ok` was committed, a caller told `Err` was not.
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    #[cfg(test)]
+    if tests::faults::strike(sql) {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+            Some(format!("injected failure of `{sql}`")),
+        ));
+    }
+    conn.execute_batch(sql)
 }
 
 /// No work of the leader's own: a batch of queued jobs only.
@@ -180,7 +194,7 @@ fn batch<T>(
         // Left open by a panic in an earlier batch.
         let _ = conn.execute_batch("ROLLBACK");
     }
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
         let e = StoreError::from(e);
         for job in jobs {
             job.fail(e.clone());
@@ -211,7 +225,7 @@ fn batch<T>(
         }
         done.push(d);
     }
-    let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+    let commit = control(conn, "COMMIT").map_err(StoreError::from);
     if commit.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
@@ -227,6 +241,129 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    /// Failures injected into the batch's own statements, per thread (a
+    /// batch runs on its leader's thread).
+    pub(super) mod faults {
+        use std::cell::RefCell;
+
+        thread_local! {
+            /// The statement to fail, and how many of its runs to let pass first.
+            static PLAN: RefCell<Vec<(&'static str, usize)>> = const { RefCell::new(Vec::new()) };
+        }
+
+        /// Fails the run of `sql` after `pass` successful ones.
+        pub(crate) fn arm(sql: &'static str, pass: usize) {
+            PLAN.with(|p| p.borrow_mut().push((sql, pass)));
+        }
+
+        pub(crate) fn clear() {
+            PLAN.with(|p| p.borrow_mut().clear());
+        }
+
+        /// Whether this run of `sql` must fail.
+        pub(crate) fn strike(sql: &str) -> bool {
+            PLAN.with(|p| {
+                let mut plan = p.borrow_mut();
+                let Some(i) = plan.iter().position(|(s, _)| *s == sql) else {
+                    return false;
+                };
+                if plan[i].1 == 0 {
+                    plan.remove(i);
+                    true
+                } else {
+                    plan[i].1 -= 1;
+                    false
+                }
+            })
+        }
+    }
+
+    /// Every statement of a batch that can fail, and how often each runs in
+    /// a batch of a leader and three queued jobs.
+    const POINTS: [(&str, usize); 5] = [
+        ("BEGIN IMMEDIATE", 2),
+        ("SAVEPOINT job", 4),
+        ("RELEASE job", 4),
+        ("ROLLBACK TO job; RELEASE job", 4),
+        ("COMMIT", 2),
+    ];
+
+    fn insert(v: i64) -> impl FnOnce(&Connection) -> Result<i64, StoreError> + Send + 'static {
+        move |c| {
+            c.execute("INSERT INTO t (v) VALUES (?1)", [v])?;
+            Ok(v)
+        }
+    }
+
+    fn present(w: &GroupWriter, v: i64) -> bool {
+        w.lock()
+            .query_row("SELECT count(*) FROM t WHERE v = ?1", [v], |r| {
+                r.get::<_, i64>(0)
+            })
+            .expect("counts")
+            == 1
+    }
+
+    /// Regression: a job whose `RELEASE` failed could be committed with its
+    /// batch while its caller was told `Err` (a keyless enqueue retried
+    /// then duplicates). Each statement of the batch fails in turn, at each
+    /// of its runs, alone and followed by a failing undo: whatever a caller
+    /// is told is what the database holds.
+    #[test]
+    fn a_failure_at_any_statement_of_a_batch_leaves_exactly_what_callers_were_told() {
+        let mut cases = Vec::new();
+        for (sql, runs) in POINTS {
+            for pass in 0..runs {
+                cases.push(vec![(sql, pass)]);
+                // The undo after a failed RELEASE fails too.
+                if sql == "RELEASE job" {
+                    cases.push(vec![(sql, pass), ("ROLLBACK TO job; RELEASE job", 0)]);
+                }
+            }
+        }
+        for (n, plan) in cases.into_iter().enumerate() {
+            let (_dir, w) = writer();
+            let base = i64::try_from(n).expect("few cases") * 10;
+            let (replies, answers): (Vec<_>, Vec<_>) = (1..=3).map(|_| sync_channel(1)).unzip();
+            let jobs: Vec<Box<dyn Job>> = replies
+                .into_iter()
+                .zip(1..)
+                .map(|(reply, i)| {
+                    Box::new(Queued {
+                        f: insert(base + i),
+                        reply,
+                    }) as Box<dyn Job>
+                })
+                .collect();
+            for (sql, pass) in &plan {
+                faults::arm(sql, *pass);
+            }
+            let own = {
+                let conn = w.lock();
+                batch(&conn, Some(insert(base)), jobs).expect("the leader's own result")
+            };
+            faults::clear();
+            let mut told = vec![(base, own.is_ok())];
+            for (answer, i) in answers.into_iter().zip(1..) {
+                let r: Result<i64, StoreError> = answer.recv().expect("every job is answered");
+                told.push((base + i, r.is_ok()));
+            }
+            for (v, ok) in told {
+                assert_eq!(
+                    present(&w, v),
+                    ok,
+                    "faults {plan:?}: the write of {v} was told {} but the database {} it",
+                    if ok { "Ok" } else { "Err" },
+                    if present(&w, v) { "holds" } else { "lacks" },
+                );
+            }
+            assert!(
+                w.lock().is_autocommit(),
+                "faults {plan:?}: no transaction left open"
+            );
+        }
+    }
 
     fn writer() -> (tempfile::TempDir, Arc<GroupWriter>) {
         let dir = tempfile::tempdir().expect("a temp dir");
