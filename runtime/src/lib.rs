@@ -35,6 +35,7 @@
 
 // The layers, bottom up; each module imports only those above it here.
 // 1. The vocabulary.
+mod bytes;
 pub mod history;
 // 2. Leaf modules: ids, configuration, policy, errors, lifecycle.
 mod config;
@@ -65,6 +66,7 @@ mod worker;
 mod runtime;
 
 pub use activity::{Activity, ActivityError, ActivityInfo, BoxFuture, Never};
+pub use bytes::Bytes;
 pub use client::{Client, Handle, MAX_NAME_LEN};
 pub use combinator::{join, join_all, select, select_all, Either, JoinAll};
 pub use context::{ActivityCall, Context, EventDataError, EventWait, Timer, TryEventWait};

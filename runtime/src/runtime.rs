@@ -183,8 +183,8 @@ impl Builder {
     /// [`Error::PayloadTooLarge`] before anything is written: a client call
     /// returns it, an activity's attempt fails with it, an orchestrator's
     /// instance fails with it. JSON spells a `Vec<u8>` as numbers (up to 4
-    /// bytes each): pass bytes as a base64 `String` to count them near 1.33
-    /// bytes each, or better, store them elsewhere and pass a reference.
+    /// bytes each): pass binary data as [`Bytes`](crate::Bytes) (base64, 4
+    /// bytes per 3), or better, store it elsewhere and pass a reference.
     pub fn max_payload(mut self, bytes: usize) -> Self {
         self.config.max_payload = bytes;
         self

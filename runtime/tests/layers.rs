@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// Bottom up; the README's "How it works" draws the same picture.
 const LAYERS: &[&[&str]] = &[
-    &["history"],
+    &["history", "bytes"],
     &[
         "ids", "config", "policy", "retry", "shutdown", "status", "unwind",
     ],

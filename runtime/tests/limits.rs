@@ -117,3 +117,49 @@ async fn an_orchestrator_input_to_an_activity_over_the_limit_fails_the_instance(
     );
     rt.shutdown().await.unwrap();
 }
+
+#[activity]
+async fn checksum(data: durable::Bytes) -> (usize, u64) {
+    (data.len(), data.iter().map(|&b| u64::from(b)).sum())
+}
+
+#[orchestrator]
+async fn sums_bytes(ctx: Context, data: durable::Bytes) -> (usize, u64) {
+    ctx.call(checksum, data).await.unwrap_or_default()
+}
+
+#[orchestrator]
+async fn sums_vec(_ctx: Context, data: Vec<u8>) -> usize {
+    data.len()
+}
+
+/// Regression: the limit counts JSON, and a `Vec<u8>` is spelled as numbers,
+/// so 3 MB of bytes was refused under the default 4 MiB. `Bytes` is spelled
+/// as base64 and goes through, to an activity and back.
+#[tokio::test]
+async fn three_megabytes_of_bytes_fit_the_default_limit_as_bytes_not_as_a_vec() {
+    let db = db();
+    let rt = Runtime::builder()
+        .sqlite(&db.path)
+        .activity(checksum)
+        .orchestrator(sums_bytes)
+        .orchestrator(sums_vec)
+        .start()
+        .await
+        .unwrap();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let expected: u64 = data.iter().map(|&b| u64::from(b)).sum();
+    let err = rt
+        .client()
+        .start(sums_vec, data.clone())
+        .await
+        .expect_err("3 MB as a Vec<u8> is over 4 MiB of JSON");
+    assert!(matches!(err, Error::PayloadTooLarge { .. }), "{err}");
+    let h = rt
+        .client()
+        .start(sums_bytes, durable::Bytes(data))
+        .await
+        .unwrap();
+    assert_eq!(within(h.result()).await.unwrap(), (3_000_000, expected));
+    rt.shutdown().await.unwrap();
+}
