@@ -106,6 +106,8 @@ pub(crate) struct State {
     rng: u64,
     /// The largest payload the orchestrator may produce.
     pub(crate) max_payload: usize,
+    /// The custom status set in the current turn, for its commit.
+    pub(crate) custom_status: Option<Payload>,
 }
 
 impl State {
@@ -125,6 +127,7 @@ impl State {
             fatal: None,
             rng: 0,
             max_payload: crate::config::DEFAULT_MAX_PAYLOAD,
+            custom_status: None,
         }
     }
 
@@ -441,6 +444,34 @@ impl Context {
             Err(e) => lock(&self.state).fail(Failure::new(FailureKind::Payload, e.to_string())),
         }
         value
+    }
+
+    /// Sets the instance's custom status: any value clients read, typed,
+    /// with [`InstanceStatus::custom_status`](crate::InstanceStatus::custom_status)
+    /// (progress, a stage name, what it waits for). It is written when the
+    /// turn commits; the last value set in a turn wins. Replay does not set
+    /// it again. A value that does not encode, or is over the payload
+    /// limit, fails the instance with [`FailureKind::Payload`].
+    ///
+    /// ```
+    /// # use durable::{orchestrator, Context};
+    /// #[orchestrator]
+    /// async fn stages(ctx: Context) -> u32 {
+    ///     ctx.set_custom_status(&"reserving stock");
+    ///     ctx.sleep(std::time::Duration::from_secs(1)).await;
+    ///     ctx.set_custom_status(&serde_json::json!({ "stage": "charging", "attempt": 1 }));
+    ///     7
+    /// }
+    /// ```
+    pub fn set_custom_status<T: serde::Serialize + ?Sized>(&self, value: &T) {
+        let mut st = lock(&self.state);
+        if st.replaying {
+            return;
+        }
+        match Payload::encode(value, "the custom status", st.max_payload) {
+            Ok(p) => st.custom_status = Some(p),
+            Err(e) => st.fail(Failure::new(FailureKind::Payload, e.to_string())),
+        }
     }
 
     /// Waits for the next external event called `name`, raised with

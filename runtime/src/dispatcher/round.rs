@@ -787,6 +787,9 @@ fn to_commit(id: &str, expected_len: u64, consumed: Vec<u64>, turn: Turn, now: i
             ..StatusUpdate::new(RuntimeStatus::Terminated, now)
         },
     });
+    if let Some(s) = commit.status.as_mut() {
+        s.custom_status = turn.custom_status;
+    }
     commit.take_all_due = matches!(
         commit.status.as_ref().map(|s| s.status),
         Some(RuntimeStatus::Completed | RuntimeStatus::Failed)

@@ -41,6 +41,8 @@ pub(crate) struct Turn {
     pub(crate) actions: Vec<Action>,
     /// Set when the instance ended in this turn.
     pub(crate) outcome: Option<Outcome>,
+    /// The custom status the turn set, if it set one.
+    pub(crate) custom_status: Option<Payload>,
 }
 
 /// Why an instance cannot run with the code this process has. It is left
@@ -336,6 +338,7 @@ impl Execution {
             events: records,
             actions,
             outcome,
+            custom_status: lock(&self.state).custom_status.take(),
         })
     }
 

@@ -601,6 +601,36 @@ pub fn reports_progress_and_due_times(s: &dyn Store) {
     );
 }
 
+/// A turn's custom status is kept until a later turn sets another; a turn
+/// that sets none leaves it as it was.
+pub fn keeps_the_last_custom_status(s: &dyn Store) {
+    create(s, "a");
+    assert_eq!(ok(s.status("a"), "status").expect("a").custom_status, None);
+    ok(s.fetch_work(OWNER, LONG, 10, ORCH), "fetch_work");
+    let mut t = turn("a", 0, &[0]);
+    if let Some(st) = t.status.as_mut() {
+        st.custom_status = Some(payload(r#"{"stage":1}"#));
+    }
+    ok(s.commit_turns(OWNER, LONG, &[t]), "commit_turns");
+    let custom = |s: &dyn Store| ok(s.status("a"), "status").expect("a").custom_status;
+    assert_eq!(custom(s), Some(payload(r#"{"stage":1}"#)));
+    ok(s.enqueue("a", &event("e", "1"), None, false), "enqueue");
+    ok(s.fetch_work(OWNER, LONG, 10, ORCH), "fetch_work");
+    ok(
+        s.commit_turns(OWNER, LONG, &[turn("a", 1, &[1])]),
+        "commit_turns",
+    );
+    assert_eq!(custom(s), Some(payload(r#"{"stage":1}"#)), "unchanged");
+    ok(s.enqueue("a", &event("e", "2"), None, false), "enqueue");
+    ok(s.fetch_work(OWNER, LONG, 10, ORCH), "fetch_work");
+    let mut t = turn("a", 2, &[2]);
+    if let Some(st) = t.status.as_mut() {
+        st.custom_status = Some(payload(r#""done""#));
+    }
+    ok(s.commit_turns(OWNER, LONG, &[t]), "commit_turns");
+    assert_eq!(custom(s), Some(payload(r#""done""#)));
+}
+
 /// Generates one `#[test]` per conformance check for a store made by
 /// `$make`, a closure returning `(guard, store)`.
 #[macro_export]
@@ -619,7 +649,8 @@ macro_rules! store_conformance_tests {
             drops_what_a_finished_instance_had_queued,
             sets_stuck_instances_aside,
             completions_do_not_overtake_older_due_messages,
-            reports_progress_and_due_times
+            reports_progress_and_due_times,
+            keeps_the_last_custom_status
         );
     };
     (@each $make:expr; $($check:ident),*) => {

@@ -275,6 +275,8 @@ pub struct StatusUpdate {
     pub failure: Option<Failure>,
     /// Why it was terminated.
     pub reason: Option<String>,
+    /// The custom status the turn set (`None`: unchanged).
+    pub custom_status: Option<Payload>,
     /// The turn's time.
     pub now: i64,
 }
@@ -287,6 +289,7 @@ impl StatusUpdate {
             output: None,
             failure: None,
             reason: None,
+            custom_status: None,
             now,
         }
     }

@@ -25,7 +25,7 @@ use group::GroupWriter;
 /// `PRAGMA application_id` of a durable database: "DURA".
 const APPLICATION_ID: i32 = 0x4455_5241;
 /// The schema this release reads and writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE instances (
@@ -43,7 +43,9 @@ CREATE TABLE instances (
     lock_until       INTEGER,
     next_message     INTEGER NOT NULL DEFAULT 0,
     consumed_through INTEGER,
-    sum              INTEGER NOT NULL
+    sum              INTEGER NOT NULL,
+    custom_status    TEXT,
+    custom_sum       INTEGER
 ) WITHOUT ROWID;
 CREATE TABLE history (
     instance TEXT NOT NULL,

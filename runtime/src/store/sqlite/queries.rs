@@ -737,8 +737,8 @@ impl Store for SqliteStore {
         let conn = self.read();
         let row = conn
             .prepare_cached(
-                "SELECT name, status, output, failure, reason, created_at, updated_at, history_len, sum \
-                 FROM instances WHERE id = ?1",
+                "SELECT name, status, output, failure, reason, created_at, updated_at, history_len, \
+                 sum, custom_status, custom_sum FROM instances WHERE id = ?1",
             )?
             .query_row([instance], |r| {
                 Ok((
@@ -751,10 +751,15 @@ impl Store for SqliteStore {
                     r.get::<_, i64>(6)?,
                     r.get::<_, i64>(7)?,
                     r.get::<_, i64>(8)?,
+                    (
+                        r.get::<_, Option<String>>(9)?,
+                        r.get::<_, Option<i64>>(10)?,
+                    ),
                 ))
             })
             .optional()?;
-        let Some((name, status, output, failure, reason, created, updated, len, sum)) = row else {
+        let Some((name, status, output, failure, reason, created, updated, len, sum, custom)) = row
+        else {
             return Ok(None);
         };
         let what = || format!("instance `{instance}`");
@@ -766,7 +771,16 @@ impl Store for SqliteStore {
             reason.as_deref(),
         ];
         verify_with(sum, &[len], &parts, what)?;
+        let custom_status = match custom {
+            (None, _) => None,
+            (Some(text), sum) => {
+                let what = || format!("the custom status of instance `{instance}`");
+                verify_with(sum.unwrap_or(0), &[], &[Some(instance), Some(&text)], what)?;
+                Some(Payload::from_json(text).map_err(|e| corrupt(what(), e))?)
+            }
+        };
         Ok(Some(InstanceStatus {
+            custom_status,
             id: instance.to_owned(),
             runtime_status: status_of(&status, instance)?,
             name,
@@ -867,6 +881,14 @@ fn write_turn(
         del.execute([t.id])?;
     }
     let consumed = turn.consumed.iter().max().map(|m| count(*m));
+    if let Some(custom) = turn.status.as_ref().and_then(|s| s.custom_status.as_ref()) {
+        let text = custom.json();
+        let sum = checksum_with(&[], &[Some(&turn.instance), Some(text)]);
+        tx.prepare_cached(
+            "UPDATE instances SET custom_status = ?2, custom_sum = ?3 WHERE id = ?1",
+        )?
+        .execute(params![turn.instance, text, sum])?;
+    }
     match &turn.status {
         Some(s) => {
             let new_len = turn.expected_len + turn.events.len() as u64;
