@@ -263,6 +263,7 @@ mod tests {
                 name: "gate".to_owned(),
                 input: json("1"),
                 seed: None,
+                first_seq: 0,
             },
             Event::TimerCreated {
                 seq: 0,

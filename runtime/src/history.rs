@@ -251,6 +251,11 @@ pub enum Event {
         /// instances keep drawing from their id).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         seed: Option<u64>,
+        /// The first sequence number of this execution: above every number
+        /// an execution before it (continued as new) used, so that a late
+        /// result of one of its calls can never match a call of this one.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        first_seq: u64,
     },
     /// The orchestrator called an activity.
     ActivityScheduled {
@@ -388,4 +393,10 @@ pub(crate) fn now_micros() -> i64 {
 /// A duration in store units, saturating.
 pub(crate) fn duration_micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Whether `n` is zero (serde's `skip_serializing_if` for defaults).
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -69,7 +69,9 @@ pub use activity::{Activity, ActivityError, ActivityInfo, BoxFuture, Never};
 pub use bytes::Bytes;
 pub use client::{Client, Handle, MAX_NAME_LEN};
 pub use combinator::{join, join_all, select, select_all, Either, JoinAll};
-pub use context::{ActivityCall, Context, EventDataError, EventWait, Timer, TryEventWait};
+pub use context::{
+    ActivityCall, Context, ContinueAsNew, EventDataError, EventWait, Timer, TryEventWait,
+};
 pub use durable_macros::{activity, orchestrator};
 pub use error::Error;
 pub use history::{Failure, FailureKind, RuntimeStatus};

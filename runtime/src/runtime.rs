@@ -213,6 +213,8 @@ impl Builder {
     /// with [`FailureKind::TurnTimeout`](crate::FailureKind::TurnTimeout),
     /// and every other instance goes on meanwhile on a new thread. The
     /// thread of a turn that never ends stays busy until the process exits.
+    /// Keep it below [`Builder::instance_lock`]: a turn running longer than
+    /// its instance's lock may be taken over by another process.
     pub fn turn_timeout(mut self, budget: Duration) -> Self {
         self.config.turn_timeout = budget;
         self

@@ -105,6 +105,7 @@ fn event() -> impl Strategy<Value = Event> {
             name,
             input,
             seed: None,
+            first_seq: 0,
         }),
         (any::<u64>(), text(), payload(), text()).prop_map(|(seq, name, input, site)| {
             Event::ActivityScheduled {
@@ -281,6 +282,7 @@ fn write_world(store: &SqliteStore, w: &World) -> Result<(), TestCaseError> {
         name: w.name.clone(),
         input: w.input.clone(),
         seed: None,
+        first_seq: 0,
     }];
     expected.extend(w.incoming.iter().cloned());
     let got: Vec<Event> = work[0].messages.iter().map(|(_, e)| e.clone()).collect();
@@ -1001,6 +1003,7 @@ fn a_damaged_turn_or_time_in_history_is_an_error() {
                 name: "o".to_owned(),
                 input: serde_json::from_str("1").expect("a payload"),
                 seed: None,
+                first_seq: 0,
             },
         }];
         turn.consumed = work[0].messages.iter().map(|(seq, _)| *seq).collect();

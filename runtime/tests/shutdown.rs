@@ -236,3 +236,47 @@ async fn an_attempt_past_the_grace_period_is_given_back_at_once() {
 async fn dropping_a_runtime_gives_its_leases_back() {
     first_attempt_hangs(|rt| async { drop(rt) }, 9).await;
 }
+
+#[orchestrator]
+async fn echo_number(_ctx: Context, x: u64) -> u64 {
+    x
+}
+
+/// Regression: a start that reserved room in the dispatcher's inbox just
+/// before `shutdown()` committed its instance locked to the stopping
+/// process after the locks were released, so the next runtime waited out
+/// the whole lock. `shutdown()` now waits for such starts first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_in_flight_during_shutdown_leave_nothing_locked() {
+    // The window is narrow: many rounds make hitting it likely.
+    for _ in 0..20 {
+        let db = db();
+        let rt = builder(&db)
+            .orchestrator(echo_number)
+            .instance_lock(Duration::from_secs(600))
+            .start()
+            .await
+            .unwrap();
+        let started = std::sync::Arc::new(AtomicU32::new(0));
+        let mut clients = Vec::new();
+        for _ in 0..16 {
+            let (client, started) = (rt.client(), std::sync::Arc::clone(&started));
+            clients.push(tokio::spawn(async move {
+                let mut i = 0;
+                while client.start(echo_number, i).await.is_ok() {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    i += 1;
+                }
+            }));
+        }
+        until("starts to be under way", || async {
+            (started.load(Ordering::SeqCst) >= 100).then_some(())
+        })
+        .await;
+        within(rt.shutdown()).await.unwrap();
+        for c in clients {
+            c.await.unwrap();
+        }
+        assert_eq!(held(&db), (0, 0), "nothing leased or locked after shutdown");
+    }
+}

@@ -1,7 +1,6 @@
 //! The durable futures the [`Context`](super::Context) hands out: each waits
 //! for the completion with its sequence number, delivered by a turn.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -190,7 +189,7 @@ impl<T> EventWait<T> {
     fn poll_data(&mut self, cx: &std::task::Context<'_>) -> Poll<crate::history::Payload> {
         let mut st = lock(&self.state);
         if st.fatal.is_none() {
-            if let Some(data) = st.events.get_mut(&self.name).and_then(VecDeque::pop_front) {
+            if let Some(data) = st.take_event(&self.name) {
                 if self.waiting {
                     st.waiting -= 1;
                     self.waiting = false;
@@ -285,5 +284,46 @@ impl<T> Drop for EventWait<T> {
         if self.waiting {
             lock(&self.state).waiting -= 1;
         }
+    }
+}
+
+/// The end of an execution that continues as new; see
+/// [`Context::continue_as_new`](crate::Context::continue_as_new). It never
+/// resolves: the instance starts afresh once the turn commits.
+#[must_use = "an execution continues as new only when this is awaited"]
+pub struct ContinueAsNew<T> {
+    state: Arc<Mutex<State>>,
+    input: Option<Result<crate::history::Payload, Failure>>,
+    _output: PhantomData<fn() -> T>,
+}
+
+impl<T> ContinueAsNew<T> {
+    pub(super) fn new(
+        state: Arc<Mutex<State>>,
+        input: Result<crate::history::Payload, Failure>,
+    ) -> Self {
+        Self {
+            state,
+            input: Some(input),
+            _output: PhantomData,
+        }
+    }
+}
+
+impl<T> Future for ContinueAsNew<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> Poll<T> {
+        if let Some(input) = self.input.take() {
+            let mut st = lock(&self.state);
+            match input {
+                // The first request in a turn wins.
+                Ok(p) => {
+                    st.continue_as_new.get_or_insert(p);
+                }
+                Err(f) => st.fail(f),
+            }
+        }
+        Poll::Pending
     }
 }

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 mod futures;
 
 use futures::OpWait;
-pub use futures::{ActivityCall, EventDataError, EventWait, Timer, TryEventWait};
+pub use futures::{ActivityCall, ContinueAsNew, EventDataError, EventWait, Timer, TryEventWait};
 
 use crate::activity::Activity;
 use crate::history::{self, ActivityFailure, Failure, FailureKind, Payload};
@@ -96,7 +96,10 @@ pub(crate) struct State {
     wakers: HashMap<u64, Waker>,
     /// Operations whose future was dropped before it completed.
     abandoned: HashSet<u64>,
-    events: HashMap<String, VecDeque<Payload>>,
+    /// Events delivered and not yet consumed, by name, each with its
+    /// delivery number (continue-as-new carries them over in that order).
+    events: HashMap<String, VecDeque<(u64, Payload)>>,
+    delivered: u64,
     event_wakers: HashMap<String, Vec<Waker>>,
     /// Durable futures that were polled, are pending and still alive.
     pub(crate) waiting: usize,
@@ -108,6 +111,8 @@ pub(crate) struct State {
     pub(crate) max_payload: usize,
     /// The custom status set in the current turn, for its commit.
     pub(crate) custom_status: Option<Payload>,
+    /// The input the orchestrator continues as new with, once it asked.
+    pub(crate) continue_as_new: Option<Payload>,
 }
 
 impl State {
@@ -122,12 +127,14 @@ impl State {
             wakers: HashMap::new(),
             abandoned: HashSet::new(),
             events: HashMap::new(),
+            delivered: 0,
             event_wakers: HashMap::new(),
             waiting: 0,
             fatal: None,
             rng: 0,
             max_payload: crate::config::DEFAULT_MAX_PAYLOAD,
             custom_status: None,
+            continue_as_new: None,
         }
     }
 
@@ -232,7 +239,49 @@ impl State {
                 w.wake();
             }
         }
-        self.events.entry(name).or_default().push_back(data);
+        self.delivered += 1;
+        let n = self.delivered;
+        self.events.entry(name).or_default().push_back((n, data));
+    }
+
+    /// Takes the next event called `name`, if one was delivered.
+    pub(crate) fn take_event(&mut self, name: &str) -> Option<Payload> {
+        self.events
+            .get_mut(name)
+            .and_then(VecDeque::pop_front)
+            .map(|(_, data)| data)
+    }
+
+    /// Every event delivered and not consumed, in delivery order.
+    pub(crate) fn unconsumed_events(&mut self) -> Vec<history::Event> {
+        let mut all: Vec<(u64, history::Event)> = self
+            .events
+            .drain()
+            .flat_map(|(name, q)| {
+                q.into_iter().map(move |(n, data)| {
+                    (
+                        n,
+                        history::Event::EventRaised {
+                            name: name.clone(),
+                            data,
+                        },
+                    )
+                })
+            })
+            .collect();
+        all.sort_by_key(|(n, _)| *n);
+        all.into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// Sets where sequence numbers start (a continued execution's first).
+    pub(crate) fn start_at(&mut self, first_seq: u64) {
+        self.next_seq = self.next_seq.max(first_seq);
+    }
+
+    /// The next sequence number, and a fresh seed, for an execution that
+    /// continues this one.
+    pub(crate) fn successor(&mut self) -> (u64, u64) {
+        (self.next_seq, self.next_random())
     }
 }
 
@@ -472,6 +521,38 @@ impl Context {
             Ok(p) => st.custom_status = Some(p),
             Err(e) => st.fail(Failure::new(FailureKind::Payload, e.to_string())),
         }
+    }
+
+    /// Ends this execution and starts the instance afresh with `input`:
+    /// `return ctx.continue_as_new(next).await;` type-checks in an
+    /// orchestrator of any return type (the future never resolves). The
+    /// instance keeps its id; its history is deleted and begins again with
+    /// the new `Started`, so an eternal orchestration (a monitor, an
+    /// aggregator) keeps its history and memory bounded. Events it received
+    /// and did not consume, and events raised meanwhile, carry over in the
+    /// order they were raised. Timers and activity calls still pending are
+    /// dropped (an attempt already running finishes, and its result is
+    /// ignored). `input` must be the orchestrator's input type: one that does
+    /// not decode fails the new execution with [`FailureKind::Payload`]; one
+    /// over the payload limit fails this one.
+    ///
+    /// ```
+    /// # use durable::{orchestrator, Context};
+    /// # use std::time::Duration;
+    /// #[orchestrator]
+    /// async fn counter(ctx: Context, n: u64) -> u64 {
+    ///     if n == 1_000 {
+    ///         return n;
+    ///     }
+    ///     ctx.sleep(Duration::from_secs(60)).await;
+    ///     return ctx.continue_as_new(n + 1).await;
+    /// }
+    /// ```
+    pub fn continue_as_new<T>(&self, input: impl serde::Serialize) -> ContinueAsNew<T> {
+        let limit = lock(&self.state).max_payload;
+        let input = Payload::encode(&input, "the input to continue as new with", limit)
+            .map_err(|e| Failure::new(FailureKind::Payload, e.to_string()));
+        ContinueAsNew::new(self.state.clone(), input)
     }
 
     /// Waits for the next external event called `name`, raised with

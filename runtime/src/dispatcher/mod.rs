@@ -229,6 +229,12 @@ impl Dispatcher {
             carried.push(c);
         }
         self.inbox.messages.close();
+        // A start that reserved room before the close may still be
+        // committing its instance, locked to this process: `recv` answers
+        // `None` only once every such reservation is used or dropped, so the
+        // locks released below include its lock. (Its message is in the
+        // store; the next owner takes it.)
+        while self.inbox.messages.recv().await.is_some() {}
         if let Err((e, _)) = send_to_store(&self.store, &self.worker, carried).await {
             tracing::warn!("dispatcher: recording activity results at shutdown: {e}; their leases expire and they run again");
         }

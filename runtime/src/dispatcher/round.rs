@@ -19,7 +19,7 @@ use crate::replay::{Execution, Outcome, Parked, Turn};
 use crate::shutdown::Shutdown;
 use crate::store::handle::StoreHandle;
 use crate::store::{
-    CommitOutcome, InstanceWork, LeasedTask, NewMessage, NewTask, Progress, StatusUpdate,
+    CommitOutcome, InstanceWork, LeasedTask, NewMessage, NewTask, Progress, Restart, StatusUpdate,
     StoreError, TaskOutcome, TaskResult, TurnCommit,
 };
 use crate::waiters::Waiters;
@@ -414,6 +414,10 @@ impl<'a> Round<'a> {
             .into_iter()
             .map(Some)
             .collect();
+        // Everything is filed before any store call, so that a store error
+        // below loses no turn's results: they are all in `to_store` or
+        // `pending` by then, which the caller gets back.
+        let mut over = Vec::new();
         for ran in turns.run(jobs, stop).await {
             match ran {
                 Ran::Done {
@@ -421,31 +425,40 @@ impl<'a> Round<'a> {
                     execution,
                     turn,
                 } => {
-                    let r = ready[key].take().expect("each job ends once");
-                    self.file(r, execution, turn);
+                    if let Some(r) = ready[key].take() {
+                        self.file(r, execution, turn);
+                    }
                 }
                 Ran::OverBudget { key, ran } => {
-                    let r = ready[key].take().expect("each job ends once");
-                    let len = r.len_before;
-                    let failure = turns::over_budget(&r.name, turns.budget(), ran);
-                    tracing::warn!(
-                        "instance `{}` failed: {failure}",
-                        crate::ids::Escaped(&r.id)
-                    );
-                    self.to_store.extend(r.completions);
-                    let event = Event::Failed { failure };
-                    let consumed = (r.consumed, r.messages);
-                    let commit =
-                        end_without_code(self.store, &r.id, len, consumed, event, now_micros())
-                            .await?;
-                    self.push(commit, r.id, len, None, true, Vec::new());
+                    if let Some(mut r) = ready[key].take() {
+                        self.to_store.append(&mut r.completions);
+                        over.push((r, ran));
+                    }
                 }
+                // Left for the next owner of the instance.
                 Ran::Stopped { key } => {
-                    // Left for the next owner of the instance.
-                    let r = ready[key].take().expect("each job ends once");
-                    self.to_store.extend(r.completions);
+                    if let Some(r) = ready[key].take() {
+                        self.to_store.extend(r.completions);
+                    }
                 }
             }
+        }
+        // Every job ends once; should one not have, its results still go
+        // the long way rather than nowhere.
+        self.to_store
+            .extend(ready.into_iter().flatten().flat_map(|r| r.completions));
+        for (r, ran) in over {
+            let len = r.len_before;
+            let failure = turns::over_budget(&r.name, turns.budget(), ran);
+            tracing::warn!(
+                "instance `{}` failed: {failure}",
+                crate::ids::Escaped(&r.id)
+            );
+            let event = Event::Failed { failure };
+            let consumed = (r.consumed, r.messages);
+            let commit =
+                end_without_code(self.store, &r.id, len, consumed, event, now_micros()).await?;
+            self.push(commit, r.id, len, None, true, Vec::new());
         }
         Ok(())
     }
@@ -461,7 +474,12 @@ impl<'a> Round<'a> {
         } = r;
         match turn {
             Ok(turn) => {
-                let finished = turn.outcome.is_some();
+                // An execution that continues as new has not finished: its
+                // waiters keep waiting for the next one.
+                let finished = turn
+                    .outcome
+                    .as_ref()
+                    .is_some_and(|o| !matches!(o, Outcome::ContinuedAsNew { .. }));
                 let mut commit = to_commit(&id, expected_len, consumed, turn, ex.last_at);
                 commit.finished_tasks = completions.iter().map(|c| c.task).collect();
                 let slots = if self.lease_tasks {
@@ -605,6 +623,10 @@ impl Round<'_> {
                         }
                         if p.finished {
                             waiters.finished(&p.id);
+                        } else if p.execution.as_ref().is_some_and(|ex| ex.finished) {
+                            // Continued as new: the next execution starts
+                            // from the store.
+                            look_again = true;
                         } else if let Some(mut ex) = p.execution {
                             warn_if_long(history_warning, &p.id, p.len_before, ex.history_len);
                             ex.consumed_through = ex
@@ -700,8 +722,8 @@ fn warn_if_long(limit: u64, id: &str, before: u64, after: u64) {
     if after >= limit && before < limit {
         tracing::warn!(
             "instance `{}` has {after} events in its history; replay after a restart grows \
-             with it: end the orchestration and start a new one with its state as input \
-             (continue-as-new)",
+             with it: carry its state into a fresh history with \
+             `return ctx.continue_as_new(state).await`",
             crate::ids::Escaped(id)
         );
     }
@@ -786,6 +808,10 @@ fn to_commit(id: &str, expected_len: u64, consumed: Vec<u64>, turn: Turn, now: i
             reason: Some(reason),
             ..StatusUpdate::new(RuntimeStatus::Terminated, now)
         },
+        Some(Outcome::ContinuedAsNew { started, carried }) => {
+            commit.restart = Some(Restart::new(started, carried));
+            StatusUpdate::new(RuntimeStatus::Running, now)
+        }
     });
     if let Some(s) = commit.status.as_mut() {
         s.custom_status = turn.custom_status;
@@ -796,6 +822,6 @@ fn to_commit(id: &str, expected_len: u64, consumed: Vec<u64>, turn: Turn, now: i
     );
     commit.events = turn.events;
     commit.consumed = consumed;
-    commit.discard_queued = finished;
+    commit.discard_queued = finished && commit.restart.is_none();
     commit
 }

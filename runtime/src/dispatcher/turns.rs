@@ -30,6 +30,9 @@ pub(super) struct Job {
 }
 
 /// How a job ended.
+// Moved once per turn; boxing the large variant would cost an allocation
+// per turn instead.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Ran {
     /// The turn ran: the execution after it, and the turn.
     Done {
@@ -89,21 +92,49 @@ impl Runner {
         self.shared.ready.notify_one();
     }
 
-    /// Gives the thread up; returns the jobs it had not started.
-    fn retire(&self) -> VecDeque<Job> {
-        let mut q = self.lock();
-        q.retired = true;
-        let rest = std::mem::take(&mut q.jobs);
-        drop(q);
+    /// Gives the thread up, in one step under the lock the thread takes to
+    /// start a job and to send a result: the job it runs then (which will
+    /// never report), the jobs it had not started, and every result it sent
+    /// before. `only_over` gives it up only if its job has run that long.
+    fn give_up(&mut self, only_over: Option<Duration>) -> Option<GivenUp> {
+        let (running, queued) = {
+            let mut q = self.lock();
+            if let Some(budget) = only_over {
+                if q.current.is_none_or(|(_, since)| since.elapsed() < budget) {
+                    return None;
+                }
+            }
+            q.retired = true;
+            (q.current, std::mem::take(&mut q.jobs))
+        };
         self.shared.ready.notify_one();
-        rest
+        let mut sent = Vec::new();
+        while let Ok(ran) = self.results.try_recv() {
+            sent.push(ran);
+        }
+        Some(GivenUp {
+            running,
+            queued,
+            sent,
+        })
     }
+}
+
+/// What giving a runner up leaves.
+struct GivenUp {
+    /// The job it was running, and since when.
+    running: Option<(usize, Instant)>,
+    /// The jobs it had not started.
+    queued: VecDeque<Job>,
+    /// Results it sent before it was given up.
+    sent: Vec<Ran>,
 }
 
 impl Drop for Runner {
     fn drop(&mut self) {
         // An idle thread exits; a busy one exits after its turn.
-        self.retire();
+        self.lock().retired = true;
+        self.shared.ready.notify_one();
     }
 }
 
@@ -198,7 +229,7 @@ impl Turns {
             };
             let mut runner = runner;
             runner.submit(jobs.drain(..));
-            let given_up = loop {
+            let end = loop {
                 if left == 0 {
                     break None;
                 }
@@ -207,51 +238,62 @@ impl Turns {
                     None => self.budget,
                 };
                 tokio::select! {
+                    // Results first: one already sent is never lost to a
+                    // timer that fired at the same moment.
+                    biased;
                     got = runner.results.recv() => match got {
                         Some(ran) => {
                             out.push(ran);
                             left -= 1;
                         }
-                        // The thread is gone (it cannot panic in a turn): its
-                        // job, if it had one, is tried again in a later round.
-                        None => {
-                            if let Some((key, _)) = runner.lock().current {
-                                out.push(Ran::Stopped { key });
-                                left -= 1;
-                            }
-                            break Some(false);
-                        }
+                        // The thread is gone (it cannot panic in a turn).
+                        None => break runner.give_up(None).map(|g| (g, End::Lost)),
                     },
+                    () = stop.wait() => break runner.give_up(None).map(|g| (g, End::Stop)),
                     () = tokio::time::sleep(wait) => {
-                        let current = runner.lock().current;
-                        if let Some((key, since)) = current.filter(|(_, s)| s.elapsed() >= self.budget) {
-                            out.push(Ran::OverBudget { key, ran: since.elapsed() });
-                            left -= 1;
-                            break Some(false);
+                        if let Some(g) = runner.give_up(Some(self.budget)) {
+                            break Some((g, End::OverBudget));
                         }
                     }
-                    () = stop.wait() => break Some(true),
                 }
             };
-            match given_up {
-                None => self.runner = Some(runner),
-                Some(false) => jobs = runner.retire(),
-                Some(true) => {
-                    let rest = runner.retire();
-                    if let Some((key, _)) = runner.lock().current {
-                        out.push(Ran::Stopped { key });
-                    }
-                    out.extend(rest.into_iter().map(|j| Ran::Stopped { key: j.key }));
-                    // Results sent before the thread was given up still count.
-                    while let Ok(ran) = runner.results.try_recv() {
-                        out.push(ran);
-                    }
+            let Some((given_up, end)) = end else {
+                self.runner = Some(runner);
+                break;
+            };
+            left -= given_up.sent.len();
+            out.extend(given_up.sent);
+            match (end, given_up.running) {
+                (End::Stop, running) => {
+                    out.extend(running.map(|(key, _)| Ran::Stopped { key }));
+                    out.extend(
+                        given_up
+                            .queued
+                            .into_iter()
+                            .map(|j| Ran::Stopped { key: j.key }),
+                    );
                     return out;
                 }
+                (End::OverBudget, Some((key, since))) => out.push(Ran::OverBudget {
+                    key,
+                    ran: since.elapsed(),
+                }),
+                // Its job, if it had one, is tried again in a later round.
+                (_, Some((key, _))) => out.push(Ran::Stopped { key }),
+                (_, None) => {}
             }
+            left = left.saturating_sub(usize::from(given_up.running.is_some()));
+            jobs = given_up.queued;
         }
         out
     }
+}
+
+/// Why a runner was given up.
+enum End {
+    OverBudget,
+    Stop,
+    Lost,
 }
 
 /// Runs a job on the caller's thread (when no thread can be started).

@@ -30,6 +30,9 @@ pub(crate) enum Outcome {
     Failed(Failure),
     /// The instance was terminated from outside.
     Terminated(String),
+    /// The execution continues as new: the instance starts afresh with
+    /// `started`, and `carried` (events received, never consumed) first.
+    ContinuedAsNew { started: Event, carried: Vec<Event> },
 }
 
 /// What a turn produced, ready to commit.
@@ -233,6 +236,10 @@ impl Execution {
     ) -> Result<Turn, Parked> {
         let at = now.max(self.last_at);
         lock(&self.state).now = at;
+        // A new execution starts before anything else it is delivered (the
+        // events an execution before it carried over come with it).
+        let mut incoming = incoming;
+        incoming.sort_by_key(|e| !matches!(e, Event::Started { .. }));
         let mut events = Vec::with_capacity(incoming.len() + 2);
         let mut outcome = None;
         let mut terminated = None;
@@ -259,7 +266,7 @@ impl Execution {
             outcome = match self.poll() {
                 Some(Ok((output, failed))) => Some(Outcome::Completed { output, failed }),
                 Some(Err(f)) => Some(Outcome::Failed(f)),
-                None => None,
+                None => self.continued(),
             };
         }
         let actions = std::mem::take(&mut lock(&self.state).actions);
@@ -306,6 +313,13 @@ impl Execution {
                     Outcome::Failed(failure) => events.push(Event::Failed { failure }),
                     // Already recorded: it is the delivered event.
                     Outcome::Terminated(_) => {}
+                    // Nothing of this execution is kept: history starts
+                    // again, and what it still had pending is dropped.
+                    Outcome::ContinuedAsNew { .. } => {
+                        self.finished = true;
+                        self.root = None;
+                        return Ok(self.close_turn(at, events, Vec::new(), outcome));
+                    }
                 }
                 self.finished = true;
                 self.root = None;
@@ -320,6 +334,32 @@ impl Execution {
             }
             None => actions,
         };
+        Ok(self.close_turn(at, events, actions, outcome))
+    }
+
+    /// The turn's outcome if the orchestrator asked to continue as new.
+    fn continued(&mut self) -> Option<Outcome> {
+        let mut st = lock(&self.state);
+        let input = st.continue_as_new.take()?;
+        let (first_seq, seed) = st.successor();
+        let carried = st.unconsumed_events();
+        let started = Event::Started {
+            name: self.name.clone().unwrap_or_default(),
+            input,
+            seed: Some(seed),
+            first_seq,
+        };
+        Some(Outcome::ContinuedAsNew { started, carried })
+    }
+
+    /// Numbers the turn's events and closes it.
+    fn close_turn(
+        &mut self,
+        at: i64,
+        events: Vec<Event>,
+        actions: Vec<Action>,
+        outcome: Option<Outcome>,
+    ) -> Turn {
         let turn = self.next_turn;
         let records = events
             .into_iter()
@@ -334,19 +374,25 @@ impl Execution {
         self.history_len += records.len() as u64;
         self.next_turn += 1;
         self.last_at = at;
-        Ok(Turn {
+        Turn {
             events: records,
             actions,
             outcome,
             custom_status: lock(&self.state).custom_status.take(),
-        })
+        }
     }
 
     /// Delivers one incoming event.
     fn apply(&mut self, event: &Event, registry: &Registry) -> Result<(), Parked> {
         match event {
-            Event::Started { name, input, seed } => {
+            Event::Started {
+                name,
+                input,
+                seed,
+                first_seq,
+            } => {
                 self.name = Some(name.clone());
+                lock(&self.state).start_at(*first_seq);
                 let Some(entry) = registry.orchestrator(name) else {
                     return Err(Parked(Failure::new(
                         FailureKind::UnregisteredOrchestrator,
@@ -418,7 +464,8 @@ impl Execution {
                 Ok(Poll::Ready(result)) => return Some(result),
                 Ok(Poll::Pending) => {
                     if !self.flag.0.load(Ordering::Acquire) {
-                        return if lock(&self.state).waiting == 0 {
+                        let st = lock(&self.state);
+                        return if st.waiting == 0 && st.continue_as_new.is_none() {
                             Some(Err(Failure::new(
                                 FailureKind::NonDurableAwait,
                                 "the orchestrator is waiting on something that is not a durable operation \

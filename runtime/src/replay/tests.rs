@@ -137,6 +137,7 @@ fn started(name: &str, input: u64) -> Event {
         name: name.to_owned(),
         input: json(&input),
         seed: None,
+        first_seq: 0,
     }
 }
 
@@ -576,6 +577,7 @@ fn the_seed_recorded_at_start_decides_random_draws_and_replays_the_same() {
             name: "Effects".to_owned(),
             input: json(&1u64),
             seed: Some(seed),
+            first_seq: 0,
         };
         let t0 = ex.run_turn(0, vec![start], &reg).expect("ok");
         let live = ex

@@ -19,8 +19,8 @@
 use std::time::Duration;
 
 use super::{
-    CommitOutcome, Created, Enqueued, Names, NewInstance, NewMessage, NewTask, StatusUpdate, Store,
-    TaskOutcome, TaskRef, TaskResult, TurnCommit,
+    CommitOutcome, Created, Enqueued, Names, NewInstance, NewMessage, NewTask, Restart,
+    StatusUpdate, Store, TaskOutcome, TaskRef, TaskResult, TurnCommit,
 };
 use crate::history::{Event, Failure, FailureKind, HistoryRecord, Payload, RuntimeStatus};
 use crate::retry::RetryPolicy;
@@ -134,6 +134,7 @@ pub fn creates_instances_once(s: &dyn Store) {
                 name: O.to_owned(),
                 input: payload("1"),
                 seed: None,
+                first_seq: 0,
             }
         )],
         "the first input stands"
@@ -631,6 +632,63 @@ pub fn keeps_the_last_custom_status(s: &dyn Store) {
     assert_eq!(custom(s), Some(payload(r#""done""#)));
 }
 
+/// Continue-as-new: the history, pending timers and activity calls go; the
+/// new `Started` and the carried events are queued first, then what was
+/// still queued, in its order; the history length is 0.
+pub fn restarts_an_instance_afresh(s: &dyn Store) {
+    create(s, "a");
+    let mut t = turn("a", 0, &[0]);
+    t.tasks = vec![NewTask::new(0, A, payload("1"), RetryPolicy::default())];
+    t.lease_tasks = 1;
+    t.messages = vec![NewMessage::new(Event::TimerFired { seq: 1 }, i64::MAX)];
+    ok(s.commit_turns(OWNER, LONG, &[t]), "commit_turns");
+    ok(
+        s.enqueue("a", &event("queued", "1"), None, false),
+        "enqueue",
+    );
+    let started = Event::Started {
+        name: O.to_owned(),
+        input: payload("2"),
+        seed: Some(7),
+        first_seq: 2,
+    };
+    let mut again = turn("a", 1, &[]);
+    again.events = vec![record(1, 1, event("dropped", "0"))];
+    again.restart = Some(Restart::new(started.clone(), vec![event("carried", "1")]));
+    assert!(matches!(
+        ok(s.commit_turns(OWNER, LONG, &[again]), "commit_turns")[..],
+        [CommitOutcome::Committed { .. }]
+    ));
+    assert_eq!(ok(s.history("a"), "history"), Some(Vec::new()));
+    let status = ok(s.status("a"), "status").expect("a");
+    assert_eq!(status.history_len, 0);
+    assert_eq!(status.runtime_status, RuntimeStatus::Running);
+    assert!(
+        ok(s.fetch_tasks(OTHER, LONG, 10, ACTS), "fetch_tasks").is_empty(),
+        "the old execution's calls are gone"
+    );
+    let work = ok(s.fetch_work(OTHER, LONG, 10, ORCH), "fetch_work");
+    let a = work.iter().find(|w| w.id == "a").expect("a has work");
+    let events: Vec<&Event> = a.messages.iter().map(|(_, e)| e).collect();
+    assert_eq!(
+        events,
+        vec![&started, &event("carried", "1"), &event("queued", "1")],
+        "the start, the carried events, then what was queued"
+    );
+    let seqs: Vec<u64> = a.messages.iter().map(|(m, _)| *m).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
+    assert_eq!(a.history_len, 0);
+    ok(
+        s.commit_turns(OTHER, LONG, &[turn("a", 0, &seqs)]),
+        "commit_turns",
+    );
+    assert_eq!(
+        ok(s.next_due(), "next_due").message,
+        None,
+        "the old execution's timer is gone"
+    );
+}
+
 /// Generates one `#[test]` per conformance check for a store made by
 /// `$make`, a closure returning `(guard, store)`.
 #[macro_export]
@@ -650,7 +708,8 @@ macro_rules! store_conformance_tests {
             sets_stuck_instances_aside,
             completions_do_not_overtake_older_due_messages,
             reports_progress_and_due_times,
-            keeps_the_last_custom_status
+            keeps_the_last_custom_status,
+            restarts_an_instance_afresh
         );
     };
     (@each $make:expr; $($check:ident),*) => {

@@ -84,6 +84,7 @@ impl NewInstance {
             name: self.name.clone(),
             input: self.input.clone(),
             seed: self.seed,
+            first_seq: 0,
         }
     }
 }
@@ -241,6 +242,32 @@ pub struct TurnCommit {
     /// `consumed`: set when the orchestrator returns, so that an event a
     /// client was told is queued ends in history, never silently dropped.
     pub take_all_due: bool,
+    /// The instance continues as new with this turn: see [`Restart`].
+    pub restart: Option<Restart>,
+}
+
+/// An instance starting afresh (continue-as-new). Its history is deleted
+/// (with `events`, which are not written), and so are its pending timers
+/// (messages not yet due) and its activity calls, queued or running (a
+/// running attempt's result is dropped when it comes). Then `started` and
+/// `carried` (events the old execution received but never consumed) are
+/// queued, in that order, ahead of every message still queued for it,
+/// which keep their order: the new execution sees what was raised in the
+/// order it was raised. The history length becomes 0.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Restart {
+    /// The new execution's `Started` message.
+    pub started: Event,
+    /// Events the old execution received and never consumed, oldest first.
+    pub carried: Vec<Event>,
+}
+
+impl Restart {
+    /// A restart with `started`, carrying `carried` over.
+    pub fn new(started: Event, carried: Vec<Event>) -> Self {
+        Self { started, carried }
+    }
 }
 
 impl TurnCommit {
@@ -259,6 +286,7 @@ impl TurnCommit {
             status: None,
             discard_queued: false,
             take_all_due: false,
+            restart: None,
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::history::{
 use crate::status::InstanceStatus;
 use crate::store::{
     CommitOutcome, Created, Due, Enqueued, InstanceWork, LeasedTask, Names, NewInstance, Progress,
-    Store, StoreError, TaskOutcome, TaskRef, TaskResult, TurnCommit,
+    Restart, Store, StoreError, TaskOutcome, TaskRef, TaskResult, TurnCommit,
 };
 
 /// The instances with due messages: driven by the due-time index (named,
@@ -891,7 +891,11 @@ fn write_turn(
     }
     match &turn.status {
         Some(s) => {
-            let new_len = turn.expected_len + turn.events.len() as u64;
+            let new_len = if turn.restart.is_some() {
+                0
+            } else {
+                turn.expected_len + turn.events.len() as u64
+            };
             let output = s.output.as_ref().map(Payload::json);
             let failure = s.failure.as_ref().map(to_json).transpose()?;
             let status = s.status.as_str();
@@ -935,8 +939,10 @@ fn write_turn(
             .execute(params![turn.instance, consumed, owner])?;
         }
     }
-    for rec in &turn.events {
-        insert_history(tx, &turn.instance, rec)?;
+    if turn.restart.is_none() {
+        for rec in &turn.events {
+            insert_history(tx, &turn.instance, rec)?;
+        }
     }
     if turn.discard_queued {
         // The runtime ended the instance: nobody will read what it still
@@ -986,5 +992,41 @@ fn write_turn(
     for seq in &turn.consumed {
         del.execute(params![turn.instance, count(*seq)])?;
     }
+    if let Some(restart) = &turn.restart {
+        restart_instance(tx, &turn.instance, restart)?;
+    }
     Ok(ids)
+}
+
+/// Starts an instance afresh: see [`Restart`].
+fn restart_instance(tx: &Connection, instance: &str, restart: &Restart) -> Result<(), StoreError> {
+    let now = history::now_micros();
+    tx.prepare_cached("DELETE FROM history WHERE instance = ?1")?
+        .execute([instance])?;
+    tx.prepare_cached("DELETE FROM tasks WHERE instance = ?1")?
+        .execute([instance])?;
+    tx.prepare_cached("DELETE FROM messages WHERE instance = ?1 AND visible_at > ?2")?
+        .execute(params![instance, now])?;
+    // What is still queued goes behind the new start, in its order.
+    let queued: Vec<(i64, i64, String)> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT seq, visible_at, event FROM messages WHERE instance = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([instance], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let what = || format!("a message of instance `{}`", crate::ids::Escaped(instance));
+    let mut requeued = Vec::with_capacity(queued.len());
+    for (_, visible_at, text) in &queued {
+        requeued.push((decode_event(text, what)?, *visible_at));
+    }
+    tx.prepare_cached("DELETE FROM messages WHERE instance = ?1")?
+        .execute([instance])?;
+    let all: Vec<(&Event, i64)> = std::iter::once((&restart.started, 0))
+        .chain(restart.carried.iter().map(|e| (e, 0)))
+        .chain(requeued.iter().map(|(e, at)| (e, *at)))
+        .collect();
+    let n = all.len();
+    insert_messages(tx, instance, all.into_iter(), n)?;
+    Ok(())
 }
