@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use durable::history::{Event, HistoryRecord};
 use durable::store::{
-    CommitOutcome, Created, Due, Enqueued, InstanceWork, LeasedTask, Names, NewInstance, Progress,
-    SqliteError, SqliteStore, Store, TaskRef, TaskResult, TurnCommit,
+    CommitOutcome, Created, Due, Enqueued, InstanceWork, LeasedTask, Messages, Names, NewInstance,
+    Progress, SqliteError, SqliteStore, Store, TaskRef, TaskResult, TurnCommit,
 };
 use durable::{
     activity, orchestrator, ActivityInfo, Client, Context, Error, Failure, Handle, InstanceStatus,
@@ -217,6 +217,10 @@ impl Store for FaultyStore {
 
     fn release_instances(&self, owner: &str) -> Result<(), StoreError> {
         self.call("release_instances", |s| s.release_instances(owner))
+    }
+
+    fn peek_due(&self, ids: &[String]) -> Result<Vec<(String, Messages)>, StoreError> {
+        self.call("peek_due", |s| s.peek_due(ids))
     }
 
     fn next_due(&self) -> Result<Due, StoreError> {

@@ -275,6 +275,77 @@ async fn a_turn_handed_over_in_one_process_does_not_run_in_another() {
     b.shutdown().await.unwrap();
 }
 
+static EFFECTS_IN_B: AtomicU32 = AtomicU32::new(0);
+
+#[activity]
+async fn quick_step() -> u32 {
+    1
+}
+
+/// Whichever comes first, the activity's result or the event, the turn it
+/// arrives in ends the instance.
+#[orchestrator]
+async fn first_of_two(ctx: Context) -> u32 {
+    let _ = durable::select(ctx.call(quick_step, ()), ctx.wait_event::<()>("poke")).await;
+    1
+}
+
+/// The same orchestrator as process B has it: it counts the turns B runs.
+#[orchestrator(name = "first_of_two")]
+#[durable::allow(global_state, reason = "the test counts where turns run")]
+async fn first_of_two_in_b(ctx: Context) -> u32 {
+    let _ = durable::select(ctx.call(quick_step, ()), ctx.wait_event::<()>("poke")).await;
+    if !ctx.is_replaying() {
+        EFFECTS_IN_B.fetch_add(1, Ordering::SeqCst);
+    }
+    1
+}
+
+/// Regression: the turn an activity result drives in memory ran without the
+/// instance lock, so another process, handed an event for the instance by
+/// its own client, ran that instance's code too (one commit was refused,
+/// but the code had run in both). The instance stays locked to the process
+/// whose worker runs its calls: the other one leaves the event in the store
+/// for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_driven_by_a_result_in_memory_does_not_run_in_another_process() {
+    let db = db();
+    let a = builder(&db)
+        .activity(quick_step)
+        .orchestrator(first_of_two)
+        .poll_interval(Duration::from_millis(1))
+        .start()
+        .await
+        .unwrap();
+    let b = builder(&db)
+        .activity(quick_step)
+        .orchestrator(first_of_two_in_b)
+        .poll_interval(Duration::from_millis(1))
+        .start()
+        .await
+        .unwrap();
+    let mut handles = Vec::new();
+    for _ in 0..150 {
+        let h = a.client().start(first_of_two, ()).await.unwrap();
+        // The race is lost or won; either way is fine.
+        match b.client().raise_event(h.id(), "poke", ()).await {
+            Ok(()) | Err(durable::Error::InstanceFinished { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+        handles.push(h);
+    }
+    for h in &handles {
+        assert_eq!(within(h.result()).await.unwrap(), 1);
+    }
+    assert_eq!(
+        EFFECTS_IN_B.load(Ordering::SeqCst),
+        0,
+        "process B never ran code of an instance process A was running"
+    );
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
 #[orchestrator]
 async fn waits(ctx: Context) -> String {
     ctx.wait_event::<String>("go").await

@@ -56,6 +56,9 @@ struct Input {
     completions: Vec<Completed>,
     /// Read from the store for an instance neither fetched nor cached.
     progress: Option<Progress>,
+    /// Its due messages, read (not fetched) for a turn that results handed
+    /// over in memory drive.
+    peeked: Vec<(u64, Event)>,
 }
 
 /// The turns of one round, built up instance by instance.
@@ -132,7 +135,6 @@ impl<'a> Round<'a> {
         handed: Vec<Handed>,
         completions: Vec<Completed>,
     ) -> Result<Done, (StoreError, Vec<Completed>)> {
-        let _ = self.lock;
         let mut inputs: Vec<(String, Input)> = Vec::with_capacity(work.len());
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut slot = |inputs: &mut Vec<(String, Input)>, id: &str| -> usize {
@@ -152,6 +154,35 @@ impl<'a> Round<'a> {
         for c in completions {
             let i = slot(&mut inputs, &c.instance);
             inputs[i].1.completions.push(c);
+        }
+        // The round's time, taken before anything is read: what was queued
+        // by then is read below, so no turn passes over it.
+        let now = now_micros();
+        // Results handed over in memory drive a turn without a fetch: what
+        // the store holds due for those instances goes into that turn, in
+        // order, instead of being overtaken (the commit would refuse that).
+        let driven: Vec<String> = inputs
+            .iter()
+            .filter(|(_, i)| i.work.is_none() && !i.completions.is_empty())
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !driven.is_empty() {
+            match self.store.call(move |s, _| s.peek_due(&driven)).await {
+                Ok(found) => {
+                    for (id, due) in found {
+                        if let Some(&i) = index.get(&id) {
+                            inputs[i].1.peeked = due;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let back = inputs
+                        .into_iter()
+                        .flat_map(|(_, i)| i.completions)
+                        .collect();
+                    return Err((e, back));
+                }
+            }
         }
         // Instances with messages handed over in memory that are neither
         // fetched nor cached: one read tells how far each has come, so that
@@ -186,7 +217,7 @@ impl<'a> Round<'a> {
         }
         let mut inputs = inputs.into_iter();
         while let Some((id, input)) = inputs.next() {
-            if let Err(e) = self.prepare(cache, replays, id, input).await {
+            if let Err(e) = self.prepare(cache, replays, id, input, now).await {
                 let mut back = self.into_completions();
                 back.extend(inputs.flat_map(|(_, i)| i.completions));
                 return Err((e, back));
@@ -213,13 +244,14 @@ impl<'a> Round<'a> {
         replays: &mut Replays,
         id: String,
         input: Input,
+        now: i64,
     ) -> Result<(), StoreError> {
-        let now = now_micros();
         let Input {
             work,
             handed,
             completions,
             progress,
+            peeked,
         } = input;
         if let Some(damage) = work.as_ref().and_then(|w| w.damage.clone()) {
             // A damaged row stops this instance, never the others.
@@ -270,7 +302,7 @@ impl<'a> Round<'a> {
         // Handed-over copies of messages the store already delivered (to a
         // turn that committed, or in this fetch) are dropped unseen.
         let through = through.max(cached_through);
-        for (seq, event) in handed {
+        for (seq, event) in handed.into_iter().chain(peeked) {
             let delivered = through.is_some_and(|t| seq <= t);
             if !delivered && !messages.iter().any(|(m, _)| *m == seq) {
                 messages.push((seq, event));
@@ -488,6 +520,13 @@ impl<'a> Round<'a> {
                     Vec::new()
                 };
                 commit.lease_tasks = slots.len();
+                // Results of tasks this process runs come back in memory and
+                // drive the next turn here: the instance stays locked to
+                // this process meanwhile, so that no other process (woken by
+                // a timer or an event of its own) runs that turn's code too.
+                if commit.lease_tasks > 0 && !finished && commit.restart.is_none() {
+                    commit.keep_lock = Some(self.lock);
+                }
                 self.pending.push(Pending {
                     id,
                     len_before: expected_len,

@@ -566,6 +566,71 @@ pub fn completions_do_not_overtake_older_due_messages(s: &dyn Store) {
     );
 }
 
+/// A message queued after a turn's time may be passed over by that turn
+/// even when it delivers results from a worker: it is taken next.
+pub fn completions_may_pass_messages_queued_after_them(s: &dyn Store) {
+    create(s, "a");
+    let mut t = turn("a", 0, &[0]);
+    t.tasks = vec![NewTask::new(0, A, payload("1"), RetryPolicy::default())];
+    t.lease_tasks = 1;
+    let ids = match &ok(s.commit_turns(OWNER, LONG, &[t]), "commit_turns")[..] {
+        [CommitOutcome::Committed { tasks }] => tasks.clone(),
+        other => panic!("not committed: {other:?}"),
+    };
+    let turn_time = ok(s.now(), "now");
+    wait_out(s, Duration::from_millis(2));
+    ok(s.enqueue("a", &event("later", "1"), None, false), "enqueue");
+    let mut done = TurnCommit::new("a", 1);
+    done.finished_tasks = vec![TaskRef {
+        id: ids[0],
+        attempt: 1,
+    }];
+    done.events = vec![record(
+        1,
+        1,
+        Event::ActivityCompleted {
+            seq: 0,
+            output: payload("2"),
+        },
+    )];
+    done.status = Some(StatusUpdate::new(RuntimeStatus::Running, turn_time));
+    assert!(matches!(
+        ok(s.commit_turns(OWNER, LONG, &[done]), "commit_turns")[..],
+        [CommitOutcome::Committed { .. }]
+    ));
+    assert_eq!(
+        seqs(s, OWNER, "a"),
+        vec![1],
+        "the later message is taken next"
+    );
+}
+
+/// A turn may keep its instance locked to its owner (its next turn is
+/// driven from memory): another owner neither fetches it nor is told it is
+/// free until the lock lapses. Peeking at due messages reads them without
+/// taking or locking anything.
+pub fn keeps_the_lock_when_asked_and_peeks_without_taking(s: &dyn Store) {
+    create(s, "a");
+    ok(s.fetch_work(OWNER, LONG, 10, ORCH), "fetch_work");
+    let mut t = turn("a", 0, &[0]);
+    t.keep_lock = Some(SHORT);
+    ok(s.commit_turns(OWNER, LONG, &[t]), "commit_turns");
+    ok(s.enqueue("a", &event("e", "1"), None, false), "enqueue");
+    let ids = ["a".to_owned()];
+    assert!(ok(s.progress(OTHER, &ids), "progress")[0].1.held_elsewhere);
+    assert!(ok(s.fetch_work(OTHER, LONG, 10, ORCH), "fetch_work").is_empty());
+    for _ in 0..2 {
+        let peeked = ok(s.peek_due(&ids), "peek_due");
+        assert_eq!(peeked, vec![("a".to_owned(), vec![(1, event("e", "1"))])]);
+    }
+    assert!(
+        ok(s.peek_due(&["nope".to_owned()]), "peek_due").is_empty(),
+        "nothing for an unknown instance"
+    );
+    wait_out(s, SHORT);
+    assert_eq!(seqs(s, OTHER, "a"), vec![1], "taken once the lock lapsed");
+}
+
 /// Progress, the release of locks and the next due times.
 pub fn reports_progress_and_due_times(s: &dyn Store) {
     create(s, "a");
@@ -709,7 +774,9 @@ macro_rules! store_conformance_tests {
             completions_do_not_overtake_older_due_messages,
             reports_progress_and_due_times,
             keeps_the_last_custom_status,
-            restarts_an_instance_afresh
+            restarts_an_instance_afresh,
+            completions_may_pass_messages_queued_after_them,
+            keeps_the_lock_when_asked_and_peeks_without_taking
         );
     };
     (@each $make:expr; $($check:ident),*) => {

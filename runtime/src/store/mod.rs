@@ -89,6 +89,9 @@ impl NewInstance {
     }
 }
 
+/// An instance's messages with their sequence numbers, oldest first.
+pub type Messages = Vec<(u64, Event)>;
+
 /// What [`Store::create_instances`] did for one instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -244,6 +247,13 @@ pub struct TurnCommit {
     pub take_all_due: bool,
     /// The instance continues as new with this turn: see [`Restart`].
     pub restart: Option<Restart>,
+    /// Keep the instance locked to the committing owner for this long
+    /// (unless another owner holds it), instead of releasing it: set when
+    /// the turn's next one will be driven from memory (results of tasks
+    /// leased to the owner's own worker), so that no other process runs
+    /// that turn's code too. Another owner may still take the instance once
+    /// the lock lapses.
+    pub keep_lock: Option<Duration>,
 }
 
 /// An instance starting afresh (continue-as-new). Its history is deleted
@@ -287,6 +297,7 @@ impl TurnCommit {
             discard_queued: false,
             take_all_due: false,
             restart: None,
+            keep_lock: None,
         }
     }
 }
@@ -457,7 +468,8 @@ pub trait Store: Send + Sync + 'static {
     fn create_instances(&self, instances: &[NewInstance]) -> Result<Vec<Created>, StoreError>;
 
     /// Queues a message for a running instance (an event, a termination),
-    /// due at once. With a `key`, a message with the same key already queued
+    /// due at once (at the store's time now: a turn computed before that
+    /// time may pass over it). With a `key`, a message with the same key already queued
     /// for the instance makes this a no-op answering
     /// `Enqueued::Queued { message: None }`. With `wake_stuck`, a stuck
     /// instance is released from its set-aside lock so that any process
@@ -579,6 +591,15 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// When the store fails.
     fn release_instances(&self, owner: &str) -> Result<(), StoreError>;
+
+    /// The messages of each of `ids` due by now (on the store's clock),
+    /// oldest first: a read, nothing locked or consumed. The runtime reads
+    /// them before a turn that results handed over in memory drive, so that
+    /// the turn takes what was queued before it instead of overtaking it.
+    ///
+    /// # Errors
+    /// When the store fails or a row does not decode.
+    fn peek_due(&self, ids: &[String]) -> Result<Vec<(String, Messages)>, StoreError>;
 
     /// When the earliest delayed message and task fall due.
     ///

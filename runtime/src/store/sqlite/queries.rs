@@ -17,8 +17,8 @@ use crate::history::{
 };
 use crate::status::InstanceStatus;
 use crate::store::{
-    CommitOutcome, Created, Due, Enqueued, InstanceWork, LeasedTask, Names, NewInstance, Progress,
-    Restart, Store, StoreError, TaskOutcome, TaskRef, TaskResult, TurnCommit,
+    CommitOutcome, Created, Due, Enqueued, InstanceWork, LeasedTask, Messages, Names, NewInstance,
+    Progress, Restart, Store, StoreError, TaskOutcome, TaskRef, TaskResult, TurnCommit,
 };
 
 /// The instances with due messages: driven by the due-time index (named,
@@ -354,7 +354,7 @@ impl Store for SqliteStore {
                     return Ok(Enqueued::Queued { message: None });
                 }
             }
-            let message = insert_message(tx, instance, event, 0)?;
+            let message = insert_message(tx, instance, event, history::now_micros())?;
             if wake_stuck && status == RuntimeStatus::Stuck {
                 tx.prepare_cached(
                     "UPDATE instances SET lock_owner = NULL, lock_until = NULL WHERE id = ?1",
@@ -717,6 +717,19 @@ impl Store for SqliteStore {
         })
     }
 
+    fn peek_due(&self, ids: &[String]) -> Result<Vec<(String, Messages)>, StoreError> {
+        let conn = self.read();
+        let now = history::now_micros();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let due = due_messages(&conn, id, now)?;
+            if !due.is_empty() {
+                out.push((id.clone(), due));
+            }
+        }
+        Ok(out)
+    }
+
     fn next_due(&self) -> Result<Due, StoreError> {
         let conn = self.read();
         let now = history::now_micros();
@@ -994,6 +1007,19 @@ fn write_turn(
     }
     if let Some(restart) = &turn.restart {
         restart_instance(tx, &turn.instance, restart)?;
+    }
+    if let Some(keep) = turn.keep_lock {
+        let now = history::now_micros();
+        tx.prepare_cached(
+            "UPDATE instances SET lock_owner = ?2, lock_until = ?3 \
+             WHERE id = ?1 AND (lock_owner IS NULL OR lock_owner = ?2 OR lock_until <= ?4)",
+        )?
+        .execute(params![
+            turn.instance,
+            owner,
+            micros_from_now(now, keep),
+            now
+        ])?;
     }
     Ok(ids)
 }
