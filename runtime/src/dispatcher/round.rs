@@ -175,13 +175,7 @@ impl<'a> Round<'a> {
                         }
                     }
                 }
-                Err(e) => {
-                    let back = inputs
-                        .into_iter()
-                        .flat_map(|(_, i)| i.completions)
-                        .collect();
-                    return Err((e, back));
-                }
+                Err(e) => return Err((e, completions_of(inputs))),
             }
         }
         // Instances with messages handed over in memory that are neither
@@ -206,13 +200,7 @@ impl<'a> Round<'a> {
                         }
                     }
                 }
-                Err(e) => {
-                    let back = inputs
-                        .into_iter()
-                        .flat_map(|(_, i)| i.completions)
-                        .collect();
-                    return Err((e, back));
-                }
+                Err(e) => return Err((e, completions_of(inputs))),
             }
         }
         let mut inputs = inputs.into_iter();
@@ -563,6 +551,14 @@ impl<'a> Round<'a> {
             slots: Vec::new(),
         });
     }
+}
+
+/// Every handed-over result of a round's inputs, given back on an error.
+fn completions_of(inputs: Vec<(String, Input)>) -> Vec<Completed> {
+    inputs
+        .into_iter()
+        .flat_map(|(_, i)| i.completions)
+        .collect()
 }
 
 /// A turn that ends an instance without running its code (poison, or a

@@ -94,6 +94,37 @@ fn wait_out(s: &dyn Store, d: Duration) {
     }
 }
 
+/// Creates `id` and commits its first turn, which calls one activity,
+/// leased to `OWNER`; returns the call's task id.
+fn started_with_a_leased_call(s: &dyn Store, id: &str) -> i64 {
+    create(s, id);
+    let mut t = turn(id, 0, &[0]);
+    t.tasks = vec![NewTask::new(0, A, payload("1"), RetryPolicy::default())];
+    t.lease_tasks = 1;
+    match &ok(s.commit_turns(OWNER, LONG, &[t]), "commit_turns")[..] {
+        [CommitOutcome::Committed { tasks }] => tasks[0],
+        other => panic!("not committed: {other:?}"),
+    }
+}
+
+/// The turn that delivers `task`'s result straight from the worker.
+fn completion_turn(id: &str, task: i64) -> TurnCommit {
+    let mut done = TurnCommit::new(id, 1);
+    done.finished_tasks = vec![TaskRef {
+        id: task,
+        attempt: 1,
+    }];
+    done.events = vec![record(
+        1,
+        1,
+        Event::ActivityCompleted {
+            seq: 0,
+            output: payload("2"),
+        },
+    )];
+    done
+}
+
 fn seqs(s: &dyn Store, owner: &str, id: &str) -> Vec<u64> {
     ok(s.fetch_work(owner, LONG, 100, ORCH), "fetch_work")
         .into_iter()
@@ -534,28 +565,9 @@ pub fn sets_stuck_instances_aside(s: &dyn Store) {
 /// message that was due before it: it is refused, and the next fetch takes
 /// both in order.
 pub fn completions_do_not_overtake_older_due_messages(s: &dyn Store) {
-    create(s, "a");
-    let mut t = turn("a", 0, &[0]);
-    t.tasks = vec![NewTask::new(0, A, payload("1"), RetryPolicy::default())];
-    t.lease_tasks = 1;
-    let ids = match &ok(s.commit_turns(OWNER, LONG, &[t]), "commit_turns")[..] {
-        [CommitOutcome::Committed { tasks }] => tasks.clone(),
-        other => panic!("not committed: {other:?}"),
-    };
+    let task = started_with_a_leased_call(s, "a");
     ok(s.enqueue("a", &event("e", "1"), None, false), "enqueue");
-    let mut done = TurnCommit::new("a", 1);
-    done.finished_tasks = vec![TaskRef {
-        id: ids[0],
-        attempt: 1,
-    }];
-    done.events = vec![record(
-        1,
-        1,
-        Event::ActivityCompleted {
-            seq: 0,
-            output: payload("2"),
-        },
-    )];
+    let mut done = completion_turn("a", task);
     done.status = Some(StatusUpdate::new(
         RuntimeStatus::Running,
         ok(s.now(), "now"),
@@ -569,30 +581,11 @@ pub fn completions_do_not_overtake_older_due_messages(s: &dyn Store) {
 /// A message queued after a turn's time may be passed over by that turn
 /// even when it delivers results from a worker: it is taken next.
 pub fn completions_may_pass_messages_queued_after_them(s: &dyn Store) {
-    create(s, "a");
-    let mut t = turn("a", 0, &[0]);
-    t.tasks = vec![NewTask::new(0, A, payload("1"), RetryPolicy::default())];
-    t.lease_tasks = 1;
-    let ids = match &ok(s.commit_turns(OWNER, LONG, &[t]), "commit_turns")[..] {
-        [CommitOutcome::Committed { tasks }] => tasks.clone(),
-        other => panic!("not committed: {other:?}"),
-    };
+    let task = started_with_a_leased_call(s, "a");
     let turn_time = ok(s.now(), "now");
     wait_out(s, Duration::from_millis(2));
     ok(s.enqueue("a", &event("later", "1"), None, false), "enqueue");
-    let mut done = TurnCommit::new("a", 1);
-    done.finished_tasks = vec![TaskRef {
-        id: ids[0],
-        attempt: 1,
-    }];
-    done.events = vec![record(
-        1,
-        1,
-        Event::ActivityCompleted {
-            seq: 0,
-            output: payload("2"),
-        },
-    )];
+    let mut done = completion_turn("a", task);
     done.status = Some(StatusUpdate::new(RuntimeStatus::Running, turn_time));
     assert!(matches!(
         ok(s.commit_turns(OWNER, LONG, &[done]), "commit_turns")[..],
