@@ -112,7 +112,8 @@ pub(crate) fn orchestrator(orchestrator: &Orchestrator<'_>, args: &Args) -> Toke
         || quote!(ctx),
         |context| quote_spanned!(context.param.ty.span()=> ctx),
     );
-    let activities = activities(&orchestrator.callees);
+    let activities = callee_names(&orchestrator.callees, &quote!(::durable::Activity));
+    let children = callee_names(&orchestrator.callees, &quote!(::durable::Orchestrator));
     let unit_struct = unit_struct(function);
     // Hidden: it needs a `Context`, which only the runtime makes.
     let run = run_method(function, &quote!(#[doc(hidden)]));
@@ -140,6 +141,9 @@ pub(crate) fn orchestrator(orchestrator: &Orchestrator<'_>, args: &Args) -> Toke
             fn activities() -> ::durable::__private::Vec<&'static str> {
                 #activities
             }
+            fn children() -> ::durable::__private::Vec<&'static str> {
+                #children
+            }
         }
     }
 }
@@ -166,11 +170,13 @@ pub(crate) fn fallback(item: &ItemFn) -> TokenStream {
     }
 }
 
-/// The body of `Orchestrator::activities`: the stored name of each callee.
+/// The body of `Orchestrator::activities` (`kind` is `Activity`) or
+/// `Orchestrator::children` (`kind` is `Orchestrator`): the stored name of
+/// each callee of that kind.
 ///
-/// Autoref dispatch leaves out a callee that is not an activity: its
-/// `ctx.call` in the body is already the one error to report.
-fn activities(callees: &[syn::Path]) -> TokenStream {
+/// Autoref dispatch leaves out a callee of the other kind, or of neither:
+/// its call in the body is already the one error to report.
+fn callee_names(callees: &[syn::Path], kind: &TokenStream) -> TokenStream {
     if callees.is_empty() {
         return quote!(::durable::__private::Vec::new());
     }
@@ -181,9 +187,9 @@ fn activities(callees: &[syn::Path]) -> TokenStream {
         trait NamedCallee {
             fn stored_name(&self) -> ::core::option::Option<&'static str>;
         }
-        impl<A: ::durable::Activity> NamedCallee for Callee<A> {
+        impl<A: #kind> NamedCallee for Callee<A> {
             fn stored_name(&self) -> ::core::option::Option<&'static str> {
-                ::core::option::Option::Some(<A as ::durable::Activity>::NAME)
+                ::core::option::Option::Some(<A as #kind>::NAME)
             }
         }
         trait OtherCallee {

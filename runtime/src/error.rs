@@ -49,6 +49,15 @@ pub enum Error {
         /// The missing activity's stored name.
         activity: String,
     },
+    /// A registered orchestrator starts a child orchestrator that is not
+    /// registered.
+    #[error("orchestrator `{orchestrator}` starts child orchestration `{child}`, which is not registered: add `.orchestrator({child})` to the runtime builder")]
+    UnregisteredChild {
+        /// The calling orchestrator.
+        orchestrator: String,
+        /// The missing child's stored name.
+        child: String,
+    },
     /// A value did not encode to, or decode from, its stored JSON.
     #[error("{what}: {source}")]
     Payload {

@@ -256,6 +256,10 @@ pub enum Event {
         /// result of one of its calls can never match a call of this one.
         #[serde(default, skip_serializing_if = "is_zero")]
         first_seq: u64,
+        /// The instance that started this one as its child, and the call's
+        /// sequence number there: told when this one ends.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<ParentRef>,
     },
     /// The orchestrator called an activity.
     ActivityScheduled {
@@ -281,6 +285,33 @@ pub enum Event {
         seq: u64,
         /// How.
         failure: ActivityFailure,
+    },
+    /// The orchestrator started a child orchestration.
+    ChildScheduled {
+        /// The call's sequence number.
+        seq: u64,
+        /// The child's orchestrator's stored name.
+        name: String,
+        /// The child's instance id.
+        id: String,
+        /// The encoded input.
+        input: Payload,
+        /// Where in the source the call was made.
+        site: String,
+    },
+    /// A child orchestration returned (its return value, `Err` included).
+    ChildCompleted {
+        /// The call's sequence number.
+        seq: u64,
+        /// The encoded return value.
+        output: Payload,
+    },
+    /// A child orchestration ended without returning.
+    ChildFailed {
+        /// The call's sequence number.
+        seq: u64,
+        /// How.
+        failure: ChildFailure,
     },
     /// The orchestrator started a durable timer.
     TimerCreated {
@@ -347,11 +378,46 @@ impl Event {
         matches!(
             self,
             Self::ActivityScheduled { .. }
+                | Self::ChildScheduled { .. }
                 | Self::TimerCreated { .. }
                 | Self::SideEffect { .. }
                 | Self::Completed { .. }
                 | Self::Failed { .. }
         )
+    }
+}
+
+/// Where a child instance reports: its parent and the call there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentRef {
+    /// The parent's instance id.
+    pub id: String,
+    /// The sequence number of the parent's `call_child`.
+    pub seq: u64,
+}
+
+/// How a child orchestration ended without returning a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ChildFailure {
+    /// It failed (a panic, poison, nondeterminism, a payload, ...).
+    Failed(Failure),
+    /// It was terminated; the reason.
+    Terminated(String),
+    /// Its id belongs to another instance already: it was never started.
+    IdTaken(String),
+}
+
+impl fmt::Display for ChildFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Failed(failure) => write!(f, "the child failed: {failure}"),
+            Self::Terminated(reason) => write!(f, "the child was terminated: {reason}"),
+            Self::IdTaken(id) => write!(
+                f,
+                "the child was not started: id {id:?} belongs to another instance"
+            ),
+        }
     }
 }
 

@@ -70,11 +70,12 @@ pub use bytes::Bytes;
 pub use client::{Client, Handle, MAX_NAME_LEN};
 pub use combinator::{join, join_all, select, select_all, Either, JoinAll};
 pub use context::{
-    ActivityCall, Context, ContinueAsNew, EventDataError, EventWait, Timer, TryEventWait,
+    ActivityCall, ChildCall, ChildError, Context, ContinueAsNew, EventDataError, EventWait, Timer,
+    TryEventWait,
 };
 pub use durable_macros::{activity, orchestrator};
 pub use error::Error;
-pub use history::{Failure, FailureKind, RuntimeStatus};
+pub use history::{ChildFailure, Failure, FailureKind, RuntimeStatus};
 pub use orchestrator::Orchestrator;
 pub use retry::RetryPolicy;
 pub use runtime::{Builder, Runtime};

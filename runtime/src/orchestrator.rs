@@ -1,10 +1,12 @@
 //! Orchestrators: deterministic workflow code, replayed from history.
 
+use std::panic::Location;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::activity::BoxFuture;
-use crate::context::Context;
+use crate::context::{ChildCall, Context};
 
 /// A deterministic workflow, started with
 /// [`Client::start`](crate::Client::start).
@@ -35,5 +37,61 @@ pub trait Orchestrator: Copy + Send + Sync + 'static {
     /// see them; the runtime checks at start that each one is registered.
     fn activities() -> Vec<&'static str> {
         Vec::new()
+    }
+
+    /// The names of the child orchestrators the body calls, as far as the
+    /// macro can see them; the runtime checks at start that each one is
+    /// registered.
+    fn children() -> Vec<&'static str> {
+        Vec::new()
+    }
+}
+
+/// Child orchestrations: the typed entry points live with the trait they
+/// take, so that the context does not depend on it.
+impl Context {
+    /// Starts a child orchestration and waits for it: resolves to exactly
+    /// the child's return value (an `Err` it returns included), or to a
+    /// [`ChildError`](crate::ChildError) when the child failed (a panic, poison,
+    /// nondeterminism, ...) or was terminated. The child's id is
+    /// `"{parent id}:{sequence number}"`, the same on every replay; the child
+    /// reports to this instance when it ends, and terminating this instance
+    /// terminates the children still running. A child whose orchestrator the
+    /// macro can see must be registered, or `start()` refuses to run.
+    ///
+    /// ```
+    /// # use durable::{orchestrator, Context};
+    /// #[orchestrator]
+    /// async fn child(_ctx: Context, x: u64) -> u64 {
+    ///     x * 2
+    /// }
+    ///
+    /// #[orchestrator]
+    /// async fn parent(ctx: Context) -> u64 {
+    ///     let calls = (1..=3).map(|i| ctx.call_child(child, i));
+    ///     durable::join_all(calls).await.into_iter().map(|r| r.unwrap_or(0)).sum()
+    /// }
+    /// ```
+    #[track_caller]
+    pub fn call_child<O: Orchestrator>(&self, child: O, input: O::Input) -> ChildCall<O::Output> {
+        let _ = child;
+        self.schedule_child(O::NAME, None, &input, Location::caller())
+    }
+
+    /// As [`Context::call_child`](Context::call_child), under an id of the caller's choosing (it
+    /// must be the same on every replay: derive it from the input, never
+    /// from the clock). An id that belongs to another instance already
+    /// resolves to [`ChildError::IdTaken`](crate::ChildError::IdTaken); an id that is empty, over-long or
+    /// holds control characters fails this instance with
+    /// [`FailureKind::Payload`](crate::FailureKind::Payload).
+    #[track_caller]
+    pub fn call_child_with_id<O: Orchestrator>(
+        &self,
+        child: O,
+        id: impl Into<String>,
+        input: O::Input,
+    ) -> ChildCall<O::Output> {
+        let _ = child;
+        self.schedule_child(O::NAME, Some(id.into()), &input, Location::caller())
     }
 }

@@ -25,6 +25,7 @@ type RunFn = dyn Fn(&Payload, usize) -> BoxFuture<Result<Payload, ActivityFailur
 pub(crate) struct OrchestratorEntry {
     pub(crate) start: Box<StartFn>,
     pub(crate) activities: Vec<&'static str>,
+    pub(crate) children: Vec<&'static str>,
 }
 
 /// What the runtime can run.
@@ -72,6 +73,7 @@ impl Registry {
         let entry = OrchestratorEntry {
             start: Box::new(start),
             activities: O::activities(),
+            children: O::children(),
         };
         if self.orchestrators.insert(O::NAME, entry).is_some() {
             self.duplicates.push(O::NAME);
@@ -126,6 +128,16 @@ impl Registry {
         let mut names: Vec<_> = self.orchestrators.iter().collect();
         names.sort_by_key(|(n, _)| **n);
         for (name, entry) in names {
+            if let Some(missing) = entry
+                .children
+                .iter()
+                .find(|c| !self.orchestrators.contains_key(*c))
+            {
+                return Err(Error::UnregisteredChild {
+                    orchestrator: (*name).to_owned(),
+                    child: (*missing).to_owned(),
+                });
+            }
             if let Some(missing) = entry
                 .activities
                 .iter()

@@ -106,6 +106,7 @@ fn event() -> impl Strategy<Value = Event> {
             input,
             seed: None,
             first_seq: 0,
+            parent: None,
         }),
         (any::<u64>(), text(), payload(), text()).prop_map(|(seq, name, input, site)| {
             Event::ActivityScheduled {
@@ -283,6 +284,7 @@ fn write_world(store: &SqliteStore, w: &World) -> Result<(), TestCaseError> {
         input: w.input.clone(),
         seed: None,
         first_seq: 0,
+        parent: None,
     }];
     expected.extend(w.incoming.iter().cloned());
     let got: Vec<Event> = work[0].messages.iter().map(|(_, e)| e.clone()).collect();
@@ -1004,6 +1006,7 @@ fn a_damaged_turn_or_time_in_history_is_an_error() {
                 input: serde_json::from_str("1").expect("a payload"),
                 seed: None,
                 first_seq: 0,
+                parent: None,
             },
         }];
         turn.consumed = work[0].messages.iter().map(|(seq, _)| *seq).collect();

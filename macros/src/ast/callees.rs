@@ -1,5 +1,7 @@
-//! The activities an orchestrator's body calls: the first argument of every
-//! `ctx.call(X, ..)` / `ctx.call_with_retry(X, ..)`, where `X` is a path.
+//! The activities and child orchestrators an orchestrator's body calls: the
+//! first argument of every `ctx.call(X, ..)`, `ctx.call_with_retry(X, ..)`,
+//! `ctx.call_child(X, ..)` and `ctx.call_child_with_id(X, ..)`, where `X` is
+//! a path. The expansion sorts activities from orchestrators by type.
 //!
 //! The generated `Orchestrator::activities` names each one again outside the
 //! body, so a path that only resolves inside the body is left out: a name
@@ -103,7 +105,13 @@ struct Calls {
 impl Calls {
     /// `X` in `ctx.call(X, ..)`, if it is a path that resolves outside the body.
     fn callee<'e>(&self, call: &'e ExprMethodCall) -> Option<&'e Path> {
-        if call.method != "call" && call.method != "call_with_retry" {
+        const CALLS: [&str; 4] = [
+            "call",
+            "call_with_retry",
+            "call_child",
+            "call_child_with_id",
+        ];
+        if !CALLS.iter().any(|m| call.method == m) {
             return None;
         }
         if !self.is_ctx(&call.receiver) {

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::{lock, Completion, State};
 use crate::activity::{Activity, ActivityError};
-use crate::history::{ActivityFailure, Failure, FailureKind};
+use crate::history::{ActivityFailure, ChildFailure, Failure, FailureKind};
 
 /// The part every operation future shares: wait for the completion with
 /// this sequence number.
@@ -115,10 +115,10 @@ impl<A: Activity> Future for ActivityCall<A> {
             Completion::Activity(Err(ActivityFailure::Poisoned(m))) => {
                 Ok(Err(ActivityError::Poisoned(m)))
             }
-            Completion::Timer => {
+            Completion::Timer | Completion::Child(_) => {
                 st.fail(Failure::new(
                     FailureKind::Nondeterminism,
-                    format!("step {seq}: an activity call received a timer's completion"),
+                    format!("step {seq}: an activity call received another operation's completion"),
                 ));
                 return Poll::Pending;
             }
@@ -151,7 +151,7 @@ impl Future for Timer {
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
         match self.op.poll_completion(cx) {
             Poll::Ready((Completion::Timer, _)) => Poll::Ready(()),
-            Poll::Ready((Completion::Activity(_), mut st)) => {
+            Poll::Ready((Completion::Activity(_) | Completion::Child(_), mut st)) => {
                 st.fail(Failure::new(
                     FailureKind::Nondeterminism,
                     "a timer received an activity's completion",
@@ -325,5 +325,81 @@ impl<T> Future for ContinueAsNew<T> {
             }
         }
         Poll::Pending
+    }
+}
+
+/// Why a child orchestration gave no return value; see
+/// [`Context::call_child`](crate::Context::call_child).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChildError {
+    /// The child failed (a panic, poison, nondeterminism, a payload that
+    /// did not decode, ...).
+    #[error("the child orchestration failed: {0}")]
+    Failed(Failure),
+    /// The child was terminated; the reason.
+    #[error("the child orchestration was terminated: {0}")]
+    Terminated(String),
+    /// The id belongs to another instance already: no child was started.
+    #[error("the child orchestration was not started: its id `{0}` belongs to another instance")]
+    IdTaken(String),
+}
+
+/// A child orchestration in flight, resolving to its return value `T`; see
+/// [`Context::call_child`](crate::Context::call_child).
+#[must_use = "a durable future does nothing unless awaited"]
+pub struct ChildCall<T> {
+    op: OpWait,
+    name: &'static str,
+    _output: PhantomData<fn() -> T>,
+}
+
+impl<T> ChildCall<T> {
+    pub(super) fn new(op: OpWait, name: &'static str) -> Self {
+        Self {
+            op,
+            name,
+            _output: PhantomData,
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Future for ChildCall<T> {
+    type Output = Result<T, ChildError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let (seq, name) = (self.op.seq, self.name);
+        let (completion, mut st) = match self.op.poll_completion(cx) {
+            Poll::Ready(r) => r,
+            Poll::Pending => return Poll::Pending,
+        };
+        let failure = match completion {
+            Completion::Child(Ok(out)) => {
+                return match out
+                    .decode::<T>(&format!("the return value of child orchestration `{name}`"))
+                {
+                    Ok(v) => Poll::Ready(Ok(v)),
+                    Err(e) => {
+                        st.fail(Failure::new(FailureKind::Payload, e.to_string()));
+                        Poll::Pending
+                    }
+                };
+            }
+            Completion::Child(Err(failure)) => failure,
+            Completion::Activity(_) | Completion::Timer => {
+                st.fail(Failure::new(
+                    FailureKind::Nondeterminism,
+                    format!(
+                        "step {seq}: a child orchestration received another operation's completion"
+                    ),
+                ));
+                return Poll::Pending;
+            }
+        };
+        Poll::Ready(Err(match failure {
+            ChildFailure::Failed(f) => ChildError::Failed(f),
+            ChildFailure::Terminated(reason) => ChildError::Terminated(reason),
+            ChildFailure::IdTaken(id) => ChildError::IdTaken(id),
+        }))
     }
 }

@@ -5,7 +5,7 @@
 //! While history is replayed the operation is checked against the recorded
 //! one with that number instead of being scheduled again.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::panic::Location;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -17,16 +17,20 @@ use serde::de::DeserializeOwned;
 mod futures;
 
 use futures::OpWait;
-pub use futures::{ActivityCall, ContinueAsNew, EventDataError, EventWait, Timer, TryEventWait};
+pub use futures::{
+    ActivityCall, ChildCall, ChildError, ContinueAsNew, EventDataError, EventWait, Timer,
+    TryEventWait,
+};
 
 use crate::activity::Activity;
-use crate::history::{self, ActivityFailure, Failure, FailureKind, Payload};
+use crate::history::{self, ActivityFailure, ChildFailure, Failure, FailureKind, Payload};
 use crate::retry::RetryPolicy;
 
 /// The kind of a durable operation, as history records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OpKind {
     Activity,
+    Child,
     Timer,
     SideEffect,
 }
@@ -35,6 +39,7 @@ impl fmt::Display for OpKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Activity => "activity",
+            Self::Child => "child orchestration",
             Self::Timer => "timer",
             Self::SideEffect => "side effect",
         })
@@ -61,6 +66,14 @@ pub(crate) enum Action {
         site: String,
         retry: RetryPolicy,
     },
+    Child {
+        seq: u64,
+        name: &'static str,
+        id: String,
+        input: Payload,
+        seed: u64,
+        site: String,
+    },
     Timer {
         seq: u64,
         fire_at: i64,
@@ -77,6 +90,7 @@ pub(crate) enum Action {
 #[derive(Debug)]
 pub(crate) enum Completion {
     Activity(Result<Payload, ActivityFailure>),
+    Child(Result<Payload, ChildFailure>),
     Timer,
 }
 
@@ -113,6 +127,9 @@ pub(crate) struct State {
     pub(crate) custom_status: Option<Payload>,
     /// The input the orchestrator continues as new with, once it asked.
     pub(crate) continue_as_new: Option<Payload>,
+    /// Child orchestrations started and not yet ended, by sequence number:
+    /// terminating this instance terminates them.
+    pub(crate) children: BTreeMap<u64, String>,
 }
 
 impl State {
@@ -135,6 +152,7 @@ impl State {
             max_payload: crate::config::DEFAULT_MAX_PAYLOAD,
             custom_status: None,
             continue_as_new: None,
+            children: BTreeMap::new(),
         }
     }
 
@@ -223,6 +241,9 @@ impl State {
 
     /// Hands an operation's result to its future.
     pub(crate) fn deliver(&mut self, seq: u64, completion: Completion) {
+        if matches!(completion, Completion::Child(_)) {
+            self.children.remove(&seq);
+        }
         if self.abandoned.remove(&seq) {
             return;
         }
@@ -401,6 +422,70 @@ impl Context {
         };
         drop(st);
         ActivityCall::new(OpWait::new(self.state.clone(), seq))
+    }
+
+    /// Schedules a child orchestration of orchestrator `name`; see
+    /// `Context::call_child` (in the `orchestrator` module, which owns the
+    /// typed entry points).
+    pub(crate) fn schedule_child<T>(
+        &self,
+        name: &'static str,
+        id: Option<String>,
+        input: &impl serde::Serialize,
+        loc: &Location<'_>,
+    ) -> ChildCall<T> {
+        let (limit, replaying) = {
+            let st = lock(&self.state);
+            (st.max_payload, st.replaying)
+        };
+        let encoded = if replaying {
+            Ok(None)
+        } else {
+            Payload::encode(
+                input,
+                &format!("the input of child orchestration `{name}`"),
+                limit,
+            )
+            .map(Some)
+        };
+        let checked = match &id {
+            Some(id) => crate::ids::check_name("child instance id", id)
+                .map_err(|e| format!("a child's id is refused: {}", e.reason)),
+            None => Ok(()),
+        };
+        let parent = self.instance_id.clone();
+        let child_id = move |seq: u64| id.clone().unwrap_or_else(|| format!("{parent}:{seq}"));
+        let mut st = lock(&self.state);
+        // Drawn on every run, replay included, so later draws stay the same.
+        let seed = st.next_random();
+        let seq = match (encoded, checked) {
+            (Ok(input), Ok(())) => {
+                let seq = st.schedule(OpKind::Child, name, loc, |seq, site| {
+                    let input =
+                        input.expect("invariant: new decisions are made only outside replay");
+                    Action::Child {
+                        seq,
+                        name,
+                        id: child_id(seq),
+                        input,
+                        seed,
+                        site,
+                    }
+                });
+                st.children.insert(seq, child_id(seq));
+                seq
+            }
+            (Err(e), _) => {
+                st.fail(Failure::new(FailureKind::Payload, e.to_string()));
+                u64::MAX
+            }
+            (_, Err(reason)) => {
+                st.fail(Failure::new(FailureKind::Payload, reason));
+                u64::MAX
+            }
+        };
+        drop(st);
+        ChildCall::new(OpWait::new(self.state.clone(), seq), name)
     }
 
     /// A durable timer: resolves `duration` after the current turn's time,

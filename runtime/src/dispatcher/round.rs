@@ -2,7 +2,7 @@
 //! computed from the cache or by replay, committed together, then the new
 //! tasks handed to the worker and the live executions kept.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,16 +11,18 @@ use super::replays::Replays;
 use super::turns::{self, Job, Ran, Turns};
 use super::{send_to_store, Dispatcher};
 use crate::context::Action;
-use crate::history::{now_micros, Event, Failure, FailureKind, HistoryRecord, RuntimeStatus};
+use crate::history::{
+    now_micros, Event, Failure, FailureKind, HistoryRecord, ParentRef, RuntimeStatus,
+};
 use crate::mailbox::{Assigned, Completed, Handed, ToWorker};
 use crate::policy::{self, Poison};
 use crate::registry::Registry;
-use crate::replay::{Execution, Outcome, Parked, Turn};
+use crate::replay::{ending_messages, Execution, Outcome, Parked, Turn};
 use crate::shutdown::Shutdown;
 use crate::store::handle::StoreHandle;
 use crate::store::{
-    CommitOutcome, InstanceWork, LeasedTask, NewMessage, NewTask, Progress, Restart, StatusUpdate,
-    StoreError, TaskOutcome, TaskResult, TurnCommit,
+    CommitOutcome, InstanceWork, LeasedTask, NewInstance, NewMessage, NewTask, Progress, Restart,
+    StatusUpdate, StoreError, TaskOutcome, TaskResult, TurnCommit,
 };
 use crate::waiters::Waiters;
 
@@ -592,6 +594,16 @@ async fn end_without_code(
         _ => StatusUpdate::new(RuntimeStatus::Failed, at),
     };
     let mut commit = TurnCommit::new(id, history_len);
+    // Its parent learns how it ended; a termination reaches its children.
+    let outcome = match &event {
+        Event::Terminated { reason } => Some(Outcome::Terminated(reason.clone())),
+        Event::Failed { failure } => Some(Outcome::Failed(failure.clone())),
+        _ => None,
+    };
+    if let Some(outcome) = outcome {
+        let (parent, children) = relations(history.iter().map(|r| &r.event).chain(&delivered));
+        commit.sends = ending_messages(id, parent.as_ref(), &children, &outcome);
+    }
     // What the turn consumed is recorded (never delivered to the code), then
     // the end: nothing a client was told is queued disappears.
     commit.events = delivered
@@ -610,6 +622,27 @@ async fn end_without_code(
     commit.status = Some(status);
     commit.discard_queued = true;
     Ok(commit)
+}
+
+/// The parent an instance reports to and the children it has running, as
+/// its events tell.
+fn relations<'e>(
+    events: impl Iterator<Item = &'e Event>,
+) -> (Option<ParentRef>, BTreeMap<u64, String>) {
+    let (mut parent, mut children) = (None, BTreeMap::new());
+    for event in events {
+        match event {
+            Event::Started { parent: p, .. } => parent.clone_from(p),
+            Event::ChildScheduled { seq, id, .. } => {
+                children.insert(*seq, id.clone());
+            }
+            Event::ChildCompleted { seq, .. } | Event::ChildFailed { seq, .. } => {
+                children.remove(seq);
+            }
+            _ => {}
+        }
+    }
+    (parent, children)
 }
 
 impl Round<'_> {
@@ -650,6 +683,9 @@ impl Round<'_> {
                 match outcome {
                     CommitOutcome::Committed { tasks } => {
                         committed_any = true;
+                        // New children and messages to other instances are in
+                        // the store now: look for them at once.
+                        look_again |= !commit.children.is_empty() || !commit.sends.is_empty();
                         worker.settle(p.completions.iter().map(|c| c.task));
                         unsent.extend(hand_over(worker, &commit, tasks, p.slots));
                         for m in &commit.messages {
@@ -818,10 +854,27 @@ fn to_commit(id: &str, expected_len: u64, consumed: Vec<u64>, turn: Turn, now: i
             Action::Timer { seq, fire_at, .. } => commit
                 .messages
                 .push(NewMessage::new(Event::TimerFired { seq }, fire_at)),
+            Action::Child {
+                seq,
+                name,
+                id: child,
+                input,
+                seed,
+                ..
+            } => {
+                let mut new = NewInstance::new(child, name, input, now);
+                new.seed = Some(seed);
+                new.parent = Some(ParentRef {
+                    id: id.to_owned(),
+                    seq,
+                });
+                commit.children.push(new);
+            }
             // Recorded in history; nothing to run.
             Action::SideEffect { .. } => {}
         }
     }
+    commit.sends = turn.sends;
     commit.status = Some(match turn.outcome {
         None => StatusUpdate::new(RuntimeStatus::Running, now),
         Some(Outcome::Completed { output, failed }) => StatusUpdate {

@@ -7,14 +7,18 @@
 //! sees the same events in the same batches and makes the same decisions,
 //! which are checked against the recorded ones.
 
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Wake, Waker};
 
 use crate::context::{lock, Action, Completion, Context, OpKind, Recorded, State};
-use crate::history::{Event, Failure, FailureKind, HistoryRecord, Payload};
+use crate::history::{
+    ChildFailure, Event, Failure, FailureKind, HistoryRecord, ParentRef, Payload,
+};
 use crate::registry::{OrchestrationFuture, Registry};
+use crate::store::Outgoing;
 use crate::unwind::panic_message;
 
 /// How often one turn may re-poll a root that keeps waking itself before it
@@ -46,6 +50,54 @@ pub(crate) struct Turn {
     pub(crate) outcome: Option<Outcome>,
     /// The custom status the turn set, if it set one.
     pub(crate) custom_status: Option<Payload>,
+    /// Messages to other instances: to the parent when this one ended, to
+    /// the running children when it was terminated.
+    pub(crate) sends: Vec<Outgoing>,
+}
+
+/// What an instance that ends with `outcome` tells others: its parent (if
+/// it is a child) how it ended, and its running `children` (by sequence
+/// number) that they are terminated, when it was. Continuing as new tells
+/// nobody: the instance goes on.
+pub(crate) fn ending_messages(
+    id: &str,
+    parent: Option<&ParentRef>,
+    children: &BTreeMap<u64, String>,
+    outcome: &Outcome,
+) -> Vec<Outgoing> {
+    let mut out = Vec::new();
+    let to_parent = |event: Event| parent.map(|p| Outgoing::new(p.id.clone(), event, false));
+    match outcome {
+        Outcome::Completed { output, .. } => out.extend(to_parent(Event::ChildCompleted {
+            seq: parent.map_or(0, |p| p.seq),
+            output: output.clone(),
+        })),
+        Outcome::Failed(f) => out.extend(to_parent(Event::ChildFailed {
+            seq: parent.map_or(0, |p| p.seq),
+            failure: ChildFailure::Failed(f.clone()),
+        })),
+        Outcome::Terminated(reason) => {
+            out.extend(to_parent(Event::ChildFailed {
+                seq: parent.map_or(0, |p| p.seq),
+                failure: ChildFailure::Terminated(reason.clone()),
+            }));
+            let reason = format!(
+                "its parent `{}` was terminated: {reason}",
+                crate::ids::Escaped(id)
+            );
+            out.extend(children.values().map(|child| {
+                Outgoing::new(
+                    child.clone(),
+                    Event::Terminated {
+                        reason: reason.clone(),
+                    },
+                    true,
+                )
+            }));
+        }
+        Outcome::ContinuedAsNew { .. } => {}
+    }
+    out
 }
 
 /// Why an instance cannot run with the code this process has. It is left
@@ -81,6 +133,8 @@ pub(crate) struct Execution {
     pub(crate) consumed_through: Option<u64>,
     /// The orchestrator's stored name, from `Started`.
     name: Option<String>,
+    /// The instance this one reports to, as its child.
+    parent: Option<ParentRef>,
 }
 
 impl Execution {
@@ -97,6 +151,7 @@ impl Execution {
             finished: false,
             consumed_through: None,
             name: None,
+            parent: None,
         }
     }
 
@@ -139,6 +194,19 @@ impl Execution {
                             *seq,
                             Recorded {
                                 kind: OpKind::Activity,
+                                name: name.clone(),
+                                site: site.clone(),
+                                value: None,
+                            },
+                        );
+                    }
+                    Event::ChildScheduled {
+                        seq, name, site, ..
+                    } => {
+                        st.recorded.insert(
+                            *seq,
+                            Recorded {
+                                kind: OpKind::Child,
                                 name: name.clone(),
                                 site: site.clone(),
                                 value: None,
@@ -292,6 +360,28 @@ impl Execution {
                         site: site.clone(),
                     });
                 }
+                Action::Child {
+                    seq,
+                    name,
+                    id,
+                    input,
+                    site,
+                    ..
+                } => {
+                    if outcome.is_none() && !registry.has_orchestrator(name) {
+                        outcome = Some(Outcome::Failed(Failure::new(
+                            FailureKind::UnregisteredOrchestrator,
+                            format!("child orchestration `{name}` (called at {site}) is not registered with this runtime"),
+                        )));
+                    }
+                    events.push(Event::ChildScheduled {
+                        seq: *seq,
+                        name: (*name).to_owned(),
+                        id: id.clone(),
+                        input: input.clone(),
+                        site: site.clone(),
+                    });
+                }
                 Action::Timer { seq, fire_at, site } => events.push(Event::TimerCreated {
                     seq: *seq,
                     fire_at: *fire_at,
@@ -323,18 +413,29 @@ impl Execution {
                 }
                 self.finished = true;
                 self.root = None;
-                // Activities called in the last turn are recorded in history,
-                // so they run (fire-and-forget); their results are dropped.
-                // A timer would fire into nothing: history records it
-                // created, never fired, which is what happens.
+                // Activities and children called in the last turn are
+                // recorded in history, so they run (fire-and-forget); their
+                // results are dropped. A timer would fire into nothing:
+                // history records it created, never fired, which is what
+                // happens.
                 actions
                     .into_iter()
-                    .filter(|a| matches!(a, Action::Activity { .. }))
+                    .filter(|a| matches!(a, Action::Activity { .. } | Action::Child { .. }))
                     .collect()
             }
             None => actions,
         };
         Ok(self.close_turn(at, events, actions, outcome))
+    }
+
+    /// The messages an ending sends: the parent learns how its child ended,
+    /// and a termination reaches the children still running.
+    fn endings(&self, outcome: Option<&Outcome>) -> Vec<Outgoing> {
+        let Some(outcome) = outcome else {
+            return Vec::new();
+        };
+        let children = std::mem::take(&mut lock(&self.state).children);
+        ending_messages(&self.instance_id, self.parent.as_ref(), &children, outcome)
     }
 
     /// The turn's outcome if the orchestrator asked to continue as new.
@@ -348,6 +449,7 @@ impl Execution {
             input,
             seed: Some(seed),
             first_seq,
+            parent: self.parent.clone(),
         };
         Some(Outcome::ContinuedAsNew { started, carried })
     }
@@ -360,6 +462,7 @@ impl Execution {
         actions: Vec<Action>,
         outcome: Option<Outcome>,
     ) -> Turn {
+        let sends = self.endings(outcome.as_ref());
         let turn = self.next_turn;
         let records = events
             .into_iter()
@@ -379,6 +482,7 @@ impl Execution {
             actions,
             outcome,
             custom_status: lock(&self.state).custom_status.take(),
+            sends,
         }
     }
 
@@ -390,8 +494,10 @@ impl Execution {
                 input,
                 seed,
                 first_seq,
+                parent,
             } => {
                 self.name = Some(name.clone());
+                self.parent.clone_from(parent);
                 lock(&self.state).start_at(*first_seq);
                 let Some(entry) = registry.orchestrator(name) else {
                     return Err(Parked(Failure::new(
@@ -425,12 +531,19 @@ impl Execution {
             Event::ActivityFailed { seq, failure } => {
                 lock(&self.state).deliver(*seq, Completion::Activity(Err(failure.clone())))
             }
+            Event::ChildCompleted { seq, output } => {
+                lock(&self.state).deliver(*seq, Completion::Child(Ok(output.clone())));
+            }
+            Event::ChildFailed { seq, failure } => {
+                lock(&self.state).deliver(*seq, Completion::Child(Err(failure.clone())));
+            }
             Event::TimerFired { seq } => lock(&self.state).deliver(*seq, Completion::Timer),
             Event::EventRaised { name, data } => {
                 lock(&self.state).deliver_event(name.clone(), data.clone());
             }
             Event::Terminated { .. }
             | Event::ActivityScheduled { .. }
+            | Event::ChildScheduled { .. }
             | Event::TimerCreated { .. }
             | Event::SideEffect { .. }
             | Event::Completed { .. }

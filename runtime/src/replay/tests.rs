@@ -138,6 +138,7 @@ fn started(name: &str, input: u64) -> Event {
         input: json(&input),
         seed: None,
         first_seq: 0,
+        parent: None,
     }
 }
 
@@ -578,6 +579,7 @@ fn the_seed_recorded_at_start_decides_random_draws_and_replays_the_same() {
             input: json(&1u64),
             seed: Some(seed),
             first_seq: 0,
+            parent: None,
         };
         let t0 = ex.run_turn(0, vec![start], &reg).expect("ok");
         let live = ex

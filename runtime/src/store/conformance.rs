@@ -19,10 +19,12 @@
 use std::time::Duration;
 
 use super::{
-    CommitOutcome, Created, Enqueued, Names, NewInstance, NewMessage, NewTask, Restart,
+    CommitOutcome, Created, Enqueued, Names, NewInstance, NewMessage, NewTask, Outgoing, Restart,
     StatusUpdate, Store, TaskOutcome, TaskRef, TaskResult, TurnCommit,
 };
-use crate::history::{Event, Failure, FailureKind, HistoryRecord, Payload, RuntimeStatus};
+use crate::history::{
+    ChildFailure, Event, Failure, FailureKind, HistoryRecord, ParentRef, Payload, RuntimeStatus,
+};
 use crate::retry::RetryPolicy;
 
 const O: &str = "orch";
@@ -166,6 +168,7 @@ pub fn creates_instances_once(s: &dyn Store) {
                 input: payload("1"),
                 seed: None,
                 first_seq: 0,
+                parent: None,
             }
         )],
         "the first input stands"
@@ -624,6 +627,69 @@ pub fn keeps_the_lock_when_asked_and_peeks_without_taking(s: &dyn Store) {
     assert_eq!(seqs(s, OTHER, "a"), vec![1], "taken once the lock lapsed");
 }
 
+/// A turn starts its children (each with its parent in its `Started`) and
+/// queues its messages to other instances with itself; a child whose id is
+/// taken is not started and its parent is told at once; a message for an
+/// unknown instance is dropped.
+pub fn starts_children_and_sends_messages(s: &dyn Store) {
+    create(s, "p");
+    create(s, "taken");
+    create(s, "b");
+    ok(s.fetch_work(OWNER, LONG, 10, ORCH), "fetch_work");
+    let parent = |seq| {
+        Some(ParentRef {
+            id: "p".to_owned(),
+            seq,
+        })
+    };
+    let mut t = turn("p", 0, &[0]);
+    let mut child = NewInstance::new("p:1", O, payload("5"), 0);
+    child.parent = parent(1);
+    let mut clash = NewInstance::new("taken", O, payload("6"), 0);
+    clash.parent = parent(2);
+    t.children = vec![child, clash];
+    t.sends = vec![
+        Outgoing::new("b", event("note", "1"), false),
+        Outgoing::new("nobody", event("note", "2"), false),
+    ];
+    assert!(matches!(
+        ok(s.commit_turns(OWNER, LONG, &[t]), "commit_turns")[..],
+        [CommitOutcome::Committed { .. }]
+    ));
+    ok(
+        s.commit_turns(OWNER, LONG, &[turn("taken", 0, &[0]), turn("b", 0, &[0])]),
+        "commit_turns",
+    );
+    let work = ok(s.fetch_work(OTHER, LONG, 10, ORCH), "fetch_work");
+    let of = |id: &str| -> Vec<Event> {
+        work.iter()
+            .find(|w| w.id == id)
+            .map(|w| w.messages.iter().map(|(_, e)| e.clone()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        of("p:1"),
+        vec![Event::Started {
+            name: O.to_owned(),
+            input: payload("5"),
+            seed: None,
+            first_seq: 0,
+            parent: parent(1),
+        }],
+        "the child is started, knowing its parent"
+    );
+    assert_eq!(of("b"), vec![event("note", "1")]);
+    assert_eq!(
+        of("p"),
+        vec![Event::ChildFailed {
+            seq: 2,
+            failure: ChildFailure::IdTaken("taken".to_owned()),
+        }],
+        "the parent learns its child's id was taken"
+    );
+    assert_eq!(ok(s.status("nobody"), "status"), None);
+}
+
 /// Progress, the release of locks and the next due times.
 pub fn reports_progress_and_due_times(s: &dyn Store) {
     create(s, "a");
@@ -709,6 +775,7 @@ pub fn restarts_an_instance_afresh(s: &dyn Store) {
         input: payload("2"),
         seed: Some(7),
         first_seq: 2,
+        parent: None,
     };
     let mut again = turn("a", 1, &[]);
     again.events = vec![record(1, 1, event("dropped", "0"))];
@@ -769,7 +836,8 @@ macro_rules! store_conformance_tests {
             keeps_the_last_custom_status,
             restarts_an_instance_afresh,
             completions_may_pass_messages_queued_after_them,
-            keeps_the_lock_when_asked_and_peeks_without_taking
+            keeps_the_lock_when_asked_and_peeks_without_taking,
+            starts_children_and_sends_messages
         );
     };
     (@each $make:expr; $($check:ident),*) => {

@@ -33,7 +33,7 @@ use std::time::Duration;
 pub use error::StoreError;
 pub use sqlite::{SqliteError, SqliteOptions, SqliteStore, Synchronous};
 
-use crate::history::{Event, Failure, HistoryRecord, Payload, RuntimeStatus};
+use crate::history::{Event, Failure, HistoryRecord, ParentRef, Payload, RuntimeStatus};
 use crate::retry::RetryPolicy;
 use crate::status::InstanceStatus;
 
@@ -55,6 +55,8 @@ pub struct NewInstance {
     /// clock): the creating process runs its first turn from memory, and no
     /// other process may take it meanwhile. `None`: any process takes it.
     pub lock: Option<(String, Duration)>,
+    /// The instance that starts it as a child, and the call there.
+    pub parent: Option<ParentRef>,
 }
 
 impl NewInstance {
@@ -68,6 +70,7 @@ impl NewInstance {
             now,
             seed: None,
             lock: None,
+            parent: None,
         }
     }
 
@@ -85,6 +88,7 @@ impl NewInstance {
             input: self.input.clone(),
             seed: self.seed,
             first_seq: 0,
+            parent: self.parent.clone(),
         }
     }
 }
@@ -254,6 +258,36 @@ pub struct TurnCommit {
     /// that turn's code too. Another owner may still take the instance once
     /// the lock lapses.
     pub keep_lock: Option<Duration>,
+    /// Child instances the turn starts, each with its parent set. One whose
+    /// id belongs to an instance already is not created; instead its parent
+    /// is sent `ChildFailed` with [`ChildFailure::IdTaken`](crate::ChildFailure::IdTaken) at once.
+    pub children: Vec<NewInstance>,
+    /// Messages to other instances, queued with the turn; one for an
+    /// instance that is gone or finished is dropped.
+    pub sends: Vec<Outgoing>,
+}
+
+/// A message from one instance's turn to another instance.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Outgoing {
+    /// The instance it goes to.
+    pub instance: String,
+    /// The message.
+    pub event: Event,
+    /// Release the instance at once if it is stuck (a termination).
+    pub wake_stuck: bool,
+}
+
+impl Outgoing {
+    /// `event` for `instance`.
+    pub fn new(instance: impl Into<String>, event: Event, wake_stuck: bool) -> Self {
+        Self {
+            instance: instance.into(),
+            event,
+            wake_stuck,
+        }
+    }
 }
 
 /// An instance starting afresh (continue-as-new). Its history is deleted
@@ -298,6 +332,8 @@ impl TurnCommit {
             take_all_due: false,
             restart: None,
             keep_lock: None,
+            children: Vec::new(),
+            sends: Vec::new(),
         }
     }
 }

@@ -13,7 +13,7 @@ use super::{
     SqliteStore,
 };
 use crate::history::{
-    self, duration_micros, Event, Failure, HistoryRecord, Payload, RuntimeStatus,
+    self, duration_micros, ChildFailure, Event, Failure, HistoryRecord, Payload, RuntimeStatus,
 };
 use crate::status::InstanceStatus;
 use crate::store::{
@@ -283,40 +283,7 @@ impl Store for SqliteStore {
         self.write_shared(move |tx| {
             let mut out = Vec::with_capacity(instances.len());
             for new in &instances {
-                let sum = instance_sum(
-                    &new.name,
-                    RuntimeStatus::Pending.as_str(),
-                    None,
-                    None,
-                    None,
-                    0,
-                );
-                let (lock_owner, lock_until) = match &new.lock {
-                    Some((owner, lock)) => (
-                        Some(owner.as_str()),
-                        Some(micros_from_now(history::now_micros(), *lock)),
-                    ),
-                    None => (None, None),
-                };
-                let n = tx
-                    .prepare_cached(
-                        "INSERT INTO instances \
-                         (id, name, status, created_at, updated_at, sum, lock_owner, lock_until) \
-                         VALUES (?1, ?2, 'pending', ?3, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
-                    )?
-                    .execute(params![new.id, new.name, new.now, sum, lock_owner, lock_until])?;
-                if n == 0 {
-                    out.push(Created::Exists);
-                    continue;
-                }
-                let started = new.started();
-                let message = insert_message(tx, &new.id, &started, 0)?.ok_or_else(|| {
-                    corrupt(
-                        format!("instance `{}`", crate::ids::Escaped(&new.id)),
-                        "created but not live",
-                    )
-                })?;
-                out.push(Created::Created { message });
+                out.push(create_instance(tx, new)?);
             }
             Ok(out)
         })
@@ -1008,6 +975,7 @@ fn write_turn(
     if let Some(restart) = &turn.restart {
         restart_instance(tx, &turn.instance, restart)?;
     }
+    send(tx, turn)?;
     if let Some(keep) = turn.keep_lock {
         let now = history::now_micros();
         tx.prepare_cached(
@@ -1022,6 +990,72 @@ fn write_turn(
         ])?;
     }
     Ok(ids)
+}
+
+/// Creates one instance with its `Started` message, or leaves an existing
+/// one as it is.
+fn create_instance(tx: &Connection, new: &NewInstance) -> Result<Created, StoreError> {
+    let sum = instance_sum(
+        &new.name,
+        RuntimeStatus::Pending.as_str(),
+        None,
+        None,
+        None,
+        0,
+    );
+    let (lock_owner, lock_until) = match &new.lock {
+        Some((owner, lock)) => (
+            Some(owner.as_str()),
+            Some(micros_from_now(history::now_micros(), *lock)),
+        ),
+        None => (None, None),
+    };
+    let n = tx
+        .prepare_cached(
+            "INSERT INTO instances \
+             (id, name, status, created_at, updated_at, sum, lock_owner, lock_until) \
+             VALUES (?1, ?2, 'pending', ?3, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
+        )?
+        .execute(params![
+            new.id, new.name, new.now, sum, lock_owner, lock_until
+        ])?;
+    if n == 0 {
+        return Ok(Created::Exists);
+    }
+    let message = insert_message(tx, &new.id, &new.started(), 0)?.ok_or_else(|| {
+        corrupt(
+            format!("instance `{}`", crate::ids::Escaped(&new.id)),
+            "created but not live",
+        )
+    })?;
+    Ok(Created::Created { message })
+}
+
+/// Starts a turn's children and queues its messages to other instances.
+fn send(tx: &Connection, turn: &TurnCommit) -> Result<(), StoreError> {
+    let now = history::now_micros();
+    for child in &turn.children {
+        if create_instance(tx, child)? == Created::Exists {
+            if let Some(parent) = &child.parent {
+                let failed = Event::ChildFailed {
+                    seq: parent.seq,
+                    failure: ChildFailure::IdTaken(child.id.clone()),
+                };
+                insert_message(tx, &parent.id, &failed, now)?;
+            }
+        }
+    }
+    for out in &turn.sends {
+        insert_message(tx, &out.instance, &out.event, now)?;
+        if out.wake_stuck {
+            tx.prepare_cached(
+                "UPDATE instances SET lock_owner = NULL, lock_until = NULL \
+                 WHERE id = ?1 AND status = 'stuck'",
+            )?
+            .execute([&out.instance])?;
+        }
+    }
+    Ok(())
 }
 
 /// Starts an instance afresh: see [`Restart`].

@@ -1,0 +1,298 @@
+//! Child orchestrations: typed results and errors, deterministic ids,
+//! exact fan-out across a restart with every turn replayed, termination
+//! reaching the children, and an unregistered child refused at start.
+
+mod common;
+
+use common::{builder, db, until, within};
+use durable::{orchestrator, ChildError, Context, Error, Runtime, RuntimeStatus};
+
+#[orchestrator]
+async fn square(_ctx: Context, x: u64) -> u64 {
+    x * x
+}
+
+#[orchestrator]
+async fn checked_half(_ctx: Context, x: u64) -> Result<u64, String> {
+    if x % 2 == 0 {
+        Ok(x / 2)
+    } else {
+        Err(format!("{x} is odd"))
+    }
+}
+
+#[orchestrator]
+async fn panics(_ctx: Context) -> u64 {
+    panic!("the child broke")
+}
+
+/// Waits for a `go` event, then returns its number.
+#[orchestrator]
+async fn waits_for_go(ctx: Context) -> u64 {
+    ctx.wait_event("go").await
+}
+
+#[orchestrator]
+async fn parent_of_one(ctx: Context, x: u64) -> (u64, Result<u64, String>, Result<u64, String>) {
+    let sq = ctx.call_child(square, x).await.unwrap_or(0);
+    let even = ctx
+        .call_child(checked_half, 10)
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    let odd = ctx
+        .call_child(checked_half, 7)
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    (sq, even, odd)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_returns_exactly_its_value_err_included() {
+    let db = db();
+    let rt = builder(&db)
+        .orchestrator(square)
+        .orchestrator(checked_half)
+        .orchestrator(parent_of_one)
+        .start()
+        .await
+        .unwrap();
+    let h = rt.client().start(parent_of_one, 6).await.unwrap();
+    assert_eq!(
+        within(h.result()).await.unwrap(),
+        (36, Ok(5), Err("7 is odd".to_owned()))
+    );
+    // The children are instances of their own, under ids derived from the
+    // parent's and the call's sequence number.
+    let child = rt.client().status(&format!("{}:0", h.id())).await.unwrap();
+    assert_eq!(child.name, "square");
+    assert_eq!(child.runtime_status, RuntimeStatus::Completed);
+    rt.shutdown().await.unwrap();
+}
+
+#[orchestrator]
+async fn parent_of_a_panic(ctx: Context) -> String {
+    match ctx.call_child(panics, ()).await {
+        Ok(v) => format!("unexpected {v}"),
+        Err(ChildError::Failed(f)) => format!("{:?}: {}", f.kind, f.message),
+        Err(other) => format!("unexpected {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_child_is_a_typed_error() {
+    let db = db();
+    let rt = builder(&db)
+        .orchestrator(panics)
+        .orchestrator(parent_of_a_panic)
+        .start()
+        .await
+        .unwrap();
+    let h = rt.client().start(parent_of_a_panic, ()).await.unwrap();
+    let out = within(h.result()).await.unwrap();
+    assert!(
+        out.starts_with("Panic: ") && out.contains("the child broke"),
+        "{out}"
+    );
+    rt.shutdown().await.unwrap();
+}
+
+#[orchestrator]
+async fn fan_out(ctx: Context, n: u64) -> Vec<u64> {
+    let calls = (0..n).map(|i| ctx.call_child(square, i));
+    durable::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap_or(u64::MAX))
+        .collect()
+}
+
+/// Fan-out over children replays exactly: a restart in the middle, with no
+/// live state cached (every turn replays), gives every child's value once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_over_children_survives_a_restart_with_every_turn_replayed() {
+    let db = db();
+    let start = || {
+        builder(&db)
+            .orchestrator(square)
+            .orchestrator(fan_out)
+            .cache_size(0)
+            .start()
+    };
+    let rt = start().await.unwrap();
+    let h = rt.client().start(fan_out, 40).await.unwrap();
+    let id = h.id().to_owned();
+    until("some children to finish", || async {
+        let done = rt
+            .client()
+            .status(&format!("{id}:3"))
+            .await
+            .is_ok_and(|s| s.runtime_status == RuntimeStatus::Completed);
+        done.then_some(())
+    })
+    .await;
+    rt.shutdown().await.unwrap();
+    let rt = start().await.unwrap();
+    let out = within(rt.client().handle(fan_out, id.clone()).result())
+        .await
+        .unwrap();
+    assert_eq!(out, (0..40).map(|i| i * i).collect::<Vec<_>>());
+    rt.shutdown().await.unwrap();
+}
+
+#[orchestrator]
+async fn named_child(ctx: Context, id: String) -> Result<u64, String> {
+    ctx.call_child_with_id(square, id, 9)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_id_is_used_and_a_taken_one_is_a_typed_error() {
+    let db = db();
+    let rt = builder(&db)
+        .orchestrator(square)
+        .orchestrator(named_child)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client
+        .start(named_child, "square-of-nine".to_owned())
+        .await
+        .unwrap();
+    assert_eq!(within(h.result()).await.unwrap(), Ok(81));
+    let child = client.status("square-of-nine").await.unwrap();
+    assert_eq!(child.runtime_status, RuntimeStatus::Completed);
+    // The same id again belongs to that instance: no child is started.
+    let h = client
+        .start(named_child, "square-of-nine".to_owned())
+        .await
+        .unwrap();
+    let err = within(h.result()).await.unwrap().unwrap_err();
+    assert!(
+        err.contains("square-of-nine") && err.contains("another instance"),
+        "{err}"
+    );
+    rt.shutdown().await.unwrap();
+}
+
+#[orchestrator]
+async fn parent_of_waiters(ctx: Context) -> u64 {
+    let calls = (0..3).map(|_| ctx.call_child(waits_for_go, ()));
+    durable::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap_or(0))
+        .sum()
+}
+
+/// Terminating a parent terminates its running children.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminating_a_parent_terminates_its_running_children() {
+    let db = db();
+    let rt = builder(&db)
+        .orchestrator(waits_for_go)
+        .orchestrator(parent_of_waiters)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client.start(parent_of_waiters, ()).await.unwrap();
+    let children: Vec<String> = (0..3).map(|i| format!("{}:{i}", h.id())).collect();
+    until("the children to run", || async {
+        let mut running = 0;
+        for c in &children {
+            if client
+                .status(c)
+                .await
+                .is_ok_and(|s| s.runtime_status == RuntimeStatus::Running)
+            {
+                running += 1;
+            }
+        }
+        (running == 3).then_some(())
+    })
+    .await;
+    client.raise_event(&children[0], "go", 5u64).await.unwrap();
+    until("the first child to finish", || async {
+        client
+            .status(&children[0])
+            .await
+            .is_ok_and(|s| s.runtime_status == RuntimeStatus::Completed)
+            .then_some(())
+    })
+    .await;
+    client.terminate(h.id(), "no longer needed").await.unwrap();
+    assert!(matches!(
+        within(h.result()).await,
+        Err(Error::Terminated { .. })
+    ));
+    for c in &children[1..] {
+        let s = until("the child to be terminated", || async {
+            let s = client.status(c).await.unwrap();
+            (s.runtime_status == RuntimeStatus::Terminated).then_some(s)
+        })
+        .await;
+        let reason = s.terminated.unwrap_or_default();
+        assert!(
+            reason.contains("no longer needed") && reason.contains("parent"),
+            "{reason}"
+        );
+    }
+    assert_eq!(
+        client.status(&children[0]).await.unwrap().runtime_status,
+        RuntimeStatus::Completed,
+        "a finished child stays as it ended"
+    );
+    rt.shutdown().await.unwrap();
+}
+
+#[orchestrator]
+async fn parent_of_one_waiter(ctx: Context) -> String {
+    match ctx.call_child(waits_for_go, ()).await {
+        Err(ChildError::Terminated(reason)) => reason,
+        other => format!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_child_is_a_typed_error_for_its_parent() {
+    let db = db();
+    let rt = builder(&db)
+        .orchestrator(waits_for_go)
+        .orchestrator(parent_of_one_waiter)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client.start(parent_of_one_waiter, ()).await.unwrap();
+    let child = format!("{}:0", h.id());
+    until("the child to run", || async {
+        client
+            .status(&child)
+            .await
+            .is_ok_and(|s| s.runtime_status == RuntimeStatus::Running)
+            .then_some(())
+    })
+    .await;
+    client.terminate(&child, "operator").await.unwrap();
+    assert_eq!(within(h.result()).await.unwrap(), "operator");
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unregistered_child_is_refused_at_start() {
+    let db = db();
+    let err = Runtime::builder()
+        .sqlite(&db.path)
+        .orchestrator(parent_of_one)
+        .orchestrator(square)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::UnregisteredChild { orchestrator, child }
+            if orchestrator == "parent_of_one" && child == "checked_half"),
+        "{err}"
+    );
+}
