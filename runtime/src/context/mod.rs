@@ -380,6 +380,24 @@ impl Context {
         self.schedule_activity(activity, &input, policy, Location::caller())
     }
 
+    /// A call's encoded input; `None` on replay, which only checks the call
+    /// against history, where the first run recorded its input (encoding it
+    /// again would be wasted work).
+    fn encode_input(
+        &self,
+        input: &impl serde::Serialize,
+        what: impl FnOnce() -> String,
+    ) -> Result<Option<Payload>, history::PayloadError> {
+        let (limit, replaying) = {
+            let st = lock(&self.state);
+            (st.max_payload, st.replaying)
+        };
+        if replaying {
+            return Ok(None);
+        }
+        Payload::encode(input, &what(), limit).map(Some)
+    }
+
     fn schedule_activity<A: Activity>(
         &self,
         _activity: A,
@@ -387,22 +405,7 @@ impl Context {
         retry: RetryPolicy,
         loc: &Location<'_>,
     ) -> ActivityCall<A> {
-        let (limit, replaying) = {
-            let st = lock(&self.state);
-            (st.max_payload, st.replaying)
-        };
-        // Replay only checks the call against history, where the first run
-        // recorded its input: encoding it again would be wasted work.
-        let encoded = if replaying {
-            Ok(None)
-        } else {
-            Payload::encode(
-                input,
-                &format!("the input of activity `{}`", A::NAME),
-                limit,
-            )
-            .map(Some)
-        };
+        let encoded = self.encode_input(input, || format!("the input of activity `{}`", A::NAME));
         let mut st = lock(&self.state);
         let seq = match encoded {
             Ok(input) => st.schedule(OpKind::Activity, A::NAME, loc, |seq, site| {
@@ -434,20 +437,9 @@ impl Context {
         input: &impl serde::Serialize,
         loc: &Location<'_>,
     ) -> ChildCall<T> {
-        let (limit, replaying) = {
-            let st = lock(&self.state);
-            (st.max_payload, st.replaying)
-        };
-        let encoded = if replaying {
-            Ok(None)
-        } else {
-            Payload::encode(
-                input,
-                &format!("the input of child orchestration `{name}`"),
-                limit,
-            )
-            .map(Some)
-        };
+        let encoded = self.encode_input(input, || {
+            format!("the input of child orchestration `{name}`")
+        });
         let checked = match &id {
             Some(id) => crate::ids::check_name("child instance id", id)
                 .map_err(|e| format!("a child's id is refused: {}", e.reason)),
