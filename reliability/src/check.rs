@@ -264,6 +264,7 @@ mod tests {
                 input: json("1"),
                 seed: None,
                 first_seq: 0,
+                parent: None,
             },
             Event::TimerCreated {
                 seq: 0,

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use durable::history::{Event, HistoryRecord};
 use durable::store::{
-    CommitOutcome, Created, Due, Enqueued, InstanceWork, LeasedTask, Messages, Names, NewInstance,
-    Progress, SqliteError, SqliteStore, Store, TaskRef, TaskResult, TurnCommit,
+    CommitOutcome, Created, Due, Enqueued, InstanceWork, LeasedTask, ListQuery, Messages, Names,
+    NewInstance, Progress, SqliteError, SqliteStore, Store, TaskRef, TaskResult, Transition,
+    TurnCommit,
 };
 use durable::{
     activity, orchestrator, ActivityInfo, Client, Context, Error, Failure, Handle, InstanceStatus,
@@ -221,6 +222,29 @@ impl Store for FaultyStore {
 
     fn peek_due(&self, ids: &[String]) -> Result<Vec<(String, Messages)>, StoreError> {
         self.call("peek_due", |s| s.peek_due(ids))
+    }
+
+    fn set_suspended(
+        &self,
+        instance: &str,
+        suspend: bool,
+        reason: &str,
+    ) -> Result<Transition, StoreError> {
+        self.call("set_suspended", |s| {
+            s.set_suspended(instance, suspend, reason)
+        })
+    }
+
+    fn purge(&self, instance: &str) -> Result<Transition, StoreError> {
+        self.call("purge", |s| s.purge(instance))
+    }
+
+    fn purge_finished(&self, before: i64, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.call("purge_finished", |s| s.purge_finished(before, limit))
+    }
+
+    fn list(&self, query: &ListQuery) -> Result<Vec<InstanceStatus>, StoreError> {
+        self.call("list", |s| s.list(query))
     }
 
     fn next_due(&self) -> Result<Due, StoreError> {

@@ -3,7 +3,7 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -18,7 +18,7 @@ use crate::registry::Registry;
 use crate::shutdown::{Health, Shutdown};
 use crate::status::InstanceStatus;
 use crate::store::handle::StoreHandle;
-use crate::store::{Created, Enqueued, NewInstance, StoreError};
+use crate::store::{Created, Enqueued, ListQuery, NewInstance, StoreError, Transition};
 use crate::waiters::Waiters;
 
 pub use crate::ids::MAX_NAME_LEN;
@@ -321,6 +321,106 @@ impl Client {
         }
     }
 
+    /// Suspends a live instance: it runs no turns, and keeps the events and
+    /// activity results that arrive (its running activities finish) until
+    /// [`Client::resume`]. `Suspended` with `reason` is recorded in its
+    /// history. [`Client::terminate`] still ends it.
+    ///
+    /// # Errors
+    /// [`Error::InstanceNotFound`], [`Error::InvalidState`] when it is
+    /// finished or suspended already, [`Error::PayloadTooLarge`] for an
+    /// over-long reason, and store errors.
+    pub async fn suspend(&self, id: &str, reason: &str) -> Result<(), Error> {
+        self.set_suspended(id, true, reason).await
+    }
+
+    /// Resumes a suspended instance: what arrived meanwhile runs at once.
+    /// `Resumed` with `reason` is recorded in its history.
+    ///
+    /// # Errors
+    /// [`Error::InstanceNotFound`], [`Error::InvalidState`] when it is not
+    /// suspended, [`Error::PayloadTooLarge`] for an over-long reason, and
+    /// store errors.
+    pub async fn resume(&self, id: &str, reason: &str) -> Result<(), Error> {
+        self.set_suspended(id, false, reason).await?;
+        // What waited for it is in the store: look now.
+        self.dispatcher.look();
+        Ok(())
+    }
+
+    async fn set_suspended(&self, id: &str, suspend: bool, reason: &str) -> Result<(), Error> {
+        self.accepting()?;
+        check_name("instance id", id)?;
+        Payload::encode(reason, "the reason", self.max_payload)?;
+        let (owned, reason) = (id.to_owned(), reason.to_owned());
+        let done = self
+            .store
+            .call(move |s, _| s.set_suspended(&owned, suspend, &reason))
+            .await?;
+        transition(id, done, if suspend { "suspend" } else { "resume" })
+    }
+
+    /// Deletes a finished instance and everything of it (history, status,
+    /// anything still queued).
+    ///
+    /// # Errors
+    /// [`Error::InstanceNotFound`], [`Error::InvalidState`] when it has not
+    /// finished, and store errors.
+    pub async fn purge(&self, id: &str) -> Result<(), Error> {
+        check_name("instance id", id)?;
+        let owned = id.to_owned();
+        let done = self.store.call(move |s, _| s.purge(&owned)).await?;
+        transition(id, done, "purge")
+    }
+
+    /// Deletes up to `limit` instances that finished before `before`, oldest
+    /// first, and returns their ids: call it again while it returns `limit`
+    /// ids. Bounded per call so that one call never holds the store long.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn purge_finished(
+        &self,
+        before: std::time::SystemTime,
+        limit: usize,
+    ) -> Result<Vec<String>, Error> {
+        let before = crate::history::micros(before);
+        Ok(self
+            .store
+            .call(move |s, _| s.purge_finished(before, limit))
+            .await?)
+    }
+
+    /// One page of the instances `query` selects, newest first. The page's
+    /// [`Page::next`] token asks for the page after it, and stays right
+    /// while instances are created (they are newer, so they never shift a
+    /// later page).
+    ///
+    /// # Errors
+    /// [`Error::InvalidToken`] for a token no list returned, and store
+    /// errors.
+    pub async fn list(&self, query: &Query) -> Result<Page, Error> {
+        let mut q = ListQuery {
+            statuses: query.statuses.clone(),
+            name: query.orchestrator.clone(),
+            id_prefix: query.id_prefix.clone(),
+            created_from: query.created_from.map(crate::history::micros),
+            created_before: query.created_before.map(crate::history::micros),
+            after: query.continuation.as_deref().map(parse_token).transpose()?,
+            limit: query.page_size.max(1),
+        };
+        // One more than asked tells whether a next page exists.
+        q.limit += 1;
+        let mut instances = self.store.call(move |s, _| s.list(&q)).await?;
+        let next = if instances.len() > query.page_size.max(1) {
+            instances.truncate(query.page_size.max(1));
+            instances.last().map(token_of)
+        } else {
+            None
+        };
+        Ok(Page { instances, next })
+    }
+
     /// The instance's current status.
     ///
     /// # Errors
@@ -500,5 +600,127 @@ impl InstanceStatus {
                 .map_err(Error::from)
             })
             .transpose()
+    }
+}
+
+/// Which instances [`Client::list`] returns; every condition set must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Query {
+    /// Any of these statuses (empty: any).
+    pub statuses: Vec<RuntimeStatus>,
+    /// This orchestrator's stored name.
+    pub orchestrator: Option<String>,
+    /// Ids that start with this.
+    pub id_prefix: Option<String>,
+    /// Created at or after this time.
+    pub created_from: Option<SystemTime>,
+    /// Created before this time.
+    pub created_before: Option<SystemTime>,
+    /// How many per page (default 100).
+    pub page_size: usize,
+    /// The [`Page::next`] of the page before, to get the page after it.
+    pub continuation: Option<String>,
+}
+
+impl Default for Query {
+    fn default() -> Self {
+        Self {
+            statuses: Vec::new(),
+            orchestrator: None,
+            id_prefix: None,
+            created_from: None,
+            created_before: None,
+            page_size: 100,
+            continuation: None,
+        }
+    }
+}
+
+impl Query {
+    /// Every instance, 100 per page.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only instances in one of `statuses`.
+    #[must_use]
+    pub fn statuses(mut self, statuses: impl IntoIterator<Item = RuntimeStatus>) -> Self {
+        self.statuses = statuses.into_iter().collect();
+        self
+    }
+
+    /// Only instances of the orchestrator stored as `name`.
+    #[must_use]
+    pub fn orchestrator(mut self, name: impl Into<String>) -> Self {
+        self.orchestrator = Some(name.into());
+        self
+    }
+
+    /// Only instances whose id starts with `prefix`.
+    #[must_use]
+    pub fn id_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.id_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Only instances created in `[from, before)`.
+    #[must_use]
+    pub fn created(mut self, from: Option<SystemTime>, before: Option<SystemTime>) -> Self {
+        self.created_from = from;
+        self.created_before = before;
+        self
+    }
+
+    /// At most `n` per page.
+    #[must_use]
+    pub fn page_size(mut self, n: usize) -> Self {
+        self.page_size = n;
+        self
+    }
+
+    /// The page after the one whose [`Page::next`] this is.
+    #[must_use]
+    pub fn after(mut self, token: impl Into<String>) -> Self {
+        self.continuation = Some(token.into());
+        self
+    }
+}
+
+/// One page of [`Client::list`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Page {
+    /// The instances, newest first.
+    pub instances: Vec<InstanceStatus>,
+    /// The token for the next page (pass it to [`Query::after`]), or `None`
+    /// on the last page.
+    pub next: Option<String>,
+}
+
+/// The continuation token after `last`: its creation time and id.
+fn token_of(last: &InstanceStatus) -> String {
+    format!("{}:{}", crate::history::micros(last.created_at), last.id)
+}
+
+fn parse_token(token: &str) -> Result<(i64, String), Error> {
+    let bad = |reason: &str| Error::InvalidToken {
+        reason: reason.to_owned(),
+    };
+    let (at, id) = token.split_once(':').ok_or_else(|| bad("no `:` in it"))?;
+    let at = at.parse().map_err(|_| bad("its time is not a number"))?;
+    Ok((at, id.to_owned()))
+}
+
+/// A store's answer to a command, as the client's result.
+fn transition(id: &str, done: Transition, operation: &'static str) -> Result<(), Error> {
+    match done {
+        Transition::Done => Ok(()),
+        Transition::NotFound => Err(Error::InstanceNotFound { id: id.to_owned() }),
+        Transition::Refused(status) => Err(Error::InvalidState {
+            id: id.to_owned(),
+            status,
+            operation,
+        }),
     }
 }

@@ -35,6 +35,27 @@ pub enum Error {
         /// How it finished.
         status: RuntimeStatus,
     },
+    /// The instance's status does not allow the command: suspending one that
+    /// is finished or suspended, resuming one that is not suspended, purging
+    /// one that has not finished.
+    #[error(
+        "cannot {operation} instance `{}`: it is {status}",
+        crate::ids::Escaped(id)
+    )]
+    InvalidState {
+        /// The instance.
+        id: String,
+        /// Its status.
+        status: RuntimeStatus,
+        /// What was asked: `suspend`, `resume` or `purge`.
+        operation: &'static str,
+    },
+    /// A list query's continuation token is not one a list returned.
+    #[error("invalid continuation token: {reason}")]
+    InvalidToken {
+        /// Why.
+        reason: String,
+    },
     /// The orchestrator is not registered with this runtime.
     #[error("orchestrator `{name}` is not registered: add `.orchestrator({name})` to the runtime builder")]
     UnregisteredOrchestrator {

@@ -177,6 +177,9 @@ pub enum RuntimeStatus {
     Pending,
     /// Running or waiting on durable operations.
     Running,
+    /// Suspended by a client: it runs no turns, and keeps what arrives for
+    /// it, until resumed.
+    Suspended,
     /// Cannot go on with the code this runtime has (nondeterminism, or its
     /// orchestrator is not registered); nothing is lost, and it resumes when
     /// code that fits is deployed. [`InstanceStatus::failure`](crate::InstanceStatus::failure)
@@ -202,6 +205,7 @@ impl RuntimeStatus {
             Self::Pending => "pending",
             Self::Running => "running",
             Self::Stuck => "stuck",
+            Self::Suspended => "suspended",
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Terminated => "terminated",
@@ -223,6 +227,7 @@ impl FromStr for RuntimeStatus {
             "pending" => Self::Pending,
             "running" => Self::Running,
             "stuck" => Self::Stuck,
+            "suspended" => Self::Suspended,
             "completed" => Self::Completed,
             "failed" => Self::Failed,
             "terminated" => Self::Terminated,
@@ -355,6 +360,16 @@ pub enum Event {
     Failed {
         /// Why.
         failure: Failure,
+    },
+    /// A client suspended the instance: it ran no turns until resumed.
+    Suspended {
+        /// The reason given.
+        reason: String,
+    },
+    /// A client resumed the suspended instance.
+    Resumed {
+        /// The reason given.
+        reason: String,
     },
     /// The instance was terminated from outside.
     Terminated {

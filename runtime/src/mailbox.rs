@@ -65,6 +65,12 @@ impl ToDispatcher {
         }
     }
 
+    /// Tells the dispatcher to look in the store (for work committed there
+    /// without a hand-over).
+    pub(crate) fn look(&self) {
+        self.wake.notify_one();
+    }
+
     /// Whether `room` holds a place (the message will be handed over).
     pub(crate) fn has_place(room: &Room) -> bool {
         room.0.is_some()

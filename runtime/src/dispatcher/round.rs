@@ -180,12 +180,14 @@ impl<'a> Round<'a> {
                 Err(e) => return Err((e, completions_of(inputs))),
             }
         }
-        // Instances with messages handed over in memory that are neither
-        // fetched nor cached: one read tells how far each has come, so that
-        // a copy of a message already delivered never runs code again.
+        // Instances with work handed over in memory and not fetched: one read
+        // tells how far each has come (a copy of a message already delivered
+        // never runs code again; a cached execution another process has
+        // overtaken is rebuilt first), and whether it may run here now (not
+        // held by another process, not suspended).
         let unknown: Vec<String> = inputs
             .iter()
-            .filter(|(id, i)| i.work.is_none() && !cache.contains(id))
+            .filter(|(_, i)| i.work.is_none())
             .map(|(id, _)| id.clone())
             .collect();
         if !unknown.is_empty() {
@@ -256,10 +258,11 @@ impl<'a> Round<'a> {
         // go there.
         // Nor does one another process holds locked (it took the instance
         // from the store): running its code here too would run it twice.
-        if progress
-            .as_ref()
-            .is_some_and(|p| p.held_elsewhere || !self.registry.has_orchestrator(&p.name))
-        {
+        if progress.as_ref().is_some_and(|p| {
+            p.held_elsewhere
+                || p.status == RuntimeStatus::Suspended
+                || !self.registry.has_orchestrator(&p.name)
+        }) {
             self.to_store.extend(completions);
             return Ok(());
         }

@@ -542,6 +542,8 @@ impl Execution {
                 lock(&self.state).deliver_event(name.clone(), data.clone());
             }
             Event::Terminated { .. }
+            | Event::Suspended { .. }
+            | Event::Resumed { .. }
             | Event::ActivityScheduled { .. }
             | Event::ChildScheduled { .. }
             | Event::TimerCreated { .. }

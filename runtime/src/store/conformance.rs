@@ -19,8 +19,8 @@
 use std::time::Duration;
 
 use super::{
-    CommitOutcome, Created, Enqueued, Names, NewInstance, NewMessage, NewTask, Outgoing, Restart,
-    StatusUpdate, Store, TaskOutcome, TaskRef, TaskResult, TurnCommit,
+    CommitOutcome, Created, Enqueued, ListQuery, Names, NewInstance, NewMessage, NewTask, Outgoing,
+    Restart, StatusUpdate, Store, TaskOutcome, TaskRef, TaskResult, Transition, TurnCommit,
 };
 use crate::history::{
     ChildFailure, Event, Failure, FailureKind, HistoryRecord, ParentRef, Payload, RuntimeStatus,
@@ -690,6 +690,77 @@ pub fn starts_children_and_sends_messages(s: &dyn Store) {
     assert_eq!(ok(s.status("nobody"), "status"), None);
 }
 
+/// A suspended instance is fetched by no one and records why; resuming
+/// makes its messages takeable again. A finished instance can be purged
+/// (one not finished cannot); a list is newest first, filtered and paged.
+pub fn suspends_resumes_purges_and_lists(s: &dyn Store) {
+    create(s, "a");
+    assert_eq!(
+        ok(s.set_suspended("a", true, "why"), "set_suspended"),
+        Transition::Done
+    );
+    assert_eq!(
+        ok(s.set_suspended("a", true, "again"), "set_suspended"),
+        Transition::Refused(RuntimeStatus::Suspended)
+    );
+    assert_eq!(
+        ok(s.set_suspended("nope", true, "x"), "set_suspended"),
+        Transition::NotFound
+    );
+    assert!(ok(s.fetch_work(OWNER, LONG, 10, ORCH), "fetch_work").is_empty());
+    let history = ok(s.history("a"), "history").expect("a");
+    assert_eq!(
+        history.last().map(|r| &r.event),
+        Some(&Event::Suspended {
+            reason: "why".to_owned()
+        })
+    );
+    let status = ok(s.status("a"), "status").expect("a");
+    assert_eq!(status.runtime_status, RuntimeStatus::Suspended);
+    assert_eq!(status.history_len, 1);
+    assert_eq!(
+        ok(s.purge("a"), "purge"),
+        Transition::Refused(RuntimeStatus::Suspended)
+    );
+    assert_eq!(
+        ok(s.set_suspended("a", false, "go"), "set_suspended"),
+        Transition::Done
+    );
+    assert_eq!(seqs(s, OWNER, "a"), vec![0], "takeable again");
+    let mut end = turn("a", 2, &[0]);
+    end.status = Some(StatusUpdate::new(RuntimeStatus::Completed, 0));
+    ok(s.commit_turns(OWNER, LONG, &[end]), "commit_turns");
+    create(s, "b");
+    let all = ok(
+        s.list(&ListQuery {
+            limit: 10,
+            ..ListQuery::default()
+        }),
+        "list",
+    );
+    let ids = |list: &[crate::status::InstanceStatus]| -> Vec<String> {
+        list.iter().map(|i| i.id.clone()).collect()
+    };
+    assert_eq!(ids(&all), ["b", "a"], "newest first (ties by id)");
+    let completed = ok(
+        s.list(&ListQuery {
+            statuses: vec![RuntimeStatus::Completed],
+            limit: 10,
+            ..ListQuery::default()
+        }),
+        "list",
+    );
+    assert_eq!(ids(&completed), ["a"]);
+    assert_eq!(ok(s.purge("a"), "purge"), Transition::Done);
+    assert_eq!(ok(s.status("a"), "status"), None);
+    assert_eq!(ok(s.history("a"), "history"), None);
+    assert_eq!(
+        ok(s.purge_finished(i64::MAX, 10), "purge_finished"),
+        Vec::<String>::new(),
+        "b is not finished"
+    );
+}
+
 /// Progress, the release of locks and the next due times.
 pub fn reports_progress_and_due_times(s: &dyn Store) {
     create(s, "a");
@@ -837,7 +908,8 @@ macro_rules! store_conformance_tests {
             restarts_an_instance_afresh,
             completions_may_pass_messages_queued_after_them,
             keeps_the_lock_when_asked_and_peeks_without_taking,
-            starts_children_and_sends_messages
+            starts_children_and_sends_messages,
+            suspends_resumes_purges_and_lists
         );
     };
     (@each $make:expr; $($check:ident),*) => {

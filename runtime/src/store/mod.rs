@@ -126,6 +126,42 @@ pub enum Enqueued {
     Finished(RuntimeStatus),
 }
 
+/// What a client's command to one instance did ([`Store::set_suspended`],
+/// [`Store::purge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Transition {
+    /// Done.
+    Done,
+    /// No such instance; nothing was written.
+    NotFound,
+    /// The instance's status does not allow it (suspending a finished or
+    /// suspended one, resuming one not suspended, purging one not
+    /// finished); nothing was written.
+    Refused(RuntimeStatus),
+}
+
+/// Which instances [`Store::list`] returns: every condition set must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListQuery {
+    /// Any of these statuses (empty: any status).
+    pub statuses: Vec<RuntimeStatus>,
+    /// This orchestrator's stored name.
+    pub name: Option<String>,
+    /// Ids that start with this.
+    pub id_prefix: Option<String>,
+    /// Created at or after this time (microseconds since the Unix epoch).
+    pub created_from: Option<i64>,
+    /// Created before this time.
+    pub created_before: Option<i64>,
+    /// Only instances listed after this one (its creation time and id): the
+    /// next page.
+    pub after: Option<(i64, String)>,
+    /// At most this many.
+    pub limit: usize,
+}
+
 /// Messages waiting for one instance, with what a turn needs to know of it.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -636,6 +672,40 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// When the store fails or a row does not decode.
     fn peek_due(&self, ids: &[String]) -> Result<Vec<(String, Messages)>, StoreError>;
+
+    /// Suspends (`suspend`) or resumes a live instance, recording
+    /// `Suspended` or `Resumed` with `reason` in its history (which refuses
+    /// a turn computed before). A suspended instance is fetched by no one
+    /// and keeps what arrives for it; resuming releases any lock on it.
+    ///
+    /// # Errors
+    /// When the store fails or the row does not decode.
+    fn set_suspended(
+        &self,
+        instance: &str,
+        suspend: bool,
+        reason: &str,
+    ) -> Result<Transition, StoreError>;
+
+    /// Deletes a finished instance and everything of it.
+    ///
+    /// # Errors
+    /// When the store fails.
+    fn purge(&self, instance: &str) -> Result<Transition, StoreError>;
+
+    /// Deletes up to `limit` instances that finished before `before`
+    /// (microseconds since the Unix epoch), oldest first; returns their ids.
+    ///
+    /// # Errors
+    /// When the store fails.
+    fn purge_finished(&self, before: i64, limit: usize) -> Result<Vec<String>, StoreError>;
+
+    /// The instances `query` selects, newest first (by creation time, then
+    /// id, both descending), at most `query.limit`.
+    ///
+    /// # Errors
+    /// When the store fails or a row does not decode.
+    fn list(&self, query: &ListQuery) -> Result<Vec<InstanceStatus>, StoreError>;
 
     /// When the earliest delayed message and task fall due.
     ///

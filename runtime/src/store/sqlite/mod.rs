@@ -65,6 +65,8 @@ CREATE TABLE messages (
     PRIMARY KEY (instance, seq)
 ) WITHOUT ROWID;
 CREATE INDEX messages_due ON messages (visible_at, instance);
+CREATE INDEX instances_created ON instances (created_at, id);
+CREATE INDEX instances_updated ON instances (updated_at);
 CREATE TABLE message_keys (
     instance TEXT NOT NULL,
     key      TEXT NOT NULL,

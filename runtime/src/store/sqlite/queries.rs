@@ -17,8 +17,9 @@ use crate::history::{
 };
 use crate::status::InstanceStatus;
 use crate::store::{
-    CommitOutcome, Created, Due, Enqueued, InstanceWork, LeasedTask, Messages, Names, NewInstance,
-    Progress, Restart, Store, StoreError, TaskOutcome, TaskRef, TaskResult, TurnCommit,
+    CommitOutcome, Created, Due, Enqueued, InstanceWork, LeasedTask, ListQuery, Messages, Names,
+    NewInstance, Progress, Restart, Store, StoreError, TaskOutcome, TaskRef, TaskResult,
+    Transition, TurnCommit,
 };
 
 /// The instances with due messages: driven by the due-time index (named,
@@ -30,7 +31,7 @@ pub(super) const FETCH_DUE: &str = "SELECT m.instance FROM messages m INDEXED BY
      WHERE m.visible_at <= ?1 \
        AND (i.lock_until IS NULL OR i.lock_until <= ?1 \
             OR (i.lock_owner = ?3 AND i.status <> 'stuck')) \
-       AND i.name IN (SELECT value FROM json_each(?4)) \
+       AND i.name IN (SELECT value FROM json_each(?4)) AND i.status <> 'suspended' \
      GROUP BY m.instance ORDER BY min(m.visible_at) LIMIT ?2";
 
 /// The checksum of an instance row's history length and text columns
@@ -89,7 +90,7 @@ fn insert_messages<'a>(
     let first: Option<i64> = tx
         .prepare_cached(
             "UPDATE instances SET next_message = next_message + ?2 \
-             WHERE id = ?1 AND status IN ('pending', 'running', 'stuck') \
+             WHERE id = ?1 AND status IN ('pending', 'running', 'stuck', 'suspended') \
              RETURNING next_message - ?2",
         )?
         .query_row(params![instance, n], |r| r.get(0))
@@ -320,6 +321,10 @@ impl Store for SqliteStore {
                 if fresh == 0 {
                     return Ok(Enqueued::Queued { message: None });
                 }
+            }
+            if wake_stuck && status == RuntimeStatus::Suspended {
+                // A termination must be taken: the instance resumes to end.
+                suspend_or_resume(tx, instance, false, "to be terminated")?;
             }
             let message = insert_message(tx, instance, event, history::now_micros())?;
             if wake_stuck && status == RuntimeStatus::Stuck {
@@ -715,68 +720,104 @@ impl Store for SqliteStore {
 
     fn status(&self, instance: &str) -> Result<Option<InstanceStatus>, StoreError> {
         let conn = self.read();
+        let sql = format!("SELECT {STATUS_COLUMNS} FROM instances WHERE id = ?1");
         let row = conn
-            .prepare_cached(
-                "SELECT name, status, output, failure, reason, created_at, updated_at, history_len, \
-                 sum, custom_status, custom_sum FROM instances WHERE id = ?1",
-            )?
-            .query_row([instance], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, i64>(6)?,
-                    r.get::<_, i64>(7)?,
-                    r.get::<_, i64>(8)?,
-                    (
-                        r.get::<_, Option<String>>(9)?,
-                        r.get::<_, Option<i64>>(10)?,
-                    ),
-                ))
-            })
+            .prepare_cached(&sql)?
+            .query_row([instance], StatusRow::read)
             .optional()?;
-        let Some((name, status, output, failure, reason, created, updated, len, sum, custom)) = row
-        else {
-            return Ok(None);
-        };
-        let what = || format!("instance `{instance}`");
-        let parts = [
-            Some(name.as_str()),
-            Some(status.as_str()),
-            output.as_deref(),
-            failure.as_deref(),
-            reason.as_deref(),
-        ];
-        verify_with(sum, &[len], &parts, what)?;
-        let custom_status = match custom {
-            (None, _) => None,
-            (Some(text), sum) => {
-                let what = || format!("the custom status of instance `{instance}`");
-                verify_with(sum.unwrap_or(0), &[], &[Some(instance), Some(&text)], what)?;
-                Some(Payload::from_json(text).map_err(|e| corrupt(what(), e))?)
+        row.map(StatusRow::decode).transpose()
+    }
+
+    fn set_suspended(
+        &self,
+        instance: &str,
+        suspend: bool,
+        reason: &str,
+    ) -> Result<Transition, StoreError> {
+        let (instance, reason) = (instance.to_owned(), reason.to_owned());
+        self.write_shared(move |tx| suspend_or_resume(tx, &instance, suspend, &reason))
+    }
+
+    fn purge(&self, instance: &str) -> Result<Transition, StoreError> {
+        let instance = instance.to_owned();
+        self.write_shared(move |tx| {
+            let status: Option<String> = tx
+                .prepare_cached("SELECT status FROM instances WHERE id = ?1")?
+                .query_row([&instance], |r| r.get(0))
+                .optional()?;
+            let Some(status) = status else {
+                return Ok(Transition::NotFound);
+            };
+            let status = status_of(&status, &instance)?;
+            if !status.is_finished() {
+                return Ok(Transition::Refused(status));
             }
-        };
-        Ok(Some(InstanceStatus {
-            custom_status,
-            id: instance.to_owned(),
-            runtime_status: status_of(&status, instance)?,
-            name,
-            output: output
-                .map(Payload::from_json)
-                .transpose()
-                .map_err(|e| corrupt(what(), e))?,
-            failure: failure
-                .map(|f| serde_json::from_str(&f))
-                .transpose()
-                .map_err(|e| corrupt(what(), e))?,
-            terminated: reason,
-            created_at: history::system_time(created),
-            updated_at: history::system_time(updated),
-            history_len: u64::try_from(len).map_err(|e| corrupt(what(), e))?,
-        }))
+            delete_instance(tx, &instance)?;
+            Ok(Transition::Done)
+        })
+    }
+
+    fn purge_finished(&self, before: i64, limit: usize) -> Result<Vec<String>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.write(|tx| {
+            let ids: Vec<String> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT id FROM instances \
+                     WHERE updated_at < ?1 AND status IN ('completed', 'failed', 'terminated') \
+                     ORDER BY updated_at LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![before, limit], |r| r.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            for id in &ids {
+                delete_instance(tx, id)?;
+            }
+            Ok(ids)
+        })
+    }
+
+    fn list(&self, query: &ListQuery) -> Result<Vec<InstanceStatus>, StoreError> {
+        let conn = self.read();
+        let statuses = query
+            .statuses
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>();
+        let statuses = serde_json::to_string(&statuses).map_err(|e| corrupt("a list query", e))?;
+        let (after_at, after_id) = query
+            .after
+            .clone()
+            .map_or((None, None), |(at, id)| (Some(at), Some(id)));
+        let sql = format!(
+            "SELECT {STATUS_COLUMNS} FROM instances \
+             WHERE (?1 = '[]' OR status IN (SELECT value FROM json_each(?1))) \
+               AND (?2 IS NULL OR name = ?2) \
+               AND (?3 IS NULL OR substr(id, 1, length(?3)) = ?3) \
+               AND (?4 IS NULL OR created_at >= ?4) \
+               AND (?5 IS NULL OR created_at < ?5) \
+               AND (?6 IS NULL OR created_at < ?6 OR (created_at = ?6 AND id < ?7)) \
+             ORDER BY created_at DESC, id DESC LIMIT ?8"
+        );
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            params![
+                statuses,
+                query.name,
+                query.id_prefix,
+                query.created_from,
+                query.created_before,
+                after_at,
+                after_id,
+                limit
+            ],
+            StatusRow::read,
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(StatusRow::decode(row?)?);
+        }
+        Ok(out)
     }
 }
 
@@ -1029,6 +1070,179 @@ fn create_instance(tx: &Connection, new: &NewInstance) -> Result<Created, StoreE
         )
     })?;
     Ok(Created::Created { message })
+}
+
+/// The columns [`StatusRow::read`] reads, in its order.
+const STATUS_COLUMNS: &str = "id, name, status, output, failure, reason, created_at, updated_at, \
+     history_len, sum, custom_status, custom_sum";
+
+/// An instance row as read for its status, not yet checked.
+struct StatusRow {
+    id: String,
+    name: String,
+    status: String,
+    output: Option<String>,
+    failure: Option<String>,
+    reason: Option<String>,
+    created: i64,
+    updated: i64,
+    len: i64,
+    sum: i64,
+    custom: Option<String>,
+    custom_sum: Option<i64>,
+}
+
+impl StatusRow {
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            status: r.get(2)?,
+            output: r.get(3)?,
+            failure: r.get(4)?,
+            reason: r.get(5)?,
+            created: r.get(6)?,
+            updated: r.get(7)?,
+            len: r.get(8)?,
+            sum: r.get(9)?,
+            custom: r.get(10)?,
+            custom_sum: r.get(11)?,
+        })
+    }
+
+    /// Checks the row against its checksums and decodes it.
+    fn decode(self) -> Result<InstanceStatus, StoreError> {
+        let instance = self.id.as_str();
+        let what = || format!("instance `{}`", crate::ids::Escaped(instance));
+        let parts = [
+            Some(self.name.as_str()),
+            Some(self.status.as_str()),
+            self.output.as_deref(),
+            self.failure.as_deref(),
+            self.reason.as_deref(),
+        ];
+        verify_with(self.sum, &[self.len], &parts, what)?;
+        let custom_status = match self.custom {
+            None => None,
+            Some(text) => {
+                let what = || {
+                    format!(
+                        "the custom status of instance `{}`",
+                        crate::ids::Escaped(instance)
+                    )
+                };
+                let sum = self.custom_sum.unwrap_or(0);
+                verify_with(sum, &[], &[Some(instance), Some(&text)], what)?;
+                Some(Payload::from_json(text).map_err(|e| corrupt(what(), e))?)
+            }
+        };
+        Ok(InstanceStatus {
+            custom_status,
+            runtime_status: status_of(&self.status, instance)?,
+            output: self
+                .output
+                .map(Payload::from_json)
+                .transpose()
+                .map_err(|e| corrupt(what(), e))?,
+            failure: self
+                .failure
+                .map(|f| serde_json::from_str(&f))
+                .transpose()
+                .map_err(|e| corrupt(what(), e))?,
+            terminated: self.reason,
+            created_at: history::system_time(self.created),
+            updated_at: history::system_time(self.updated),
+            history_len: u64::try_from(self.len).map_err(|e| corrupt(what(), e))?,
+            name: self.name,
+            id: self.id,
+        })
+    }
+}
+
+/// Deletes an instance and everything of it.
+fn delete_instance(tx: &Connection, instance: &str) -> Result<(), StoreError> {
+    for table in ["history", "messages", "message_keys", "tasks"] {
+        tx.prepare_cached(&format!("DELETE FROM {table} WHERE instance = ?1"))?
+            .execute([instance])?;
+    }
+    tx.prepare_cached("DELETE FROM instances WHERE id = ?1")?
+        .execute([instance])?;
+    Ok(())
+}
+
+/// Suspends or resumes a live instance, recording it in its history.
+fn suspend_or_resume(
+    tx: &Connection,
+    instance: &str,
+    suspend: bool,
+    reason: &str,
+) -> Result<Transition, StoreError> {
+    if !instance_exists(tx, instance)? {
+        return Ok(Transition::NotFound);
+    }
+    let row = read_instance_row(tx, instance, "", history::now_micros())?;
+    let fits = if suspend {
+        matches!(
+            row.status,
+            RuntimeStatus::Pending | RuntimeStatus::Running | RuntimeStatus::Stuck
+        )
+    } else {
+        row.status == RuntimeStatus::Suspended
+    };
+    if !fits {
+        return Ok(Transition::Refused(row.status));
+    }
+    let now = history::now_micros();
+    let last: Option<(i64, i64)> = tx
+        .prepare_cached(
+            "SELECT turn, at FROM history WHERE instance = ?1 ORDER BY idx DESC LIMIT 1",
+        )?
+        .query_row([instance], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (turn, at) = last.map_or((0, now), |(t, at)| (t + 1, at.max(now)));
+    let reason = reason.to_owned();
+    let event = if suspend {
+        Event::Suspended { reason }
+    } else {
+        Event::Resumed { reason }
+    };
+    let rec = HistoryRecord {
+        index: row.history_len,
+        turn: u64::try_from(turn).unwrap_or(0),
+        at,
+        event,
+    };
+    insert_history(tx, instance, &rec)?;
+    let status = if suspend {
+        RuntimeStatus::Suspended
+    } else {
+        RuntimeStatus::Running
+    };
+    let (output, failure, reason_col): (Option<String>, Option<String>, Option<String>) = tx
+        .prepare_cached("SELECT output, failure, reason FROM instances WHERE id = ?1")?
+        .query_row([instance], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let new_len = count(row.history_len + 1);
+    let sum = instance_sum(
+        &row.name,
+        status.as_str(),
+        output.as_deref(),
+        failure.as_deref(),
+        reason_col.as_deref(),
+        new_len,
+    );
+    // Resuming releases any lock, so the instance is taken at once.
+    tx.prepare_cached(
+        "UPDATE instances SET status = ?2, history_len = ?3, sum = ?4, updated_at = ?5, \
+         lock_owner = NULL, lock_until = NULL WHERE id = ?1",
+    )?
+    .execute(params![instance, status.as_str(), new_len, sum, now])?;
+    Ok(Transition::Done)
+}
+
+fn instance_exists(tx: &Connection, instance: &str) -> Result<bool, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT 1 FROM instances WHERE id = ?1")?
+        .exists([instance])?)
 }
 
 /// Starts a turn's children and queues its messages to other instances.
