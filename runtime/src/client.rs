@@ -724,3 +724,21 @@ fn transition(id: &str, done: Transition, operation: &'static str) -> Result<(),
         }),
     }
 }
+
+/// Reading a status's custom status: here, with the client's error type.
+impl InstanceStatus {
+    /// The value the orchestrator last set with
+    /// [`Context::set_custom_status`](crate::Context::set_custom_status),
+    /// decoded as `T`; `None` if it set none. It is kept across
+    /// continue-as-new until set again.
+    ///
+    /// # Errors
+    /// [`Error::Payload`] when it does not decode as `T`.
+    pub fn custom_status_as<T: DeserializeOwned>(&self) -> Result<Option<T>, Error> {
+        Ok(self
+            .custom_status
+            .as_ref()
+            .map(|p| p.decode("the custom status"))
+            .transpose()?)
+    }
+}

@@ -32,16 +32,3 @@ pub struct InstanceStatus {
     /// [`Context::set_custom_status`](crate::Context::set_custom_status).
     pub custom_status: Option<Payload>,
 }
-
-impl InstanceStatus {
-    /// The custom status, decoded as `T`; `None` if none was set.
-    ///
-    /// The inner `Err` when it does not decode as `T`.
-    pub fn custom_status<T: serde::de::DeserializeOwned>(
-        &self,
-    ) -> Option<Result<T, serde_json::Error>> {
-        self.custom_status
-            .as_ref()
-            .map(|p| serde_json::from_str(p.json()))
-    }
-}

@@ -4,8 +4,12 @@
 
 mod common;
 
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
 use common::{builder, db, until, within};
-use durable::{orchestrator, ChildError, Context, Error, Runtime, RuntimeStatus};
+use durable::history::Event;
+use durable::{orchestrator, ChildError, Context, Error, FailureKind, Runtime, RuntimeStatus};
 
 #[orchestrator]
 async fn square(_ctx: Context, x: u64) -> u64 {
@@ -295,4 +299,249 @@ async fn an_unregistered_child_is_refused_at_start() {
             if orchestrator == "parent_of_one" && child == "checked_half"),
         "{err}"
     );
+}
+
+#[orchestrator]
+async fn middle(ctx: Context, x: u64) -> u64 {
+    ctx.call_child(square, x).await.unwrap_or(0) + 1
+}
+
+#[orchestrator]
+async fn top(ctx: Context, x: u64) -> u64 {
+    ctx.call_child(middle, x).await.unwrap_or(0) * 10
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grandchild_reports_through_its_parent_with_every_turn_replayed() {
+    let db = db();
+    let rt = builder(&db)
+        .orchestrator(square)
+        .orchestrator(middle)
+        .orchestrator(top)
+        .cache_size(0)
+        .start()
+        .await
+        .unwrap();
+    let h = rt.client().start(top, 3).await.unwrap();
+    assert_eq!(within(h.result()).await.unwrap(), 100);
+    rt.shutdown().await.unwrap();
+}
+
+#[orchestrator]
+async fn counts_down(ctx: Context, n: u32) -> u32 {
+    if n == 0 {
+        return 42;
+    }
+    ctx.sleep(Duration::from_millis(1)).await;
+    ctx.continue_as_new(n - 1).await
+}
+
+#[orchestrator]
+async fn parent_of_looper(ctx: Context) -> Result<u32, String> {
+    ctx.call_child(counts_down, 5)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_continues_as_new_still_reports_to_its_parent() {
+    let db = db();
+    let rt = builder(&db)
+        .orchestrator(counts_down)
+        .orchestrator(parent_of_looper)
+        .start()
+        .await
+        .unwrap();
+    let h = rt.client().start(parent_of_looper, ()).await.unwrap();
+    assert_eq!(within(h.result()).await.unwrap(), Ok(42));
+    rt.shutdown().await.unwrap();
+}
+
+#[orchestrator]
+async fn fires_child(ctx: Context) -> u32 {
+    drop(ctx.call_child_with_id(square, "fired", 4));
+    1
+}
+
+/// A child started in the parent's last turn runs (fire-and-forget).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_started_in_the_last_turn_runs() {
+    let db = db();
+    let rt = builder(&db)
+        .orchestrator(square)
+        .orchestrator(fires_child)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client.start(fires_child, ()).await.unwrap();
+    assert_eq!(within(h.result()).await.unwrap(), 1);
+    let done = until("the fired child to finish", || async {
+        let s = client.status("fired").await.ok()?;
+        (s.runtime_status == RuntimeStatus::Completed).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        done.output.map(|o| o.json().to_owned()),
+        Some("16".to_owned())
+    );
+    rt.shutdown().await.unwrap();
+}
+
+/// The parent continues as new while its child runs; terminating it later
+/// still terminates that child.
+#[orchestrator]
+async fn restarts_with_child(ctx: Context, round: u32) -> String {
+    if round == 0 {
+        let child = ctx.call_child_with_id(waits_for_go, "left-running", ());
+        let _ = durable::select(child, ctx.sleep(Duration::from_millis(10))).await;
+        return ctx.continue_as_new(1u32).await;
+    }
+    ctx.wait_event::<()>("never").await;
+    "done".into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminating_a_parent_reaches_children_of_its_earlier_executions() {
+    let db = db();
+    let rt = builder(&db)
+        .orchestrator(waits_for_go)
+        .orchestrator(restarts_with_child)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client.start(restarts_with_child, 0).await.unwrap();
+    until("the second execution", || async {
+        let hist = client.history(h.id()).await.unwrap();
+        hist.iter()
+            .any(|r| matches!(&r.event, Event::Started { input, .. } if input.json() == "1"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        client.status("left-running").await.unwrap().runtime_status,
+        RuntimeStatus::Running
+    );
+    client.terminate(h.id(), "bye").await.unwrap();
+    until(
+        "the child of the first execution to be terminated",
+        || async {
+            (client.status("left-running").await.unwrap().runtime_status
+                == RuntimeStatus::Terminated)
+                .then_some(())
+        },
+    )
+    .await;
+    rt.shutdown().await.unwrap();
+}
+
+/// Holds a turn of `takes_id` until the test lets it go.
+static HOLD: (Mutex<(bool, bool)>, Condvar) = (Mutex::new((false, false)), Condvar::new());
+
+fn held_turn() -> u32 {
+    let (lock, cv) = &HOLD;
+    let mut state = lock.lock().unwrap();
+    state.0 = true;
+    cv.notify_all();
+    while !state.1 {
+        state = cv.wait(state).unwrap();
+    }
+    1
+}
+
+#[orchestrator]
+async fn takes_id(ctx: Context, id: String) -> String {
+    let _ = ctx.side_effect(held_turn);
+    match ctx.call_child_with_id(waits_for_go, id, ()).await {
+        Ok(v) => format!("ok {v}"),
+        Err(e) => format!("err {e}"),
+    }
+}
+
+/// Regression: a parent terminated in the same turn that told it its
+/// child's id was taken terminated the unrelated instance owning the id.
+/// Only instances the parent really started are terminated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminating_a_parent_spares_the_instance_owning_a_taken_id() {
+    let db = db();
+    let rt = builder(&db)
+        .orchestrator(waits_for_go)
+        .orchestrator(takes_id)
+        .orchestrator(square)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    client
+        .start_with_id(waits_for_go, "bystander", ())
+        .await
+        .unwrap();
+    let p = client
+        .start(takes_id, "bystander".to_owned())
+        .await
+        .unwrap();
+    // The parent's first turn is held; the termination arrives meanwhile,
+    // so the next turn takes it together with the `IdTaken` answer.
+    tokio::task::spawn_blocking(|| {
+        let (lock, cv) = &HOLD;
+        let mut state = lock.lock().unwrap();
+        while !state.0 {
+            state = cv.wait(state).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    client.terminate(p.id(), "stop").await.unwrap();
+    {
+        let (lock, cv) = &HOLD;
+        lock.lock().unwrap().1 = true;
+        cv.notify_all();
+    }
+    assert!(matches!(
+        within(p.result()).await,
+        Err(Error::Terminated { .. })
+    ));
+    // A later instance's commit orders after the parent's end.
+    let later = client.start(square, 2).await.unwrap();
+    assert_eq!(within(later.result()).await.unwrap(), 4);
+    assert_eq!(
+        client.status("bystander").await.unwrap().runtime_status,
+        RuntimeStatus::Running,
+        "the instance owning the id is not the parent's child"
+    );
+    rt.shutdown().await.unwrap();
+}
+
+fn helper(ctx: &Context) -> durable::ChildCall<u64> {
+    ctx.call_child(square, 2)
+}
+
+/// A child call the macro cannot see (through a helper) of an orchestrator
+/// not registered fails the parent, and starts no orphan child.
+#[orchestrator]
+async fn hidden_child(ctx: Context) -> u64 {
+    helper(&ctx).await.unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unregistered_child_seen_only_at_run_time_fails_the_parent_and_starts_nothing() {
+    let db = db();
+    let rt = builder(&db)
+        .orchestrator(hidden_child)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client.start(hidden_child, ()).await.unwrap();
+    let Err(Error::Failed { failure, .. }) = within(h.result()).await else {
+        panic!("the parent fails");
+    };
+    assert_eq!(failure.kind, FailureKind::UnregisteredOrchestrator);
+    assert!(failure.message.contains("square"), "{}", failure.message);
+    assert!(matches!(
+        client.status(&format!("{}:0", h.id())).await,
+        Err(Error::InstanceNotFound { .. })
+    ));
+    rt.shutdown().await.unwrap();
 }

@@ -166,3 +166,62 @@ async fn between_executions_an_instance_is_running() {
     assert_eq!(within(h.result()).await.unwrap(), vec![7, 8]);
     rt.shutdown().await.unwrap();
 }
+
+/// The first execution waits for an event, then continues as new; the
+/// second waits for another and returns 100 plus it.
+#[orchestrator]
+async fn two_executions(ctx: Context, n: u32) -> u32 {
+    let v: u32 = ctx.wait_event("e").await;
+    if n == 0 {
+        return ctx.continue_as_new(1u32).await;
+    }
+    100 + v
+}
+
+/// Regression: history lengths repeat across executions, so a process
+/// whose cache held the old execution at the same length ran it against
+/// the new one, and the event it consumed was recorded nowhere. Each
+/// execution has a number of its own, which the cache and the commit check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_cached_execution_in_another_process_is_rebuilt_not_run() {
+    let db = db();
+    let idle = Duration::from_secs(3600);
+    let b = builder(&db)
+        .orchestrator(two_executions)
+        .poll_interval(idle)
+        .start()
+        .await
+        .unwrap();
+    let a = builder(&db)
+        .orchestrator(two_executions)
+        .poll_interval(idle)
+        .start()
+        .await
+        .unwrap();
+    // B runs the first execution's first turn and keeps it cached.
+    let h = b.client().start(two_executions, 0).await.unwrap();
+    let id = h.id().to_owned();
+    until("the first execution to wait", || async {
+        let s = b.client().status(&id).await.unwrap();
+        (s.runtime_status == RuntimeStatus::Running && s.history_len == 1).then_some(())
+    })
+    .await;
+    // A takes the event, continues as new and runs the second execution's
+    // first turn: the history is one event long again.
+    a.client().raise_event(&id, "e", 1u32).await.unwrap();
+    until("the second execution to wait", || async {
+        let hist = a.client().history(&id).await.unwrap();
+        (hist.len() == 1
+            && matches!(&hist[0].event, durable::history::Event::Started { input, .. } if input.json() == "1"))
+        .then_some(())
+    })
+    .await;
+    // B is handed the next event, with its stale execution cached.
+    b.client().raise_event(&id, "e", 5u32).await.unwrap();
+    // B runs that turn (after rebuilding the second execution): its own
+    // waiters learn the result at once.
+    let out = within(b.client().handle(two_executions, id.clone()).result()).await;
+    assert_eq!(out.unwrap(), 105);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}

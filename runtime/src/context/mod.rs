@@ -5,7 +5,7 @@
 //! While history is replayed the operation is checked against the recorded
 //! one with that number instead of being scheduled again.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::panic::Location;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -100,6 +100,8 @@ pub(crate) struct State {
     /// The current turn's deterministic time.
     pub(crate) now: i64,
     next_seq: u64,
+    /// The first sequence number of this execution.
+    first_seq: u64,
     /// True while history is being replayed: no new decision is allowed.
     pub(crate) replaying: bool,
     /// Recorded decisions not yet made again, by sequence number.
@@ -127,9 +129,6 @@ pub(crate) struct State {
     pub(crate) custom_status: Option<Payload>,
     /// The input the orchestrator continues as new with, once it asked.
     pub(crate) continue_as_new: Option<Payload>,
-    /// Child orchestrations started and not yet ended, by sequence number:
-    /// terminating this instance terminates them.
-    pub(crate) children: BTreeMap<u64, String>,
 }
 
 impl State {
@@ -137,6 +136,7 @@ impl State {
         Self {
             now: 0,
             next_seq: 0,
+            first_seq: 0,
             replaying: false,
             recorded: HashMap::new(),
             actions: Vec::new(),
@@ -152,7 +152,6 @@ impl State {
             max_payload: crate::config::DEFAULT_MAX_PAYLOAD,
             custom_status: None,
             continue_as_new: None,
-            children: BTreeMap::new(),
         }
     }
 
@@ -241,9 +240,6 @@ impl State {
 
     /// Hands an operation's result to its future.
     pub(crate) fn deliver(&mut self, seq: u64, completion: Completion) {
-        if matches!(completion, Completion::Child(_)) {
-            self.children.remove(&seq);
-        }
         if self.abandoned.remove(&seq) {
             return;
         }
@@ -296,13 +292,16 @@ impl State {
 
     /// Sets where sequence numbers start (a continued execution's first).
     pub(crate) fn start_at(&mut self, first_seq: u64) {
+        self.first_seq = first_seq;
         self.next_seq = self.next_seq.max(first_seq);
     }
 
-    /// The next sequence number, and a fresh seed, for an execution that
-    /// continues this one.
+    /// The first sequence number, and a fresh seed, for an execution that
+    /// continues this one: above every number this one used, and above its
+    /// own first, so that each execution has a number of its own.
     pub(crate) fn successor(&mut self) -> (u64, u64) {
-        (self.next_seq, self.next_random())
+        let first = self.next_seq.max(self.first_seq.saturating_add(1));
+        (first, self.next_random())
     }
 }
 
@@ -451,22 +450,17 @@ impl Context {
         // Drawn on every run, replay included, so later draws stay the same.
         let seed = st.next_random();
         let seq = match (encoded, checked) {
-            (Ok(input), Ok(())) => {
-                let seq = st.schedule(OpKind::Child, name, loc, |seq, site| {
-                    let input =
-                        input.expect("invariant: new decisions are made only outside replay");
-                    Action::Child {
-                        seq,
-                        name,
-                        id: child_id(seq),
-                        input,
-                        seed,
-                        site,
-                    }
-                });
-                st.children.insert(seq, child_id(seq));
-                seq
-            }
+            (Ok(input), Ok(())) => st.schedule(OpKind::Child, name, loc, |seq, site| {
+                let input = input.expect("invariant: new decisions are made only outside replay");
+                Action::Child {
+                    seq,
+                    name,
+                    id: child_id(seq),
+                    input,
+                    seed,
+                    site,
+                }
+            }),
             (Err(e), _) => {
                 st.fail(Failure::new(FailureKind::Payload, e.to_string()));
                 u64::MAX
@@ -573,7 +567,7 @@ impl Context {
     }
 
     /// Sets the instance's custom status: any value clients read, typed,
-    /// with [`InstanceStatus::custom_status`](crate::InstanceStatus::custom_status)
+    /// with [`InstanceStatus::custom_status_as`](crate::InstanceStatus::custom_status_as)
     /// (progress, a stage name, what it waits for). It is written when the
     /// turn commits; the last value set in a turn wins. Replay does not set
     /// it again. A value that does not encode, or is over the payload

@@ -2,7 +2,7 @@
 //! computed from the cache or by replay, committed together, then the new
 //! tasks handed to the worker and the live executions kept.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use crate::history::{
 use crate::mailbox::{Assigned, Completed, Handed, ToWorker};
 use crate::policy::{self, Poison};
 use crate::registry::Registry;
-use crate::replay::{ending_messages, Execution, Outcome, Parked, Turn};
+use crate::replay::{children_reason, ending_messages, Execution, Outcome, Parked, Turn};
 use crate::shutdown::Shutdown;
 use crate::store::handle::StoreHandle;
 use crate::store::{
@@ -94,6 +94,8 @@ struct Ready {
     name: String,
     /// The history length before the turn.
     len_before: u64,
+    /// The execution the turn runs in.
+    execution: u64,
     /// The sequence numbers of the messages it consumes.
     consumed: Vec<u64>,
     /// Those messages, recorded if the turn has to be given up.
@@ -268,13 +270,14 @@ impl<'a> Round<'a> {
         }
         // What is known of the instance: fetched, cached, or read.
         let cached_through = cache.consumed_through(&id);
-        let (mut messages, len, attempts, status, through) = match work {
+        let (mut messages, len, attempts, status, through, execution) = match work {
             Some(w) => (
                 w.messages,
                 Some(w.history_len),
                 w.attempts,
                 Some(w.status),
                 w.consumed_through,
+                Some(w.execution),
             ),
             None => match progress {
                 Some(p) => (
@@ -283,13 +286,14 @@ impl<'a> Round<'a> {
                     0,
                     Some(p.status),
                     p.consumed_through,
+                    Some(p.execution),
                 ),
                 None if !cache.contains(&id) => {
                     // Work for an instance the store does not know.
                     self.to_store.extend(completions);
                     return Ok(());
                 }
-                None => (Vec::new(), None, 0, None, cached_through),
+                None => (Vec::new(), None, 0, None, cached_through, None),
             },
         };
         // Handed-over copies of messages the store already delivered (to a
@@ -313,6 +317,7 @@ impl<'a> Round<'a> {
             cache.take(&id);
             self.to_store.extend(completions);
             let mut commit = TurnCommit::new(id.clone(), len.unwrap_or(0));
+            commit.execution = execution.unwrap_or(0);
             commit.consumed = consumed;
             self.push(commit, id, len.unwrap_or(0), None, false, Vec::new());
             return Ok(());
@@ -334,7 +339,7 @@ impl<'a> Round<'a> {
             let commit = end_without_code(
                 self.store,
                 &id,
-                len,
+                (len, execution.unwrap_or(0)),
                 (consumed, messages),
                 Event::Failed { failure },
                 now,
@@ -347,7 +352,15 @@ impl<'a> Round<'a> {
             Event::Terminated { reason } => Some(reason.clone()),
             _ => None,
         });
-        let loaded = match load(self.store, self.registry, cache, replays, &id, len, through) {
+        let loaded = match load(
+            self.store,
+            self.registry,
+            cache,
+            replays,
+            &id,
+            (len, execution),
+            through,
+        ) {
             Some(loaded) => loaded,
             None => {
                 // Being rebuilt in the background: its work waits for it,
@@ -357,6 +370,7 @@ impl<'a> Round<'a> {
                     name: String::new(),
                     status: status.unwrap_or(RuntimeStatus::Running),
                     history_len: len.unwrap_or(0),
+                    execution: execution.unwrap_or(0),
                     attempts,
                     consumed_through: through,
                     messages: consumed.into_iter().zip(messages).collect(),
@@ -381,8 +395,9 @@ impl<'a> Round<'a> {
                     // without its code running.
                     let event = Event::Terminated { reason };
                     let consumed = (consumed, messages);
+                    let at = (len, execution.unwrap_or(0));
                     let commit =
-                        end_without_code(self.store, &id, len, consumed, event, now).await?;
+                        end_without_code(self.store, &id, at, consumed, event, now).await?;
                     self.push(commit, id, len, None, true, Vec::new());
                 } else {
                     self.stuck.push((id, failure));
@@ -409,7 +424,7 @@ impl<'a> Round<'a> {
             instance = %crate::ids::Escaped(&id),
             orchestrator = %name
         );
-        let len_before = ex.history_len;
+        let (len_before, execution) = (ex.history_len, ex.execution);
         self.jobs.push(Job {
             key: self.ready.len(),
             now,
@@ -421,6 +436,7 @@ impl<'a> Round<'a> {
             id,
             name,
             len_before,
+            execution,
             consumed,
             messages,
             completions,
@@ -481,8 +497,15 @@ impl<'a> Round<'a> {
             );
             let event = Event::Failed { failure };
             let consumed = (r.consumed, r.messages);
-            let commit =
-                end_without_code(self.store, &r.id, len, consumed, event, now_micros()).await?;
+            let commit = end_without_code(
+                self.store,
+                &r.id,
+                (len, r.execution),
+                consumed,
+                event,
+                now_micros(),
+            )
+            .await?;
             self.push(commit, r.id, len, None, true, Vec::new());
         }
         Ok(())
@@ -506,6 +529,7 @@ impl<'a> Round<'a> {
                     .as_ref()
                     .is_some_and(|o| !matches!(o, Outcome::ContinuedAsNew { .. }));
                 let mut commit = to_commit(&id, expected_len, consumed, turn, ex.last_at);
+                commit.execution = ex.execution;
                 commit.finished_tasks = completions.iter().map(|c| c.task).collect();
                 let slots = if self.lease_tasks {
                     self.worker.take_slots(commit.tasks.len())
@@ -572,7 +596,7 @@ fn completions_of(inputs: Vec<(String, Input)>) -> Vec<Completed> {
 async fn end_without_code(
     store: &StoreHandle,
     id: &str,
-    history_len: u64,
+    (history_len, execution): (u64, u64),
     (consumed, delivered): (Vec<u64>, Vec<Event>),
     event: Event,
     now: i64,
@@ -597,15 +621,22 @@ async fn end_without_code(
         _ => StatusUpdate::new(RuntimeStatus::Failed, at),
     };
     let mut commit = TurnCommit::new(id, history_len);
+    commit.execution = execution;
     // Its parent learns how it ended; a termination reaches its children.
     let outcome = match &event {
-        Event::Terminated { reason } => Some(Outcome::Terminated(reason.clone())),
+        Event::Terminated { reason } => {
+            commit.terminate_children = Some(children_reason(id, reason));
+            Some(Outcome::Terminated(reason.clone()))
+        }
         Event::Failed { failure } => Some(Outcome::Failed(failure.clone())),
         _ => None,
     };
     if let Some(outcome) = outcome {
-        let (parent, children) = relations(history.iter().map(|r| &r.event).chain(&delivered));
-        commit.sends = ending_messages(id, parent.as_ref(), &children, &outcome);
+        let parent = history.iter().find_map(|r| match &r.event {
+            Event::Started { parent, .. } => parent.clone(),
+            _ => None,
+        });
+        commit.sends = ending_messages(parent.as_ref(), &outcome);
     }
     // What the turn consumed is recorded (never delivered to the code), then
     // the end: nothing a client was told is queued disappears.
@@ -625,27 +656,6 @@ async fn end_without_code(
     commit.status = Some(status);
     commit.discard_queued = true;
     Ok(commit)
-}
-
-/// The parent an instance reports to and the children it has running, as
-/// its events tell.
-fn relations<'e>(
-    events: impl Iterator<Item = &'e Event>,
-) -> (Option<ParentRef>, BTreeMap<u64, String>) {
-    let (mut parent, mut children) = (None, BTreeMap::new());
-    for event in events {
-        match event {
-            Event::Started { parent: p, .. } => parent.clone_from(p),
-            Event::ChildScheduled { seq, id, .. } => {
-                children.insert(*seq, id.clone());
-            }
-            Event::ChildCompleted { seq, .. } | Event::ChildFailed { seq, .. } => {
-                children.remove(seq);
-            }
-            _ => {}
-        }
-    }
-    (parent, children)
 }
 
 impl Round<'_> {
@@ -812,10 +822,13 @@ fn load(
     cache: &mut Cache,
     replays: &mut Replays,
     id: &str,
-    len: Option<u64>,
+    (len, execution): (Option<u64>, Option<u64>),
     consumed_through: Option<u64>,
 ) -> Option<Result<Execution, Parked>> {
-    let current = |ex: &Execution| len.is_none_or(|len| ex.history_len == len);
+    // Lengths repeat across executions (continue-as-new): both must match.
+    let current = |ex: &Execution| {
+        len.is_none_or(|len| ex.history_len == len) && execution.is_none_or(|e| ex.execution == e)
+    };
     if let Some(ex) = cache.take(id) {
         if current(&ex) {
             return Some(Ok(ex));
@@ -895,10 +908,13 @@ fn to_commit(id: &str, expected_len: u64, consumed: Vec<u64>, turn: Turn, now: i
             failure: Some(failure),
             ..StatusUpdate::new(RuntimeStatus::Failed, now)
         },
-        Some(Outcome::Terminated(reason)) => StatusUpdate {
-            reason: Some(reason),
-            ..StatusUpdate::new(RuntimeStatus::Terminated, now)
-        },
+        Some(Outcome::Terminated(reason)) => {
+            commit.terminate_children = Some(children_reason(id, &reason));
+            StatusUpdate {
+                reason: Some(reason),
+                ..StatusUpdate::new(RuntimeStatus::Terminated, now)
+            }
+        }
         Some(Outcome::ContinuedAsNew { started, carried }) => {
             commit.restart = Some(Restart::new(started, carried));
             StatusUpdate::new(RuntimeStatus::Running, now)

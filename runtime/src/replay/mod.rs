@@ -7,7 +7,6 @@
 //! sees the same events in the same batches and makes the same decisions,
 //! which are checked against the recorded ones.
 
-use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,54 +49,43 @@ pub(crate) struct Turn {
     pub(crate) outcome: Option<Outcome>,
     /// The custom status the turn set, if it set one.
     pub(crate) custom_status: Option<Payload>,
-    /// Messages to other instances: to the parent when this one ended, to
-    /// the running children when it was terminated.
+    /// Messages to other instances: to the parent when this one ended.
     pub(crate) sends: Vec<Outgoing>,
 }
 
-/// What an instance that ends with `outcome` tells others: its parent (if
-/// it is a child) how it ended, and its running `children` (by sequence
-/// number) that they are terminated, when it was. Continuing as new tells
-/// nobody: the instance goes on.
-pub(crate) fn ending_messages(
-    id: &str,
-    parent: Option<&ParentRef>,
-    children: &BTreeMap<u64, String>,
-    outcome: &Outcome,
-) -> Vec<Outgoing> {
-    let mut out = Vec::new();
-    let to_parent = |event: Event| parent.map(|p| Outgoing::new(p.id.clone(), event, false));
-    match outcome {
-        Outcome::Completed { output, .. } => out.extend(to_parent(Event::ChildCompleted {
-            seq: parent.map_or(0, |p| p.seq),
+/// What an instance that ends with `outcome` tells its parent, if it is a
+/// child: how it ended. (Its own children are terminated by the store, from
+/// [`TurnCommit::terminate_children`](crate::store::TurnCommit::terminate_children).)
+/// Continuing as new tells nobody: the instance goes on.
+pub(crate) fn ending_messages(parent: Option<&ParentRef>, outcome: &Outcome) -> Vec<Outgoing> {
+    let Some(parent) = parent else {
+        return Vec::new();
+    };
+    let seq = parent.seq;
+    let event = match outcome {
+        Outcome::Completed { output, .. } => Event::ChildCompleted {
+            seq,
             output: output.clone(),
-        })),
-        Outcome::Failed(f) => out.extend(to_parent(Event::ChildFailed {
-            seq: parent.map_or(0, |p| p.seq),
+        },
+        Outcome::Failed(f) => Event::ChildFailed {
+            seq,
             failure: ChildFailure::Failed(f.clone()),
-        })),
-        Outcome::Terminated(reason) => {
-            out.extend(to_parent(Event::ChildFailed {
-                seq: parent.map_or(0, |p| p.seq),
-                failure: ChildFailure::Terminated(reason.clone()),
-            }));
-            let reason = format!(
-                "its parent `{}` was terminated: {reason}",
-                crate::ids::Escaped(id)
-            );
-            out.extend(children.values().map(|child| {
-                Outgoing::new(
-                    child.clone(),
-                    Event::Terminated {
-                        reason: reason.clone(),
-                    },
-                    true,
-                )
-            }));
-        }
-        Outcome::ContinuedAsNew { .. } => {}
-    }
-    out
+        },
+        Outcome::Terminated(reason) => Event::ChildFailed {
+            seq,
+            failure: ChildFailure::Terminated(reason.clone()),
+        },
+        Outcome::ContinuedAsNew { .. } => return Vec::new(),
+    };
+    vec![Outgoing::new(parent.id.clone(), event, false)]
+}
+
+/// The reason a terminated instance's children are terminated with.
+pub(crate) fn children_reason(id: &str, reason: &str) -> String {
+    format!(
+        "its parent `{}` was terminated: {reason}",
+        crate::ids::Escaped(id)
+    )
 }
 
 /// Why an instance cannot run with the code this process has. It is left
@@ -135,6 +123,9 @@ pub(crate) struct Execution {
     name: Option<String>,
     /// The instance this one reports to, as its child.
     parent: Option<ParentRef>,
+    /// Which execution of the instance this is: the first sequence number
+    /// of its `Started` (continue-as-new starts a higher one).
+    pub(crate) execution: u64,
 }
 
 impl Execution {
@@ -152,6 +143,7 @@ impl Execution {
             consumed_through: None,
             name: None,
             parent: None,
+            execution: 0,
         }
     }
 
@@ -418,9 +410,15 @@ impl Execution {
                 // results are dropped. A timer would fire into nothing:
                 // history records it created, never fired, which is what
                 // happens.
+                // What is not registered here (the instance failed for it)
+                // is not started.
                 actions
                     .into_iter()
-                    .filter(|a| matches!(a, Action::Activity { .. } | Action::Child { .. }))
+                    .filter(|a| match a {
+                        Action::Activity { name, .. } => registry.has_activity(name),
+                        Action::Child { name, .. } => registry.has_orchestrator(name),
+                        _ => false,
+                    })
                     .collect()
             }
             None => actions,
@@ -428,14 +426,9 @@ impl Execution {
         Ok(self.close_turn(at, events, actions, outcome))
     }
 
-    /// The messages an ending sends: the parent learns how its child ended,
-    /// and a termination reaches the children still running.
+    /// The messages an ending sends: the parent learns how its child ended.
     fn endings(&self, outcome: Option<&Outcome>) -> Vec<Outgoing> {
-        let Some(outcome) = outcome else {
-            return Vec::new();
-        };
-        let children = std::mem::take(&mut lock(&self.state).children);
-        ending_messages(&self.instance_id, self.parent.as_ref(), &children, outcome)
+        outcome.map_or_else(Vec::new, |o| ending_messages(self.parent.as_ref(), o))
     }
 
     /// The turn's outcome if the orchestrator asked to continue as new.
@@ -498,6 +491,7 @@ impl Execution {
             } => {
                 self.name = Some(name.clone());
                 self.parent.clone_from(parent);
+                self.execution = *first_seq;
                 lock(&self.state).start_at(*first_seq);
                 let Some(entry) = registry.orchestrator(name) else {
                     return Err(Parked(Failure::new(

@@ -827,15 +827,20 @@ pub fn keeps_the_last_custom_status(s: &dyn Store) {
     assert_eq!(custom(s), Some(payload(r#""done""#)));
 }
 
-/// Continue-as-new: the history, pending timers and activity calls go; the
-/// new `Started` and the carried events are queued first, then what was
-/// still queued, in its order; the history length is 0.
+/// Continue-as-new: the history, timers, activity calls and results go; the
+/// new `Started` and the carried events are queued first, then the events
+/// still queued, in their order; the history length is 0 and the execution
+/// is the new one's, so a turn of the old one is refused.
 pub fn restarts_an_instance_afresh(s: &dyn Store) {
     create(s, "a");
     let mut t = turn("a", 0, &[0]);
     t.tasks = vec![NewTask::new(0, A, payload("1"), RetryPolicy::default())];
     t.lease_tasks = 1;
-    t.messages = vec![NewMessage::new(Event::TimerFired { seq: 1 }, i64::MAX)];
+    // A timer still to come, and one due but not taken yet.
+    t.messages = vec![
+        NewMessage::new(Event::TimerFired { seq: 1 }, i64::MAX),
+        NewMessage::new(Event::TimerFired { seq: 2 }, 0),
+    ];
     ok(s.commit_turns(OWNER, LONG, &[t]), "commit_turns");
     ok(
         s.enqueue("a", &event("queued", "1"), None, false),
@@ -845,7 +850,7 @@ pub fn restarts_an_instance_afresh(s: &dyn Store) {
         name: O.to_owned(),
         input: payload("2"),
         seed: Some(7),
-        first_seq: 2,
+        first_seq: 3,
         parent: None,
     };
     let mut again = turn("a", 1, &[]);
@@ -869,15 +874,21 @@ pub fn restarts_an_instance_afresh(s: &dyn Store) {
     assert_eq!(
         events,
         vec![&started, &event("carried", "1"), &event("queued", "1")],
-        "the start, the carried events, then what was queued"
+        "the start, the carried events, then the events queued (the due timer is gone)"
     );
     let seqs: Vec<u64> = a.messages.iter().map(|(m, _)| *m).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
     assert_eq!(a.history_len, 0);
-    ok(
-        s.commit_turns(OTHER, LONG, &[turn("a", 0, &seqs)]),
-        "commit_turns",
+    assert_eq!(a.execution, 3, "the new execution's number");
+    let stale = turn("a", 0, &seqs);
+    assert_eq!(
+        ok(s.commit_turns(OTHER, LONG, &[stale]), "commit_turns"),
+        vec![CommitOutcome::Conflict],
+        "a turn computed on the old execution is refused, lengths alike"
     );
+    let mut fresh = turn("a", 0, &seqs);
+    fresh.execution = 3;
+    ok(s.commit_turns(OTHER, LONG, &[fresh]), "commit_turns");
     assert_eq!(
         ok(s.next_due(), "next_due").message,
         None,

@@ -174,6 +174,9 @@ pub struct InstanceWork {
     pub status: RuntimeStatus,
     /// Events in its history.
     pub history_len: u64,
+    /// Its execution: the first sequence number of its current execution
+    /// (0 for the first; continue-as-new starts a higher one).
+    pub execution: u64,
     /// How often its turn has been taken since the last commit, this time
     /// included: a turn that keeps crashing its process is poison.
     pub attempts: u32,
@@ -202,6 +205,8 @@ pub struct Progress {
     /// Whether an owner other than the asking one holds it locked now: its
     /// messages are that owner's to run.
     pub held_elsewhere: bool,
+    /// Its execution (see [`InstanceWork::execution`]).
+    pub execution: u64,
 }
 
 /// An activity call to queue.
@@ -256,6 +261,10 @@ pub struct TurnCommit {
     /// The history length the turn was computed on; the commit is refused
     /// if the store holds another (someone else advanced the instance).
     pub expected_len: u64,
+    /// The execution the turn was computed on; the commit is refused if the
+    /// instance has continued as new since (lengths repeat across
+    /// executions, executions never do).
+    pub execution: u64,
     /// New history events, numbered from `expected_len`.
     pub events: Vec<HistoryRecord>,
     /// Sequence numbers of the messages the turn consumed; the turn is
@@ -301,6 +310,11 @@ pub struct TurnCommit {
     /// Messages to other instances, queued with the turn; one for an
     /// instance that is gone or finished is dropped.
     pub sends: Vec<Outgoing>,
+    /// The instance was terminated with this turn: queue `Terminated` with
+    /// this reason to every live instance it started as a child (in any of
+    /// its executions), resuming or releasing them as a client's
+    /// termination would.
+    pub terminate_children: Option<String>,
 }
 
 /// A message from one instance's turn to another instance.
@@ -311,7 +325,8 @@ pub struct Outgoing {
     pub instance: String,
     /// The message.
     pub event: Event,
-    /// Release the instance at once if it is stuck (a termination).
+    /// Deliver it whatever the instance's state, as a client's termination
+    /// is: a suspended instance resumes, a stuck one is released.
     pub wake_stuck: bool,
 }
 
@@ -327,13 +342,14 @@ impl Outgoing {
 }
 
 /// An instance starting afresh (continue-as-new). Its history is deleted
-/// (with `events`, which are not written), and so are its pending timers
-/// (messages not yet due) and its activity calls, queued or running (a
-/// running attempt's result is dropped when it comes). Then `started` and
-/// `carried` (events the old execution received but never consumed) are
-/// queued, in that order, ahead of every message still queued for it,
-/// which keep their order: the new execution sees what was raised in the
-/// order it was raised. The history length becomes 0.
+/// (with `events`, which are not written), and so are its timers, its
+/// activity calls, queued or running (a running attempt's result is dropped
+/// when it comes), and every queued message but events and terminations.
+/// Then `started` and `carried` (events the old execution received but
+/// never consumed) are queued, in that order, ahead of the events still
+/// queued for it, which keep their order: the new execution sees what was
+/// raised in the order it was raised. The history length becomes 0 and the
+/// instance's execution becomes `started`'s `first_seq`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Restart {
@@ -357,6 +373,7 @@ impl TurnCommit {
         Self {
             instance: instance.into(),
             expected_len,
+            execution: 0,
             events: Vec::new(),
             consumed: Vec::new(),
             tasks: Vec::new(),
@@ -370,6 +387,7 @@ impl TurnCommit {
             keep_lock: None,
             children: Vec::new(),
             sends: Vec::new(),
+            terminate_children: None,
         }
     }
 }

@@ -45,7 +45,10 @@ CREATE TABLE instances (
     consumed_through INTEGER,
     sum              INTEGER NOT NULL,
     custom_status    TEXT,
-    custom_sum       INTEGER
+    custom_sum       INTEGER,
+    execution        INTEGER NOT NULL DEFAULT 0,
+    parent_id        TEXT,
+    parent_seq       INTEGER
 ) WITHOUT ROWID;
 CREATE TABLE history (
     instance TEXT NOT NULL,
@@ -67,6 +70,7 @@ CREATE TABLE messages (
 CREATE INDEX messages_due ON messages (visible_at, instance);
 CREATE INDEX instances_created ON instances (created_at, id);
 CREATE INDEX instances_updated ON instances (updated_at);
+CREATE INDEX instances_parent ON instances (parent_id) WHERE parent_id IS NOT NULL;
 CREATE TABLE message_keys (
     instance TEXT NOT NULL,
     key      TEXT NOT NULL,

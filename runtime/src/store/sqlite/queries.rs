@@ -163,6 +163,7 @@ struct InstanceRow {
     attempts: i64,
     held: bool,
     consumed_through: Option<u64>,
+    execution: u64,
 }
 
 fn read_instance_row(
@@ -174,7 +175,7 @@ fn read_instance_row(
     let what = || format!("instance `{}`", crate::ids::Escaped(id));
     tx.prepare_cached(
         "SELECT name, status, output, failure, reason, history_len, attempts, lock_owner, \
-         lock_until, consumed_through, sum FROM instances WHERE id = ?1",
+         lock_until, consumed_through, sum, execution FROM instances WHERE id = ?1",
     )?
     .query_row([id], |r| {
         Ok((|| {
@@ -189,9 +190,19 @@ fn read_instance_row(
             let lock_until: Option<i64> = r.get(8)?;
             let consumed: Option<i64> = r.get(9)?;
             let sum: i64 = r.get(10)?;
+            let execution: i64 = r.get(11)?;
             Ok::<_, rusqlite::Error>((
-                name, status, output, failure, reason, len, attempts, lock_owner, lock_until,
-                consumed, sum,
+                name,
+                status,
+                output,
+                failure,
+                reason,
+                len,
+                attempts,
+                (lock_owner, lock_until),
+                consumed,
+                sum,
+                execution,
             ))
         })())
     })?
@@ -205,10 +216,10 @@ fn read_instance_row(
             reason,
             len,
             attempts,
-            lock_owner,
-            lock_until,
+            (lock_owner, lock_until),
             consumed,
             sum,
+            execution,
         )| {
             verify_with(
                 sum,
@@ -229,6 +240,7 @@ fn read_instance_row(
                 attempts,
                 held: lock_owner.as_deref() == Some(owner) && lock_until.is_some_and(|t| t > now),
                 consumed_through: consumed.map(|c| seq_of(c, what)).transpose()?,
+                execution: seq_of(execution, what)?,
             })
         },
     )
@@ -322,17 +334,12 @@ impl Store for SqliteStore {
                     return Ok(Enqueued::Queued { message: None });
                 }
             }
-            if wake_stuck && status == RuntimeStatus::Suspended {
-                // A termination must be taken: the instance resumes to end.
-                suspend_or_resume(tx, instance, false, "to be terminated")?;
-            }
-            let message = insert_message(tx, instance, event, history::now_micros())?;
-            if wake_stuck && status == RuntimeStatus::Stuck {
-                tx.prepare_cached(
-                    "UPDATE instances SET lock_owner = NULL, lock_until = NULL WHERE id = ?1",
-                )?
-                .execute([instance])?;
-            }
+            let now = history::now_micros();
+            let message = if wake_stuck {
+                enqueue_termination(tx, instance, event, now)?
+            } else {
+                insert_message(tx, instance, event, now)?
+            };
             Ok(Enqueued::Queued { message })
         })
     }
@@ -384,6 +391,7 @@ impl Store for SqliteStore {
                             name: String::new(),
                             status: RuntimeStatus::Stuck,
                             history_len: 0,
+                            execution: 0,
                             attempts: 0,
                             consumed_through: None,
                             messages: Vec::new(),
@@ -406,6 +414,7 @@ impl Store for SqliteStore {
                     name: row.name,
                     status: row.status,
                     history_len: row.history_len,
+                    execution: row.execution,
                     attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
                     consumed_through: row.consumed_through,
                     messages,
@@ -422,19 +431,26 @@ impl Store for SqliteStore {
         let now = history::now_micros();
         let mut stmt = conn.prepare_cached(
             "SELECT history_len, consumed_through, status, name, \
-             lock_owner IS NOT NULL AND lock_owner <> ?2 AND coalesce(lock_until, 0) > ?3 \
-             FROM instances WHERE id = ?1",
+             lock_owner IS NOT NULL AND lock_owner <> ?2 AND coalesce(lock_until, 0) > ?3, \
+             execution FROM instances WHERE id = ?1",
         )?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let what = || format!("instance `{}`", crate::ids::Escaped(id));
-            let row: Option<(i64, Option<i64>, String, String, bool)> = stmt
+            let row: Option<(i64, Option<i64>, String, String, bool, i64)> = stmt
                 .query_row(params![id, owner, now], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
                 })
                 .optional()
                 .map_err(|e| corrupt(what(), e))?;
-            if let Some((len, consumed, status, name, held_elsewhere)) = row {
+            if let Some((len, consumed, status, name, held_elsewhere, execution)) = row {
                 out.push((
                     id.clone(),
                     Progress {
@@ -443,6 +459,7 @@ impl Store for SqliteStore {
                         status: status_of(&status, id)?,
                         name,
                         held_elsewhere,
+                        execution: seq_of(execution, what)?,
                     },
                 ));
             }
@@ -831,12 +848,16 @@ fn check_turn(
     turn: &TurnCommit,
     now: i64,
 ) -> Result<Option<String>, StoreError> {
-    let row: Option<(String, i64)> = tx
-        .prepare_cached("SELECT name, history_len FROM instances WHERE id = ?1")?
-        .query_row([&turn.instance], |r| Ok((r.get(0)?, r.get(1)?)))
+    let row: Option<(String, i64, i64)> = tx
+        .prepare_cached("SELECT name, history_len, execution FROM instances WHERE id = ?1")?
+        .query_row([&turn.instance], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let name = match row {
-        Some((name, len)) if len == count(turn.expected_len) => name,
+        Some((name, len, execution))
+            if len == count(turn.expected_len) && execution == count(turn.execution) =>
+        {
+            name
+        }
         _ => return Ok(None),
     };
     let mut task = tx.prepare_cached(
@@ -1053,12 +1074,19 @@ fn create_instance(tx: &Connection, new: &NewInstance) -> Result<Created, StoreE
     };
     let n = tx
         .prepare_cached(
-            "INSERT INTO instances \
-             (id, name, status, created_at, updated_at, sum, lock_owner, lock_until) \
-             VALUES (?1, ?2, 'pending', ?3, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO instances (id, name, status, created_at, updated_at, sum, lock_owner, \
+             lock_until, parent_id, parent_seq) \
+             VALUES (?1, ?2, 'pending', ?3, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
         )?
         .execute(params![
-            new.id, new.name, new.now, sum, lock_owner, lock_until
+            new.id,
+            new.name,
+            new.now,
+            sum,
+            lock_owner,
+            lock_until,
+            new.parent.as_ref().map(|p| p.id.as_str()),
+            new.parent.as_ref().map(|p| count(p.seq)),
         ])?;
     if n == 0 {
         return Ok(Created::Exists);
@@ -1245,6 +1273,34 @@ fn instance_exists(tx: &Connection, instance: &str) -> Result<bool, StoreError> 
         .exists([instance])?)
 }
 
+/// Queues a message that must be taken whatever the instance's state (a
+/// termination): a suspended instance resumes, a stuck one is released.
+fn enqueue_termination(
+    tx: &Connection,
+    instance: &str,
+    event: &Event,
+    now: i64,
+) -> Result<Option<u64>, StoreError> {
+    let status: Option<String> = tx
+        .prepare_cached("SELECT status FROM instances WHERE id = ?1")?
+        .query_row([instance], |r| r.get(0))
+        .optional()?;
+    let Some(status) = status.map(|s| status_of(&s, instance)).transpose()? else {
+        return Ok(None);
+    };
+    if status == RuntimeStatus::Suspended {
+        suspend_or_resume(tx, instance, false, "to be terminated")?;
+    }
+    let message = insert_message(tx, instance, event, now)?;
+    if status == RuntimeStatus::Stuck {
+        tx.prepare_cached(
+            "UPDATE instances SET lock_owner = NULL, lock_until = NULL WHERE id = ?1",
+        )?
+        .execute([instance])?;
+    }
+    Ok(message)
+}
+
 /// Starts a turn's children and queues its messages to other instances.
 fn send(tx: &Connection, turn: &TurnCommit) -> Result<(), StoreError> {
     let now = history::now_micros();
@@ -1259,14 +1315,28 @@ fn send(tx: &Connection, turn: &TurnCommit) -> Result<(), StoreError> {
             }
         }
     }
+    if let Some(reason) = &turn.terminate_children {
+        // Every live child this instance started, in any execution.
+        let children: Vec<String> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT id FROM instances WHERE parent_id = ?1 \
+                 AND status NOT IN ('completed', 'failed', 'terminated')",
+            )?;
+            let rows = stmt.query_map([&turn.instance], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let event = Event::Terminated {
+            reason: reason.clone(),
+        };
+        for child in children {
+            enqueue_termination(tx, &child, &event, now)?;
+        }
+    }
     for out in &turn.sends {
-        insert_message(tx, &out.instance, &out.event, now)?;
         if out.wake_stuck {
-            tx.prepare_cached(
-                "UPDATE instances SET lock_owner = NULL, lock_until = NULL \
-                 WHERE id = ?1 AND status = 'stuck'",
-            )?
-            .execute([&out.instance])?;
+            enqueue_termination(tx, &out.instance, &out.event, now)?;
+        } else {
+            insert_message(tx, &out.instance, &out.event, now)?;
         }
     }
     Ok(())
@@ -1290,9 +1360,14 @@ fn restart_instance(tx: &Connection, instance: &str, restart: &Restart) -> Resul
         rows.collect::<Result<_, _>>()?
     };
     let what = || format!("a message of instance `{}`", crate::ids::Escaped(instance));
+    // Events and terminations go on to the new execution; results and
+    // timers of the old one's calls mean nothing to it.
     let mut requeued = Vec::with_capacity(queued.len());
     for (_, visible_at, text) in &queued {
-        requeued.push((decode_event(text, what)?, *visible_at));
+        let event = decode_event(text, what)?;
+        if matches!(event, Event::EventRaised { .. } | Event::Terminated { .. }) {
+            requeued.push((event, *visible_at));
+        }
     }
     tx.prepare_cached("DELETE FROM messages WHERE instance = ?1")?
         .execute([instance])?;
@@ -1302,5 +1377,9 @@ fn restart_instance(tx: &Connection, instance: &str, restart: &Restart) -> Resul
         .collect();
     let n = all.len();
     insert_messages(tx, instance, all.into_iter(), n)?;
+    if let Event::Started { first_seq, .. } = &restart.started {
+        tx.prepare_cached("UPDATE instances SET execution = ?2 WHERE id = ?1")?
+            .execute(params![instance, count(*first_seq)])?;
+    }
     Ok(())
 }
