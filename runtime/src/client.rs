@@ -99,17 +99,60 @@ impl Client {
     /// [`Client::start`].
     pub async fn start_with_id<O: Orchestrator>(
         &self,
-        _orchestrator: O,
+        orchestrator: O,
         id: impl Into<String>,
         input: O::Input,
     ) -> Result<Handle<O>, Error> {
-        let id = id.into();
-        let mut created = self.start_many::<O>(vec![(id.clone(), input)]).await?;
-        match created.pop() {
-            Some(true) => {}
-            _ => return Err(Error::InstanceExists { id }),
+        self.start_with(orchestrator, input, StartOptions::new().id(id))
+            .await
+    }
+
+    /// Starts an instance of `orchestrator` as `options` say: under an id of
+    /// the caller's choosing, at a later time (a scheduled start: the
+    /// instance is `Pending` until then, and survives restarts), and with a
+    /// policy for an id that exists ([`IfExists`]).
+    ///
+    /// ```no_run
+    /// # use durable::{orchestrator, Context, IfExists, StartOptions};
+    /// # use std::time::{Duration, SystemTime};
+    /// # #[orchestrator] async fn report(_ctx: Context, day: u32) {}
+    /// # async fn go(client: durable::Client) -> Result<(), durable::Error> {
+    /// let tomorrow = SystemTime::now() + Duration::from_secs(86_400);
+    /// let options = StartOptions::new()
+    ///     .id("report-2026-12-01")
+    ///     .at(tomorrow)
+    ///     .if_exists(IfExists::UseExisting); // idempotent: a retry gets the same instance
+    /// let handle = client.start_with(report, 335, options).await?;
+    /// # let _ = handle;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InstanceExists`] when the id is taken and the policy does
+    /// not allow it (or it belongs to another orchestrator), and the errors
+    /// of [`Client::start`].
+    pub async fn start_with<O: Orchestrator>(
+        &self,
+        orchestrator: O,
+        input: O::Input,
+        options: StartOptions,
+    ) -> Result<Handle<O>, Error> {
+        let id = options.id.clone().unwrap_or_else(new_id);
+        let mut created = self
+            .start_many::<O>(vec![(id.clone(), input)], &options)
+            .await?;
+        if created.pop() == Some(true) {
+            return Ok(self.handle(orchestrator, id));
         }
-        Ok(self.handle(_orchestrator, id))
+        if options.if_exists == IfExists::UseExisting {
+            // The same orchestrator's instance is the one asked for.
+            let existing = self.status(&id).await?;
+            if existing.name == O::NAME {
+                return Ok(self.handle(orchestrator, id));
+            }
+        }
+        Err(Error::InstanceExists { id })
     }
 
     /// Starts many instances of `orchestrator` in one commit: for a caller
@@ -127,7 +170,9 @@ impl Client {
     ) -> Result<Vec<Result<Handle<O>, Error>>, Error> {
         let inputs: Vec<(String, O::Input)> = inputs.into_iter().collect();
         let ids: Vec<String> = inputs.iter().map(|(id, _)| id.clone()).collect();
-        let created = self.start_many::<O>(inputs).await?;
+        let created = self
+            .start_many::<O>(inputs, &StartOptions::default())
+            .await?;
         Ok(ids
             .into_iter()
             .zip(created)
@@ -146,6 +191,7 @@ impl Client {
     async fn start_many<O: Orchestrator>(
         &self,
         inputs: Vec<(String, O::Input)>,
+        options: &StartOptions,
     ) -> Result<Vec<bool>, Error> {
         self.accepting()?;
         if !self.registry.has_orchestrator(O::NAME) {
@@ -166,7 +212,23 @@ impl Client {
             // Random draws differ between instances and databases, and
             // replay the same: the seed is recorded in `Started`.
             new.seed = Some(crate::ids::random_u128().0);
+            new.visible_at = options.at.map_or(0, crate::history::micros);
+            new.replace_finished = options.if_exists == IfExists::ReplaceFinished;
             news.push(new);
+        }
+        if options.at.is_some_and(|at| at > SystemTime::now()) {
+            // Not due yet: nothing to hand over; the dispatcher learns when
+            // it falls due from the store.
+            let batch = news.clone();
+            let created = self
+                .store
+                .call(move |s, _| s.create_instances(&batch))
+                .await?;
+            self.dispatcher.look();
+            return Ok(created
+                .into_iter()
+                .map(|c| matches!(c, Created::Created { .. }))
+                .collect());
         }
         // Room in the dispatcher's inbox first: a client faster than the
         // engine waits here, holding nothing but its own input.
@@ -741,4 +803,60 @@ impl InstanceStatus {
             .map(|p| p.decode("the custom status"))
             .transpose()?)
     }
+}
+
+/// How [`Client::start_with`] starts an instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StartOptions {
+    /// The instance id (default: a new UUID).
+    pub id: Option<String>,
+    /// When it starts (default: at once).
+    pub at: Option<SystemTime>,
+    /// What to do when the id is taken.
+    pub if_exists: IfExists,
+}
+
+impl StartOptions {
+    /// At once, under a new id, failing on a taken id (which a new one
+    /// never is).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Under `id`.
+    #[must_use]
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// At `time` (a scheduled start); a time past starts at once.
+    #[must_use]
+    pub fn at(mut self, time: SystemTime) -> Self {
+        self.at = Some(time);
+        self
+    }
+
+    /// With `policy` for an id that is taken.
+    #[must_use]
+    pub fn if_exists(mut self, policy: IfExists) -> Self {
+        self.if_exists = policy;
+        self
+    }
+}
+
+/// What [`Client::start_with`] does when the id belongs to an instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IfExists {
+    /// Fail with [`Error::InstanceExists`] (the default).
+    #[default]
+    Fail,
+    /// Return a handle to the existing instance (of the same orchestrator):
+    /// an idempotent start, safe to retry after an ambiguous error.
+    UseExisting,
+    /// Start afresh when the existing instance has finished (it is purged
+    /// and the new one created in one commit); fail when it has not.
+    ReplaceFinished,
 }

@@ -67,7 +67,7 @@ mod runtime;
 
 pub use activity::{Activity, ActivityError, ActivityInfo, BoxFuture, Never};
 pub use bytes::Bytes;
-pub use client::{Client, Handle, Page, Query, MAX_NAME_LEN};
+pub use client::{Client, Handle, IfExists, Page, Query, StartOptions, MAX_NAME_LEN};
 pub use combinator::{join, join_all, select, select_all, Either, JoinAll};
 pub use context::{
     ActivityCall, ChildCall, ChildError, Context, ContinueAsNew, EventDataError, EventWait, Timer,

@@ -168,7 +168,12 @@ impl Dispatcher {
                         .min(self.config.poll_interval)
                 });
                 tokio::select! {
-                    () = self.inbox.wake.notified() => look = true,
+                    // A wake may also mean work scheduled for later (a
+                    // scheduled start): read the next due time again.
+                    () = self.inbox.wake.notified() => {
+                        look = true;
+                        timers_known = false;
+                    }
                     Some(m) = self.inbox.messages.recv() => handed.push(m),
                     Some(c) = self.inbox.completions.recv() => carried.push(c),
                     () = tokio::time::sleep(wait) => look = true,

@@ -57,6 +57,12 @@ pub struct NewInstance {
     pub lock: Option<(String, Duration)>,
     /// The instance that starts it as a child, and the call there.
     pub parent: Option<ParentRef>,
+    /// When its `Started` message falls due (microseconds since the Unix
+    /// epoch; 0: at once): a scheduled start.
+    pub visible_at: i64,
+    /// An instance of this id that has finished is deleted and this one
+    /// created in its place (one that has not finished is left as it is).
+    pub replace_finished: bool,
 }
 
 impl NewInstance {
@@ -71,6 +77,8 @@ impl NewInstance {
             seed: None,
             lock: None,
             parent: None,
+            visible_at: 0,
+            replace_finished: false,
         }
     }
 

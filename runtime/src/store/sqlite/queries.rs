@@ -1057,6 +1057,17 @@ fn write_turn(
 /// Creates one instance with its `Started` message, or leaves an existing
 /// one as it is.
 fn create_instance(tx: &Connection, new: &NewInstance) -> Result<Created, StoreError> {
+    if new.replace_finished {
+        let status: Option<String> = tx
+            .prepare_cached("SELECT status FROM instances WHERE id = ?1")?
+            .query_row([&new.id], |r| r.get(0))
+            .optional()?;
+        if let Some(status) = status {
+            if status_of(&status, &new.id)?.is_finished() {
+                delete_instance(tx, &new.id)?;
+            }
+        }
+    }
     let sum = instance_sum(
         &new.name,
         RuntimeStatus::Pending.as_str(),
@@ -1091,12 +1102,13 @@ fn create_instance(tx: &Connection, new: &NewInstance) -> Result<Created, StoreE
     if n == 0 {
         return Ok(Created::Exists);
     }
-    let message = insert_message(tx, &new.id, &new.started(), 0)?.ok_or_else(|| {
-        corrupt(
-            format!("instance `{}`", crate::ids::Escaped(&new.id)),
-            "created but not live",
-        )
-    })?;
+    let message =
+        insert_message(tx, &new.id, &new.started(), new.visible_at)?.ok_or_else(|| {
+            corrupt(
+                format!("instance `{}`", crate::ids::Escaped(&new.id)),
+                "created but not live",
+            )
+        })?;
     Ok(Created::Created { message })
 }
 
