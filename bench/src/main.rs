@@ -26,6 +26,7 @@
 //!   result comes for 120 s, so it runs last.
 //! - `all`: every one of them, in this order.
 
+mod patterns;
 mod scale;
 mod workloads;
 
@@ -89,8 +90,9 @@ pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-const WORKLOADS: [&str; 10] = [
+const WORKLOADS: [&str; 12] = [
     "limit", "seq", "fanout", "latency", "long", "replay", "idle", "seqstart", "timers", "starts",
+    "children", "monitor",
 ];
 
 /// The number after `flag`.
@@ -156,6 +158,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "seqstart" => rt.block_on(scale::seqstart(settings))?,
             "timers" => rt.block_on(scale::timers(settings))?,
             "starts" => rt.block_on(scale::starts(settings))?,
+            "children" => rt.block_on(patterns::children(settings))?,
+            "monitor" => rt.block_on(patterns::eternal(settings))?,
             _ => unreachable!("checked above"),
         }
     }
