@@ -37,7 +37,7 @@ static TICKS: Mutex<Vec<(Instant, Option<f64>)>> = Mutex::new(Vec::new());
 
 #[activity]
 async fn tick(i: u64) -> u64 {
-    let rss = (i % 1_000 == 0).then(rss_mb);
+    let rss = i.is_multiple_of(1_000).then(rss_mb);
     TICKS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
