@@ -1,4 +1,20 @@
 //! Runnable durable workflows. Each module is one workflow; the binaries in
 //! `examples/` run them on a SQLite file and the tests in `tests/` check them.
+//!
+//! | module | pattern |
+//! |---|---|
+//! | [`order`] | a saga: each failed step undoes the ones before it |
+//! | [`chaining`] | activities one after another, each output the next input |
+//! | [`fan_out`] | fan-out/fan-in over activities with `durable::join_all` |
+//! | [`monitor`] | polling on a durable timer until done or a deadline, continuing as new |
+//! | [`approval`] | human interaction: an event raced against a timeout, with escalation |
+//! | [`aggregator`] | an eternal orchestration fed by events, its total readable as custom status |
+//! | [`children`] | a parent fanning out over child orchestrations |
 
+pub mod aggregator;
+pub mod approval;
+pub mod chaining;
+pub mod children;
+pub mod fan_out;
+pub mod monitor;
 pub mod order;

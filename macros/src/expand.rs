@@ -87,6 +87,12 @@ pub(crate) fn activity(activity: &Activity<'_>, args: &Args) -> TokenStream {
             >> {
                 #invoke_body
             }
+            fn is_retryable(error: &<Self as ::durable::Activity>::Error) -> bool {
+                // Autoref dispatch: the error type's `Retryable` answer when
+                // it has one, `true` otherwise.
+                use ::durable::__private::{RetryableByDefault as _, RetryableByTrait as _};
+                (&::durable::__private::IsRetryable(error)).is_retryable()
+            }
         }
     }
 }

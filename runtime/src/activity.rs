@@ -32,6 +32,41 @@ pub trait Activity: Copy + Send + Sync + 'static {
 
     /// Runs one attempt.
     fn invoke(self, input: Self::Input) -> BoxFuture<Result<Self::Output, Self::Error>>;
+
+    /// Whether a failed attempt with `error` may be attempted again under
+    /// the call's [`RetryPolicy`](crate::RetryPolicy). `#[activity]`
+    /// answers with [`Retryable::is_retryable`] when the error type
+    /// implements [`Retryable`], and `true` otherwise.
+    fn is_retryable(error: &Self::Error) -> bool {
+        let _ = error;
+        true
+    }
+}
+
+/// Lets an activity's error type decide which errors are worth another
+/// attempt: a card declined stays declined, a timeout may pass.
+///
+/// ```
+/// use durable::{activity, Retryable};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Serialize, Deserialize)]
+/// enum ChargeError { Declined, ProviderDown }
+///
+/// impl Retryable for ChargeError {
+///     fn is_retryable(&self) -> bool {
+///         matches!(self, ChargeError::ProviderDown)
+///     }
+/// }
+///
+/// #[activity]
+/// async fn charge(cents: u64) -> Result<String, ChargeError> {
+///     if cents > 100_000 { Err(ChargeError::Declined) } else { Ok("receipt".into()) }
+/// }
+/// ```
+pub trait Retryable {
+    /// Whether another attempt may succeed.
+    fn is_retryable(&self) -> bool;
 }
 
 /// The error type of an activity that cannot fail: no value of it exists.
@@ -61,6 +96,11 @@ pub enum ActivityError<E> {
     /// Its attempts were lost too often: each one crashed or stalled the
     /// worker running it. The reason.
     Poisoned(String),
+    /// Its last attempt ran past the policy's attempt timeout, or its
+    /// attempts ran past the total timeout
+    /// ([`RetryPolicy::attempt_timeout`](crate::RetryPolicy::attempt_timeout),
+    /// [`RetryPolicy::total_timeout`](crate::RetryPolicy::total_timeout)).
+    TimedOut(String),
 }
 
 impl<E> ActivityError<E> {
@@ -68,7 +108,7 @@ impl<E> ActivityError<E> {
     pub fn into_failed(self) -> Option<E> {
         match self {
             Self::Failed(e) => Some(e),
-            Self::Panicked(_) | Self::Aborted(_) | Self::Poisoned(_) => None,
+            Self::Panicked(_) | Self::Aborted(_) | Self::Poisoned(_) | Self::TimedOut(_) => None,
         }
     }
 }
@@ -80,6 +120,7 @@ impl<E: fmt::Display> fmt::Display for ActivityError<E> {
             Self::Panicked(msg) => write!(f, "activity panicked: {msg}"),
             Self::Aborted(msg) => write!(f, "activity aborted: {msg}"),
             Self::Poisoned(msg) => write!(f, "activity poisoned: {msg}"),
+            Self::TimedOut(msg) => write!(f, "activity timed out: {msg}"),
         }
     }
 }

@@ -96,9 +96,16 @@ pub(crate) enum PayloadError {
 
 /// How an activity call ended without a value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum ActivityFailure {
     /// It returned `Err`; the encoded error.
     Error(Payload),
+    /// It returned an `Err` that its type marks as not worth retrying
+    /// ([`Retryable`](crate::Retryable)); the encoded error.
+    Final(Payload),
+    /// An attempt ran past its timeout, or the call's total timeout passed;
+    /// which one.
+    TimedOut(String),
     /// It panicked; the message.
     Panic(String),
     /// It could not be run; the reason.

@@ -65,7 +65,7 @@ mod worker;
 // 7. Wiring.
 mod runtime;
 
-pub use activity::{Activity, ActivityError, ActivityInfo, BoxFuture, Never};
+pub use activity::{Activity, ActivityError, ActivityInfo, BoxFuture, Never, Retryable};
 pub use bytes::Bytes;
 pub use client::{Client, Handle, IfExists, Page, Query, StartOptions, MAX_NAME_LEN};
 pub use combinator::{join, join_all, select, select_all, Either, JoinAll};
@@ -109,6 +109,32 @@ pub mod __private {
     impl<T, E> ResultFailure for IsFailure<'_, Result<T, E>> {
         fn is_failure(&self) -> bool {
             self.0.is_err()
+        }
+    }
+
+    /// Autoref dispatch: `(&IsRetryable(&err)).is_retryable()` is the
+    /// error's [`Retryable`](crate::Retryable) answer, or `true`.
+    pub struct IsRetryable<'a, T>(pub &'a T);
+
+    /// Picks the error type's own answer.
+    pub trait RetryableByTrait {
+        /// Whether another attempt may succeed.
+        fn is_retryable(&self) -> bool;
+    }
+    impl<T: crate::activity::Retryable> RetryableByTrait for IsRetryable<'_, T> {
+        fn is_retryable(&self) -> bool {
+            crate::activity::Retryable::is_retryable(self.0)
+        }
+    }
+
+    /// The fallback for error types without an answer: retry.
+    pub trait RetryableByDefault {
+        /// Always `true`.
+        fn is_retryable(&self) -> bool;
+    }
+    impl<T> RetryableByDefault for &IsRetryable<'_, T> {
+        fn is_retryable(&self) -> bool {
+            true
         }
     }
 

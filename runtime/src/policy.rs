@@ -44,6 +44,9 @@ pub(crate) enum AfterFailure {
     Retry(Duration, u32),
     /// The call fails for good.
     GiveUp,
+    /// The call fails for good: its total timeout ends before another
+    /// attempt could start.
+    OutOfTime,
 }
 
 /// Whether a failed attempt is tried again under `retry`, given `failures`
@@ -53,17 +56,32 @@ pub(crate) fn after_failure(
     failure: &ActivityFailure,
     failures: u32,
     retry: &RetryPolicy,
+    (now, random): (i64, f64),
 ) -> AfterFailure {
     let failures = failures.saturating_add(1);
     let retryable = matches!(
         failure,
-        ActivityFailure::Error(_) | ActivityFailure::Panic(_)
+        ActivityFailure::Error(_) | ActivityFailure::Panic(_) | ActivityFailure::TimedOut(_)
     );
-    if retryable && failures < retry.max_attempts() {
-        AfterFailure::Retry(retry.delay_after(failures), failures)
-    } else {
-        AfterFailure::GiveUp
+    if !retryable || failures >= retry.max_attempts() {
+        return AfterFailure::GiveUp;
     }
+    let delay = jittered(retry.delay_after(failures), retry.jitter_fraction(), random);
+    // A retry whose wait ends past the total timeout is not made.
+    let ready = now.saturating_add(crate::history::duration_micros(delay));
+    if retry.deadline().is_some_and(|d| ready >= d) {
+        return AfterFailure::OutOfTime;
+    }
+    AfterFailure::Retry(delay, failures)
+}
+
+/// `delay` spread by up to `fraction` of it either way; `random` is in
+/// `[0, 1)`.
+fn jittered(delay: Duration, fraction: f64, random: f64) -> Duration {
+    if fraction <= 0.0 {
+        return delay;
+    }
+    delay.mul_f64((1.0 + fraction * (2.0 * random - 1.0)).max(0.0))
 }
 
 /// Whether a stuck instance waits for code (or a repair) and so is not
@@ -84,17 +102,58 @@ mod tests {
     fn retries_only_errors_and_panics_while_attempts_remain() {
         let p = RetryPolicy::attempts(3);
         let panic = ActivityFailure::Panic("boom".into());
+        let at = (0, 0.5);
         assert!(matches!(
-            after_failure(&panic, 0, &p),
+            after_failure(&panic, 0, &p, at),
             AfterFailure::Retry(_, 1)
         ));
         assert!(matches!(
-            after_failure(&panic, 1, &p),
+            after_failure(&panic, 1, &p, at),
             AfterFailure::Retry(_, 2)
         ));
-        assert_eq!(after_failure(&panic, 2, &p), AfterFailure::GiveUp);
+        assert_eq!(after_failure(&panic, 2, &p, at), AfterFailure::GiveUp);
         let aborted = ActivityFailure::Aborted("no".into());
-        assert_eq!(after_failure(&aborted, 0, &p), AfterFailure::GiveUp);
+        assert_eq!(after_failure(&aborted, 0, &p, at), AfterFailure::GiveUp);
+        let timed_out = ActivityFailure::TimedOut("slow".into());
+        assert!(matches!(
+            after_failure(&timed_out, 0, &p, at),
+            AfterFailure::Retry(_, 1)
+        ));
+    }
+
+    #[test]
+    fn errors_marked_final_are_not_retried() {
+        let p = RetryPolicy::attempts(3);
+        let fin = ActivityFailure::Final(serde_json::from_str("1").unwrap());
+        assert_eq!(after_failure(&fin, 0, &p, (0, 0.5)), AfterFailure::GiveUp);
+    }
+
+    #[test]
+    fn no_retry_ends_past_the_total_timeout() {
+        let p = RetryPolicy::attempts(10)
+            .backoff(Duration::from_secs(1))
+            .total_timeout(Duration::from_millis(1500))
+            .started_at(0);
+        let err = ActivityFailure::Panic("x".into());
+        // 1 s wait from t=0: ends before 1.5 s.
+        assert!(matches!(
+            after_failure(&err, 0, &p, (0, 0.5)),
+            AfterFailure::Retry(_, 1)
+        ));
+        // 2 s wait from t=0.1 s: ends past it.
+        assert_eq!(
+            after_failure(&err, 1, &p, (100_000, 0.5)),
+            AfterFailure::OutOfTime
+        );
+    }
+
+    #[test]
+    fn jitter_spreads_the_wait_within_its_fraction() {
+        let d = Duration::from_millis(1000);
+        assert_eq!(jittered(d, 0.0, 0.9), d);
+        assert_eq!(jittered(d, 0.2, 0.5), d);
+        assert_eq!(jittered(d, 0.2, 0.0), Duration::from_millis(800));
+        assert!(jittered(d, 0.2, 0.999) <= Duration::from_millis(1200));
     }
 
     #[test]

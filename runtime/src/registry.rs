@@ -100,15 +100,24 @@ impl Registry {
                             limit,
                         )
                         .map_err(|e| ActivityFailure::Aborted(e.to_string())),
-                        Ok(Err(err)) => Err(Payload::encode(
-                            &err,
-                            &format!("the error of activity `{}`", A::NAME),
-                            limit,
-                        )
-                        .map_or_else(
-                            |e| ActivityFailure::Aborted(e.to_string()),
-                            ActivityFailure::Error,
-                        )),
+                        Ok(Err(err)) => {
+                            let retryable = A::is_retryable(&err);
+                            Err(Payload::encode(
+                                &err,
+                                &format!("the error of activity `{}`", A::NAME),
+                                limit,
+                            )
+                            .map_or_else(
+                                |e| ActivityFailure::Aborted(e.to_string()),
+                                |p| {
+                                    if retryable {
+                                        ActivityFailure::Error(p)
+                                    } else {
+                                        ActivityFailure::Final(p)
+                                    }
+                                },
+                            ))
+                        }
                         Err(panic) => Err(ActivityFailure::Panic(panic)),
                     }
                 })

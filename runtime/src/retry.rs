@@ -25,6 +25,21 @@ pub struct RetryPolicy {
     initial_backoff_ms: u64,
     max_backoff_ms: u64,
     coefficient: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attempt_timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    total_timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    jitter: f64,
+    /// When the total timeout ends (microseconds since the Unix epoch): set
+    /// from the calling turn's time when the call is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deadline: Option<i64>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 impl Default for RetryPolicy {
@@ -42,20 +57,81 @@ impl RetryPolicy {
             initial_backoff_ms: 1000,
             max_backoff_ms: 60_000,
             coefficient: 2.0,
+            attempt_timeout_ms: None,
+            total_timeout_ms: None,
+            jitter: 0.0,
+            deadline: None,
         }
+    }
+
+    /// Fail an attempt that runs longer than `timeout` (it is dropped, its
+    /// lease freed, and it counts as a failed attempt: retried while
+    /// attempts remain; the last one ends in
+    /// [`ActivityError::TimedOut`](crate::ActivityError::TimedOut)).
+    #[must_use]
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout_ms = Some(millis(timeout));
+        self
+    }
+
+    /// Give up once `timeout` has passed since the call was made, however
+    /// many attempts remain: no attempt starts after it, a running one is
+    /// cut at it, and a retry whose wait would end past it is not made
+    /// ([`ActivityError::TimedOut`](crate::ActivityError::TimedOut)).
+    #[must_use]
+    pub fn total_timeout(mut self, timeout: Duration) -> Self {
+        self.total_timeout_ms = Some(millis(timeout));
+        self
+    }
+
+    /// Spread each wait between attempts randomly by up to `fraction` of it
+    /// either way (0 to 1; 0.2 is ±20%), so that many calls failing together
+    /// do not retry together.
+    #[must_use]
+    pub fn jitter(mut self, fraction: f64) -> Self {
+        self.jitter = if fraction.is_finite() {
+            fraction.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self
+    }
+
+    /// The per-attempt timeout, if any.
+    pub(crate) fn attempt_limit(&self) -> Option<Duration> {
+        self.attempt_timeout_ms.map(Duration::from_millis)
+    }
+
+    /// The same policy with its total timeout counted from `now` (the
+    /// calling turn's time, in microseconds since the Unix epoch).
+    pub(crate) fn started_at(mut self, now: i64) -> Self {
+        self.deadline = self.total_timeout_ms.map(|ms| {
+            now.saturating_add(i64::try_from(ms.saturating_mul(1000)).unwrap_or(i64::MAX))
+        });
+        self
+    }
+
+    /// When the total timeout ends, if there is one.
+    pub(crate) fn deadline(&self) -> Option<i64> {
+        self.deadline
+    }
+
+    /// The jitter fraction.
+    pub(crate) fn jitter_fraction(&self) -> f64 {
+        self.jitter
     }
 
     /// The wait before the second attempt.
     #[must_use]
     pub fn backoff(mut self, initial: Duration) -> Self {
-        self.initial_backoff_ms = u64::try_from(initial.as_millis()).unwrap_or(u64::MAX);
+        self.initial_backoff_ms = millis(initial);
         self
     }
 
     /// The longest wait between two attempts.
     #[must_use]
     pub fn max_backoff(mut self, max: Duration) -> Self {
-        self.max_backoff_ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
+        self.max_backoff_ms = millis(max);
         self
     }
 
@@ -90,6 +166,10 @@ impl RetryPolicy {
         let ms = ms.min(self.max_backoff_ms as f64) as u64;
         Duration::from_millis(ms)
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -17,10 +17,11 @@ use tracing::Instrument;
 
 use crate::activity::ActivityInfo;
 use crate::config::Config;
-use crate::history::{ActivityFailure, Event, Payload};
+use crate::history::{now_micros, ActivityFailure, Event, Payload};
 use crate::mailbox::{Assigned, Completed, WorkerEnds};
 use crate::policy::{self, AfterFailure, Poison};
 use crate::registry::Registry;
+use crate::retry::RetryPolicy;
 use crate::shutdown::Shutdown;
 use crate::store::handle::StoreHandle;
 use crate::store::{LeasedTask, Names, TaskOutcome, TaskRef, TaskResult};
@@ -245,10 +246,20 @@ impl Worker {
                     // panic anywhere is a failed attempt, never a lost lease.
                     let input = task.input.clone();
                     let body = info.scope(async move { run(&input, limit).await });
-                    match CatchUnwind::new(AssertUnwindSafe(body.instrument(span))).await
-                    {
-                        Ok(r) => r,
-                        Err(panic) => Err(ActivityFailure::Panic(panic)),
+                    let guarded = CatchUnwind::new(AssertUnwindSafe(body.instrument(span)));
+                    match time_limit(&task.retry) {
+                        Some((limit, _)) if limit.is_zero() => Err(timed_out(&task.retry)),
+                        // Past its limit the attempt is dropped: its lease
+                        // is freed with the result.
+                        Some((limit, _)) => match tokio::time::timeout(limit, guarded).await {
+                            Ok(Ok(r)) => r,
+                            Ok(Err(panic)) => Err(ActivityFailure::Panic(panic)),
+                            Err(_) => Err(timed_out(&task.retry)),
+                        },
+                        None => match guarded.await {
+                            Ok(r) => r,
+                            Err(panic) => Err(ActivityFailure::Panic(panic)),
+                        },
                     }
                 }
                 // Fetches only take registered names; one handed over for an
@@ -286,7 +297,12 @@ impl Worker {
                 seq: task.seq,
                 output,
             },
-            Err(failure) => match policy::after_failure(&failure, task.failures, &task.retry) {
+            Err(failure) => match policy::after_failure(
+                &failure,
+                task.failures,
+                &task.retry,
+                (now_micros(), unit_random()),
+            ) {
                 AfterFailure::Retry(delay, failures) => {
                     unreported.push(TaskResult::new(
                         task.task_ref(),
@@ -298,6 +314,13 @@ impl Worker {
                 AfterFailure::GiveUp => Event::ActivityFailed {
                     seq: task.seq,
                     failure,
+                },
+                AfterFailure::OutOfTime => Event::ActivityFailed {
+                    seq: task.seq,
+                    failure: ActivityFailure::TimedOut(format!(
+                        "the call's total timeout passed ({} attempts failed)",
+                        task.failures.saturating_add(1)
+                    )),
                 },
             },
         };
@@ -404,4 +427,39 @@ pub(crate) fn release_now(store: &StoreHandle, leases: &Leases) {
     if let Err(e) = store.call_now(|s, owner| s.finish_tasks(owner, &held)) {
         tracing::warn!("activity worker: giving leases back: {e}; they expire after the lease");
     }
+}
+
+/// How long an attempt may run under `retry`: the attempt timeout, cut at
+/// the total timeout's end; `None` without either. Zero once the total
+/// timeout has passed.
+fn time_limit(retry: &RetryPolicy) -> Option<(Duration, bool)> {
+    let left = retry
+        .deadline()
+        .map(|d| Duration::from_micros(d.saturating_sub(now_micros()).max(0).unsigned_abs()));
+    match (retry.attempt_limit(), left) {
+        (None, None) => None,
+        (Some(a), None) => Some((a, false)),
+        (None, Some(l)) => Some((l, true)),
+        (Some(a), Some(l)) => Some((a.min(l), l <= a)),
+    }
+}
+
+/// The failure of an attempt cut by its time limit.
+fn timed_out(retry: &RetryPolicy) -> ActivityFailure {
+    match time_limit(retry) {
+        Some((_, true)) | None => {
+            ActivityFailure::TimedOut("the call's total timeout passed".to_owned())
+        }
+        Some((limit, false)) => ActivityFailure::TimedOut(format!(
+            "the attempt ran longer than its timeout of {limit:?}"
+        )),
+    }
+}
+
+/// A random number in `[0, 1)`, for jitter.
+fn unit_random() -> f64 {
+    // 53 random bits: exactly representable.
+    #[allow(clippy::cast_precision_loss)]
+    let r = (crate::ids::random_u128().0 >> 11) as f64;
+    r / (1u64 << 53) as f64
 }

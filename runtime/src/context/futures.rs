@@ -103,7 +103,7 @@ impl<A: Activity> Future for ActivityCall<A> {
             Completion::Activity(Ok(out)) => out
                 .decode::<A::Output>(&format!("the output of activity `{}`", A::NAME))
                 .map(Ok),
-            Completion::Activity(Err(ActivityFailure::Error(e))) => e
+            Completion::Activity(Err(ActivityFailure::Error(e) | ActivityFailure::Final(e))) => e
                 .decode::<A::Error>(&format!("the error of activity `{}`", A::NAME))
                 .map(|e| Err(ActivityError::Failed(e))),
             Completion::Activity(Err(ActivityFailure::Panic(m))) => {
@@ -114,6 +114,9 @@ impl<A: Activity> Future for ActivityCall<A> {
             }
             Completion::Activity(Err(ActivityFailure::Poisoned(m))) => {
                 Ok(Err(ActivityError::Poisoned(m)))
+            }
+            Completion::Activity(Err(ActivityFailure::TimedOut(m))) => {
+                Ok(Err(ActivityError::TimedOut(m)))
             }
             Completion::Timer | Completion::Child(_) => {
                 st.fail(Failure::new(

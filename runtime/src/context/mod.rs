@@ -376,6 +376,8 @@ impl Context {
         input: A::Input,
         policy: RetryPolicy,
     ) -> ActivityCall<A> {
+        // A total timeout counts from this turn's time: the same on replay.
+        let policy = policy.started_at(lock(&self.state).now);
         self.schedule_activity(activity, &input, policy, Location::caller())
     }
 
