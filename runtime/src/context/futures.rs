@@ -74,7 +74,7 @@ impl Drop for OpWait {
     }
 }
 
-/// An activity call in flight; see [`Context::call`].
+/// An activity call in flight; see [`Context::call`](crate::Context::call).
 #[must_use = "a durable future does nothing unless awaited"]
 pub struct ActivityCall<A: Activity> {
     op: OpWait,
@@ -136,7 +136,7 @@ impl<A: Activity> Future for ActivityCall<A> {
     }
 }
 
-/// A durable timer in flight; see [`Context::sleep`].
+/// A durable timer in flight; see [`Context::sleep`](crate::Context::sleep).
 #[must_use = "a durable future does nothing unless awaited"]
 pub struct Timer {
     op: OpWait,
@@ -166,7 +166,7 @@ impl Future for Timer {
     }
 }
 
-/// A wait for an external event; see [`Context::wait_event`].
+/// A wait for an external event; see [`Context::wait_event`](crate::Context::wait_event).
 #[must_use = "a durable future does nothing unless awaited"]
 pub struct EventWait<T> {
     state: Arc<Mutex<State>>,

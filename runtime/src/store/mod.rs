@@ -3,7 +3,7 @@
 //!
 //! The trait is synchronous on purpose: a call is one transaction, and the
 //! runtime runs calls on tokio's blocking pool behind a bound
-//! ([`StoreHandle`](crate::store::handle)), never on an async worker. A
+//! (`StoreHandle`), never on an async worker. A
 //! backend with an async driver serves it from its own threads the same way
 //! (the PostgreSQL store will), so the dispatcher and the worker never learn
 //! which backend they talk to.
