@@ -435,9 +435,9 @@ impl Client {
         transition(id, done, "purge")
     }
 
-    /// Deletes up to `limit` instances that finished before `before`, oldest
-    /// first, and returns their ids: call it again while it returns `limit`
-    /// ids. Bounded per call so that one call never holds the store long.
+    /// Deletes up to `limit` (at least 1) instances that finished before
+    /// `before`, oldest first, and returns their ids: call it again while it
+    /// returns `limit` ids. Bounded per call so that one call never holds the store long.
     ///
     /// # Errors
     /// Store errors.
@@ -446,7 +446,7 @@ impl Client {
         before: std::time::SystemTime,
         limit: usize,
     ) -> Result<Vec<String>, Error> {
-        let before = crate::history::micros(before);
+        let (before, limit) = (crate::history::micros(before), limit.max(1));
         Ok(self
             .store
             .call(move |s, _| s.purge_finished(before, limit))
@@ -462,6 +462,7 @@ impl Client {
     /// [`Error::InvalidToken`] for a token no list returned, and store
     /// errors.
     pub async fn list(&self, query: &Query) -> Result<Page, Error> {
+        let size = query.page_size.clamp(1, MAX_PAGE);
         let mut q = ListQuery {
             statuses: query.statuses.clone(),
             name: query.orchestrator.clone(),
@@ -469,13 +470,13 @@ impl Client {
             created_from: query.created_from.map(crate::history::micros),
             created_before: query.created_before.map(crate::history::micros),
             after: query.continuation.as_deref().map(parse_token).transpose()?,
-            limit: query.page_size.max(1),
+            limit: size,
         };
         // One more than asked tells whether a next page exists.
         q.limit += 1;
         let mut instances = self.store.call(move |s, _| s.list(&q)).await?;
-        let next = if instances.len() > query.page_size.max(1) {
-            instances.truncate(query.page_size.max(1));
+        let next = if instances.len() > size {
+            instances.truncate(size);
             instances.last().map(token_of)
         } else {
             None
@@ -679,7 +680,7 @@ pub struct Query {
     pub created_from: Option<SystemTime>,
     /// Created before this time.
     pub created_before: Option<SystemTime>,
-    /// How many per page (default 100).
+    /// How many per page (default 100; at most 10,000).
     pub page_size: usize,
     /// The [`Page::next`] of the page before, to get the page after it.
     pub continuation: Option<String>,
@@ -759,6 +760,9 @@ pub struct Page {
     /// on the last page.
     pub next: Option<String>,
 }
+
+/// The largest page [`Client::list`] returns.
+const MAX_PAGE: usize = 10_000;
 
 /// The continuation token after `last`: its creation time and id.
 fn token_of(last: &InstanceStatus) -> String {

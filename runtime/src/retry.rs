@@ -64,10 +64,13 @@ impl RetryPolicy {
         }
     }
 
-    /// Fail an attempt that runs longer than `timeout` (it is dropped, its
-    /// lease freed, and it counts as a failed attempt: retried while
-    /// attempts remain; the last one ends in
-    /// [`ActivityError::TimedOut`](crate::ActivityError::TimedOut)).
+    /// Fail an attempt that runs longer than `timeout`: its result is
+    /// given up, its lease freed, and it counts as a failed attempt
+    /// (retried while attempts remain; the last one ends in
+    /// [`ActivityError::TimedOut`](crate::ActivityError::TimedOut)). An
+    /// attempt that awaits is dropped at once; one that blocks its thread
+    /// cannot be stopped and holds that thread until it returns, its result
+    /// ignored.
     #[must_use]
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.attempt_timeout_ms = Some(millis(timeout));
@@ -77,7 +80,9 @@ impl RetryPolicy {
     /// Give up once `timeout` has passed since the call was made, however
     /// many attempts remain: no attempt starts after it, a running one is
     /// cut at it, and a retry whose wait would end past it is not made
-    /// ([`ActivityError::TimedOut`](crate::ActivityError::TimedOut)).
+    /// ([`ActivityError::TimedOut`](crate::ActivityError::TimedOut)). It is
+    /// checked by the worker that takes the call: a call still waiting for
+    /// a free worker slot ends when one takes it.
     #[must_use]
     pub fn total_timeout(mut self, timeout: Duration) -> Self {
         self.total_timeout_ms = Some(millis(timeout));

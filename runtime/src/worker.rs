@@ -249,13 +249,23 @@ impl Worker {
                     let guarded = CatchUnwind::new(AssertUnwindSafe(body.instrument(span)));
                     match time_limit(&task.retry) {
                         Some((limit, _)) if limit.is_zero() => Err(timed_out(&task.retry)),
-                        // Past its limit the attempt is dropped: its lease
-                        // is freed with the result.
-                        Some((limit, _)) => match tokio::time::timeout(limit, guarded).await {
-                            Ok(Ok(r)) => r,
-                            Ok(Err(panic)) => Err(ActivityFailure::Panic(panic)),
-                            Err(_) => Err(timed_out(&task.retry)),
-                        },
+                        // The attempt runs as a task of its own, so that the
+                        // limit holds even for code that blocks its thread:
+                        // past it the attempt is given up (dropped, if it
+                        // awaits) and its lease freed with the result.
+                        Some((limit, _)) => {
+                            let body = tokio::spawn(guarded);
+                            let abort = body.abort_handle();
+                            match tokio::time::timeout(limit, body).await {
+                                Ok(Ok(Ok(r))) => r,
+                                Ok(Ok(Err(panic))) => Err(ActivityFailure::Panic(panic)),
+                                Ok(Err(e)) => Err(ActivityFailure::Panic(e.to_string())),
+                                Err(_) => {
+                                    abort.abort();
+                                    Err(timed_out(&task.retry))
+                                }
+                            }
+                        }
                         None => match guarded.await {
                             Ok(r) => r,
                             Err(panic) => Err(ActivityFailure::Panic(panic)),

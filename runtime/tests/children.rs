@@ -545,3 +545,61 @@ async fn an_unregistered_child_seen_only_at_run_time_fails_the_parent_and_starts
     ));
     rt.shutdown().await.unwrap();
 }
+
+#[orchestrator]
+async fn parent_v(ctx: Context, version: u32) -> u64 {
+    if version == 1 {
+        // Starts a child and ends without waiting for it.
+        drop(ctx.call_child_with_id(waits_for_go, "old-child", ()));
+        return 0;
+    }
+    ctx.call_child_with_id(waits_for_go, "new-child", ())
+        .await
+        .unwrap_or(u64::MAX)
+}
+
+/// Regression: an instance replaced under the same id (or purged and
+/// started again) received the report of the old instance's child, which
+/// matched its own call by sequence number. A child reports only to the
+/// instance that started it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_instance_does_not_take_the_old_ones_child_results() {
+    let db = db();
+    let rt = builder(&db)
+        .orchestrator(waits_for_go)
+        .orchestrator(parent_v)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let replace = durable::StartOptions::new()
+        .id("p")
+        .if_exists(durable::IfExists::ReplaceFinished);
+    let v1 = client
+        .start_with(parent_v, 1, replace.clone())
+        .await
+        .unwrap();
+    assert_eq!(within(v1.result()).await.unwrap(), 0);
+    let v2 = client.start_with(parent_v, 2, replace).await.unwrap();
+    until("both children to run", || async {
+        let running = |id: &'static str| {
+            let client = client.clone();
+            async move {
+                client
+                    .status(id)
+                    .await
+                    .is_ok_and(|s| s.runtime_status == RuntimeStatus::Running)
+            }
+        };
+        (running("old-child").await && running("new-child").await).then_some(())
+    })
+    .await;
+    client.raise_event("old-child", "go", 1u64).await.unwrap();
+    client.raise_event("new-child", "go", 7u64).await.unwrap();
+    assert_eq!(
+        within(v2.result()).await.unwrap(),
+        7,
+        "its own child's value"
+    );
+    rt.shutdown().await.unwrap();
+}

@@ -291,6 +291,13 @@ async fn list_filters_and_pages_newest_first_while_instances_are_created() {
         .unwrap();
     assert_eq!(ids(&third), ["q-1", "q-0"]);
     assert!(third.next.is_none(), "the last page");
+    // A page size past the largest is the largest, not an overflow.
+    let all = client
+        .list(&Query::new().page_size(usize::MAX))
+        .await
+        .unwrap();
+    assert_eq!(all.instances.len(), 9);
+    assert!(all.next.is_none());
     let bad = client
         .list(&Query::new().after("not a token"))
         .await

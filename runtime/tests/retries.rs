@@ -154,3 +154,41 @@ async fn attempts_over_their_timeout_are_cut_and_a_total_timeout_ends_the_call()
     assert!(total.contains("total timeout"), "{total}");
     rt.shutdown().await.unwrap();
 }
+
+static RELEASE_BLOCKER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Blocks its thread (no `.await`) until the test lets it go.
+#[activity]
+async fn blocks(x: u64) -> u64 {
+    while !RELEASE_BLOCKER.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    x
+}
+
+#[orchestrator]
+async fn calls_blocker(ctx: Context) -> String {
+    let policy = RetryPolicy::attempts(1).attempt_timeout(Duration::from_millis(100));
+    match ctx.call_with_retry(blocks, 1, policy).await {
+        Err(ActivityError::TimedOut(m)) => m,
+        other => format!("unexpected {other:?}"),
+    }
+}
+
+/// An attempt that blocks its thread cannot be stopped, but its timeout
+/// still fails the call on time and frees its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_that_blocks_its_thread_still_times_out() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(blocks)
+        .orchestrator(calls_blocker)
+        .start()
+        .await
+        .unwrap();
+    let h = rt.client().start(calls_blocker, ()).await.unwrap();
+    let out = within(h.result()).await.unwrap();
+    RELEASE_BLOCKER.store(true, Ordering::SeqCst);
+    assert!(out.contains("timeout of 100ms"), "{out}");
+    rt.shutdown().await.unwrap();
+}

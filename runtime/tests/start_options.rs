@@ -111,3 +111,36 @@ async fn replace_finished_starts_afresh_only_after_the_end() {
     assert!(matches!(err, Error::InstanceExists { .. }), "{err}");
     rt.shutdown().await.unwrap();
 }
+
+#[orchestrator]
+async fn greets(ctx: Context) -> String {
+    ctx.wait_event("name").await
+}
+
+/// Regression: an event raised for an instance whose start was still to
+/// come ran a turn before its `Started`. Nothing runs before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_raised_before_a_scheduled_start_waits_for_it() {
+    let db = db();
+    let rt = builder(&db).orchestrator(greets).start().await.unwrap();
+    let client = rt.client();
+    let at = SystemTime::now() + Duration::from_millis(500);
+    let h = client
+        .start_with(greets, (), StartOptions::new().at(at))
+        .await
+        .unwrap();
+    client.raise_event(h.id(), "name", "ada").await.unwrap();
+    assert_eq!(within(h.result()).await.unwrap(), "ada");
+    let history = client.history(h.id()).await.unwrap();
+    assert!(
+        matches!(history[0].event, durable::history::Event::Started { .. }),
+        "history begins with Started: {:?}",
+        history.iter().map(|r| &r.event).collect::<Vec<_>>()
+    );
+    let at = at.duration_since(UNIX_EPOCH).unwrap().as_micros();
+    assert!(
+        u128::try_from(history[0].at).unwrap() >= at,
+        "the first turn ran at its time"
+    );
+    rt.shutdown().await.unwrap();
+}

@@ -309,6 +309,17 @@ impl<'a> Round<'a> {
         if messages.is_empty() && completions.is_empty() {
             return Ok(());
         }
+        // Nothing runs before the instance's `Started` (a scheduled start
+        // still to come): what arrived waits for it in the store.
+        if len == Some(0)
+            && !cache.contains(&id)
+            && !messages
+                .iter()
+                .any(|(_, e)| matches!(e, Event::Started { .. }))
+        {
+            self.to_store.extend(completions);
+            return Ok(());
+        }
         let consumed: Vec<u64> = messages.iter().map(|(m, _)| *m).collect();
         let messages: Vec<Event> = messages.into_iter().map(|(_, e)| e).collect();
         if status.is_some_and(RuntimeStatus::is_finished) {
@@ -361,8 +372,15 @@ impl<'a> Round<'a> {
             (len, execution),
             through,
         ) {
-            Some(loaded) => loaded,
-            None => {
+            Loaded::Ready(loaded) => loaded,
+            Loaded::Stale => {
+                // The store had moved past this work when the instance was
+                // rebuilt (suspended, or advanced by another process): the
+                // work is read again later, from the store.
+                self.to_store.extend(completions);
+                return Ok(());
+            }
+            Loaded::Rebuilding => {
                 // Being rebuilt in the background: its work waits for it,
                 // and runs in the first round after.
                 let work = InstanceWork {
@@ -813,9 +831,18 @@ fn warn_if_long(limit: u64, id: &str, before: u64, after: u64) {
     }
 }
 
+/// What [`load`] found.
+enum Loaded {
+    /// The execution to run the turn on (or why it cannot run).
+    Ready(Result<Execution, Parked>),
+    /// Being rebuilt in the background: the work waits for it.
+    Rebuilding,
+    /// Rebuilt from a history newer than the work: the work is stale.
+    Stale,
+}
+
 /// The live execution of an instance: from the cache when it is current
 /// (`len`, the stored history length, if known), or rebuilt from history.
-/// `None` while it is being rebuilt in the background.
 fn load(
     store: &StoreHandle,
     registry: &Arc<Registry>,
@@ -824,35 +851,44 @@ fn load(
     id: &str,
     (len, execution): (Option<u64>, Option<u64>),
     consumed_through: Option<u64>,
-) -> Option<Result<Execution, Parked>> {
+) -> Loaded {
     // Lengths repeat across executions (continue-as-new): both must match.
     let current = |ex: &Execution| {
         len.is_none_or(|len| ex.history_len == len) && execution.is_none_or(|e| ex.execution == e)
     };
     if let Some(ex) = cache.take(id) {
         if current(&ex) {
-            return Some(Ok(ex));
+            return Loaded::Ready(Ok(ex));
         }
     }
     if replays.is_running(id) {
-        return None;
+        return Loaded::Rebuilding;
     }
     match replays.take_done(id) {
         Some(Ok(mut ex)) if current(&ex) => {
             ex.consumed_through = consumed_through;
-            return Some(Ok(ex));
+            return Loaded::Ready(Ok(ex));
         }
-        Some(Err(parked)) => return Some(Err(parked)),
+        Some(Err(parked)) => return Loaded::Ready(Err(parked)),
+        // Rebuilt from a newer history than the work knows: the work is
+        // stale, the execution is kept for when it is read again.
+        Some(Ok(ex))
+            if len.is_some_and(|len| ex.history_len > len)
+                || execution.is_some_and(|e| ex.execution > e) =>
+        {
+            cache.put(id.to_owned(), ex);
+            return Loaded::Stale;
+        }
         // Advanced meanwhile (another process): rebuilt again below.
         Some(Ok(_)) | None => {}
     }
     if len == Some(0) {
         let mut ex = Execution::new(id);
         ex.consumed_through = consumed_through;
-        return Some(Ok(ex));
+        return Loaded::Ready(Ok(ex));
     }
     replays.start(store, registry, id);
-    None
+    Loaded::Rebuilding
 }
 
 fn to_commit(id: &str, expected_len: u64, consumed: Vec<u64>, turn: Turn, now: i64) -> TurnCommit {

@@ -77,7 +77,7 @@ pub(crate) fn ending_messages(parent: Option<&ParentRef>, outcome: &Outcome) -> 
         },
         Outcome::ContinuedAsNew { .. } => return Vec::new(),
     };
-    vec![Outgoing::new(parent.id.clone(), event, false)]
+    vec![Outgoing::to_parent(parent.id.clone(), event)]
 }
 
 /// The reason a terminated instance's children are terminated with.

@@ -336,6 +336,10 @@ pub struct Outgoing {
     /// Deliver it whatever the instance's state, as a client's termination
     /// is: a suspended instance resumes, a stuck one is released.
     pub wake_stuck: bool,
+    /// A child's report to its parent: delivered only while the committing
+    /// instance is still recorded as that instance's child (a parent purged
+    /// or replaced under the same id is another instance).
+    pub from_child: bool,
 }
 
 impl Outgoing {
@@ -345,6 +349,15 @@ impl Outgoing {
             instance: instance.into(),
             event,
             wake_stuck,
+            from_child: false,
+        }
+    }
+
+    /// A child's report of how it ended, to `parent`.
+    pub fn to_parent(parent: impl Into<String>, event: Event) -> Self {
+        Self {
+            from_child: true,
+            ..Self::new(parent, event, false)
         }
     }
 }

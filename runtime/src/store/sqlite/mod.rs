@@ -25,7 +25,7 @@ use group::GroupWriter;
 /// `PRAGMA application_id` of a durable database: "DURA".
 const APPLICATION_ID: i32 = 0x4455_5241;
 /// The schema this release reads and writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE instances (

@@ -378,6 +378,17 @@ impl Store for SqliteStore {
                 // Every due message: a turn that ends the instance must take
                 // them all (see `TurnCommit::take_all_due`).
                 let messages = due_messages(tx, &id, now);
+                // An instance whose start is still to come (a scheduled
+                // start) takes nothing before it: what was raised for it
+                // waits for its `Started`.
+                if let (Ok(row), Ok(messages)) = (&row, &messages) {
+                    let started = messages
+                        .iter()
+                        .any(|(_, e)| matches!(e, Event::Started { .. }));
+                    if row.history_len == 0 && !started {
+                        continue;
+                    }
+                }
                 tx.prepare_cached(
                     "UPDATE instances SET lock_owner = ?2, lock_until = ?3 WHERE id = ?1",
                 )?
@@ -1207,6 +1218,12 @@ fn delete_instance(tx: &Connection, instance: &str) -> Result<(), StoreError> {
     }
     tx.prepare_cached("DELETE FROM instances WHERE id = ?1")?
         .execute([instance])?;
+    // Its children outlive it, but report to no one: an instance created
+    // later under the same id is not their parent.
+    tx.prepare_cached(
+        "UPDATE instances SET parent_id = NULL, parent_seq = NULL WHERE parent_id = ?1",
+    )?
+    .execute([instance])?;
     Ok(())
 }
 
@@ -1345,6 +1362,14 @@ fn send(tx: &Connection, turn: &TurnCommit) -> Result<(), StoreError> {
         }
     }
     for out in &turn.sends {
+        if out.from_child {
+            let still = tx
+                .prepare_cached("SELECT 1 FROM instances WHERE id = ?1 AND parent_id = ?2")?
+                .exists(params![turn.instance, out.instance])?;
+            if !still {
+                continue;
+            }
+        }
         if out.wake_stuck {
             enqueue_termination(tx, &out.instance, &out.event, now)?;
         } else {
