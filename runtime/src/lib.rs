@@ -82,6 +82,69 @@ pub use runtime::{Builder, Runtime};
 pub use status::InstanceStatus;
 pub use store::{StoreError, Synchronous};
 
+/// Logs from orchestrator code once, not again on every replay: like
+/// `tracing`'s macros of the same names, with the context first. The event
+/// is emitted inside the turn's span (instance id, orchestrator, turn).
+///
+/// ```
+/// # use durable::{orchestrator, Context};
+/// #[orchestrator]
+/// async fn shipping(ctx: Context, order: u64) -> u64 {
+///     durable::info!(ctx, order, "shipping started");
+///     ctx.sleep(std::time::Duration::from_secs(1)).await;
+///     durable::info!(ctx, "order {order} shipped");
+///     order
+/// }
+/// ```
+#[macro_export]
+macro_rules! info {
+    ($ctx:expr, $($arg:tt)+) => {
+        if !$crate::Context::is_replaying(&$ctx) {
+            $crate::__private::tracing::info!($($arg)+);
+        }
+    };
+}
+
+/// As [`info!`], at the `WARN` level.
+#[macro_export]
+macro_rules! warn {
+    ($ctx:expr, $($arg:tt)+) => {
+        if !$crate::Context::is_replaying(&$ctx) {
+            $crate::__private::tracing::warn!($($arg)+);
+        }
+    };
+}
+
+/// As [`info!`], at the `ERROR` level.
+#[macro_export]
+macro_rules! error {
+    ($ctx:expr, $($arg:tt)+) => {
+        if !$crate::Context::is_replaying(&$ctx) {
+            $crate::__private::tracing::error!($($arg)+);
+        }
+    };
+}
+
+/// As [`info!`], at the `DEBUG` level.
+#[macro_export]
+macro_rules! debug {
+    ($ctx:expr, $($arg:tt)+) => {
+        if !$crate::Context::is_replaying(&$ctx) {
+            $crate::__private::tracing::debug!($($arg)+);
+        }
+    };
+}
+
+/// As [`info!`], at the `TRACE` level.
+#[macro_export]
+macro_rules! trace {
+    ($ctx:expr, $($arg:tt)+) => {
+        if !$crate::Context::is_replaying(&$ctx) {
+            $crate::__private::tracing::trace!($($arg)+);
+        }
+    };
+}
+
 /// What generated code names. Not part of the public API.
 #[doc(hidden)]
 pub mod __private {
@@ -89,6 +152,7 @@ pub mod __private {
     pub use serde_json;
     pub use std::boxed::Box;
     pub use std::vec::Vec;
+    pub use tracing;
 
     use crate::Activity;
 

@@ -437,10 +437,11 @@ impl<'a> Round<'a> {
             })
             .unwrap_or("?")
             .to_owned();
-        let span = tracing::debug_span!(
+        let span = tracing::info_span!(
             "turn",
             instance = %crate::ids::Escaped(&id),
-            orchestrator = %name
+            orchestrator = %name,
+            turn = ex.next_turn
         );
         let (len_before, execution) = (ex.history_len, ex.execution);
         self.jobs.push(Job {
