@@ -35,6 +35,9 @@ pub struct RetryPolicy {
     /// from the calling turn's time when the call is made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     deadline: Option<i64>,
+    /// The first invalid setting it was given, if any.
+    #[serde(skip)]
+    invalid: Option<&'static str>,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)]
@@ -53,6 +56,7 @@ impl RetryPolicy {
     /// doubling, until changed with the other methods.
     pub fn attempts(max_attempts: u32) -> Self {
         Self {
+            invalid: (max_attempts == 0).then_some("zero attempts"),
             max_attempts: max_attempts.max(1),
             initial_backoff_ms: 1000,
             max_backoff_ms: 60_000,
@@ -94,6 +98,9 @@ impl RetryPolicy {
     /// do not retry together.
     #[must_use]
     pub fn jitter(mut self, fraction: f64) -> Self {
+        if !(0.0..=1.0).contains(&fraction) {
+            self.refuse("a jitter fraction outside 0 to 1");
+        }
         self.jitter = if fraction.is_finite() {
             fraction.clamp(0.0, 1.0)
         } else {
@@ -143,12 +150,42 @@ impl RetryPolicy {
     /// The factor each wait grows by (at least 1).
     #[must_use]
     pub fn coefficient(mut self, coefficient: f64) -> Self {
+        if !coefficient.is_finite() {
+            self.refuse("a coefficient that is not a finite number");
+        } else if coefficient < 1.0 {
+            self.refuse("a coefficient below 1 (waits would shrink)");
+        }
         self.coefficient = if coefficient.is_finite() {
             coefficient.max(1.0)
         } else {
             1.0
         };
         self
+    }
+
+    fn refuse(&mut self, why: &'static str) {
+        self.invalid.get_or_insert(why);
+    }
+
+    /// Whether the policy is valid: at least one attempt, a first wait no
+    /// longer than the longest, a finite coefficient of at least 1, a
+    /// jitter fraction in `[0, 1]`. A call made with an invalid policy
+    /// fails at once with [`ActivityError::Aborted`](crate::ActivityError::Aborted)
+    /// naming the fault, and nothing is scheduled.
+    ///
+    /// # Errors
+    /// What is wrong with it.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(why) = self.invalid {
+            return Err(format!("invalid retry policy: {why}"));
+        }
+        if self.initial_backoff_ms > self.max_backoff_ms {
+            return Err(format!(
+                "invalid retry policy: the first wait ({} ms) is longer than the longest ({} ms)",
+                self.initial_backoff_ms, self.max_backoff_ms
+            ));
+        }
+        Ok(())
     }
 
     /// The number of attempts allowed.
@@ -197,5 +234,26 @@ mod tests {
     fn at_least_one_attempt() {
         assert_eq!(RetryPolicy::attempts(0).max_attempts(), 1);
         assert_eq!(RetryPolicy::default().max_attempts(), 1);
+    }
+
+    #[test]
+    fn invalid_settings_are_named_by_validate() {
+        assert!(RetryPolicy::default().validate().is_ok());
+        let cases = [
+            (RetryPolicy::attempts(0), "zero attempts"),
+            (RetryPolicy::attempts(3).coefficient(f64::NAN), "finite"),
+            (RetryPolicy::attempts(3).coefficient(0.5), "below 1"),
+            (RetryPolicy::attempts(3).jitter(1.5), "jitter"),
+            (
+                RetryPolicy::attempts(3)
+                    .backoff(Duration::from_secs(10))
+                    .max_backoff(Duration::from_secs(1)),
+                "longer than the longest",
+            ),
+        ];
+        for (policy, why) in cases {
+            let err = policy.validate().unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
     }
 }

@@ -192,3 +192,54 @@ async fn an_attempt_that_blocks_its_thread_still_times_out() {
     assert!(out.contains("timeout of 100ms"), "{out}");
     rt.shutdown().await.unwrap();
 }
+
+#[orchestrator]
+async fn bad_policy(ctx: Context) -> (String, u64) {
+    let refused = match ctx
+        .call_with_retry(hangs_once, 1, RetryPolicy::attempts(0))
+        .await
+    {
+        Err(ActivityError::Aborted(why)) => why,
+        other => format!("unexpected {other:?}"),
+    };
+    // The orchestrator goes on; replay takes the same path.
+    let next = ctx.call(charge_free, 41).await.unwrap_or(0);
+    (refused, next)
+}
+
+#[activity]
+async fn charge_free(x: u64) -> u64 {
+    x + 1
+}
+
+/// An invalid retry policy is a typed error at the call, and nothing is
+/// scheduled for it, on every replay alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_retry_policy_fails_the_call_and_schedules_nothing() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(hangs_once)
+        .activity(charge_free)
+        .orchestrator(bad_policy)
+        .cache_size(0)
+        .start()
+        .await
+        .unwrap();
+    let h = rt.client().start(bad_policy, ()).await.unwrap();
+    let (refused, next) = within(h.result()).await.unwrap();
+    assert!(
+        refused.contains("invalid retry policy: zero attempts"),
+        "{refused}"
+    );
+    assert_eq!(next, 42);
+    let history = rt.client().history(h.id()).await.unwrap();
+    let scheduled: Vec<_> = history
+        .iter()
+        .filter_map(|r| match &r.event {
+            durable::history::Event::ActivityScheduled { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(scheduled, ["charge_free"], "only the valid call");
+    rt.shutdown().await.unwrap();
+}

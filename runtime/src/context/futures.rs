@@ -77,14 +77,27 @@ impl Drop for OpWait {
 /// An activity call in flight; see [`Context::call`](crate::Context::call).
 #[must_use = "a durable future does nothing unless awaited"]
 pub struct ActivityCall<A: Activity> {
-    op: OpWait,
+    op: Option<OpWait>,
+    /// Why the call was refused before anything was scheduled.
+    refused: Option<String>,
     _activity: PhantomData<fn() -> A>,
 }
 
 impl<A: Activity> ActivityCall<A> {
     pub(super) fn new(op: OpWait) -> Self {
         Self {
-            op,
+            op: Some(op),
+            refused: None,
+            _activity: PhantomData,
+        }
+    }
+
+    /// A call refused before anything was scheduled: it resolves at once
+    /// to [`ActivityError::Aborted`] with `why`.
+    pub(super) fn refused(why: String) -> Self {
+        Self {
+            op: None,
+            refused: Some(why),
             _activity: PhantomData,
         }
     }
@@ -94,8 +107,15 @@ impl<A: Activity> Future for ActivityCall<A> {
     type Output = Result<A::Output, ActivityError<A::Error>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        let seq = self.op.seq;
-        let (completion, mut st) = match self.op.poll_completion(cx) {
+        if let Some(why) = self.refused.take() {
+            return Poll::Ready(Err(ActivityError::Aborted(why)));
+        }
+        let Some(op) = self.op.as_mut() else {
+            // Refused, and its answer already taken: it never completes.
+            return Poll::Pending;
+        };
+        let seq = op.seq;
+        let (completion, mut st) = match op.poll_completion(cx) {
             Poll::Ready(r) => r,
             Poll::Pending => return Poll::Pending,
         };

@@ -406,6 +406,10 @@ impl Context {
         retry: RetryPolicy,
         loc: &Location<'_>,
     ) -> ActivityCall<A> {
+        // An invalid policy schedules nothing, on every run alike.
+        if let Err(why) = retry.validate() {
+            return ActivityCall::refused(why);
+        }
         let encoded = self.encode_input(input, || format!("the input of activity `{}`", A::NAME));
         let mut st = lock(&self.state);
         let seq = match encoded {
