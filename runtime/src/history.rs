@@ -344,6 +344,12 @@ pub enum Event {
         /// Where in the source it was made.
         site: String,
     },
+    /// The orchestrator stopped waiting for a timer that had not fired (it
+    /// lost a race): the timer will not fire.
+    TimerCancelled {
+        /// The timer's sequence number.
+        seq: u64,
+    },
     /// A durable timer fired.
     TimerFired {
         /// The timer's sequence number.
@@ -407,6 +413,15 @@ impl Event {
                 | Self::Failed { .. }
         )
     }
+}
+
+/// The number that tells one execution of an instance from every other,
+/// as the store keeps it: drawn from the execution's seed, which is random
+/// for every start and continue-as-new (so an instance purged or replaced
+/// under the same id is another execution too); 0 for histories without a
+/// seed.
+pub(crate) fn execution_of(seed: Option<u64>) -> u64 {
+    seed.map_or(0, |s| s >> 1)
 }
 
 /// Where a child instance reports: its parent and the call there.

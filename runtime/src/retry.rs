@@ -36,8 +36,28 @@ pub struct RetryPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     deadline: Option<i64>,
     /// The first invalid setting it was given, if any.
-    #[serde(skip)]
-    invalid: Option<&'static str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    invalid: Option<Fault>,
+}
+
+/// An invalid setting a policy was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum Fault {
+    ZeroAttempts,
+    NotFinite,
+    BelowOne,
+    Jitter,
+}
+
+impl Fault {
+    fn describe(self) -> &'static str {
+        match self {
+            Self::ZeroAttempts => "zero attempts",
+            Self::NotFinite => "a coefficient that is not a finite number",
+            Self::BelowOne => "a coefficient below 1 (waits would shrink)",
+            Self::Jitter => "a jitter fraction outside 0 to 1",
+        }
+    }
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)]
@@ -56,7 +76,7 @@ impl RetryPolicy {
     /// doubling, until changed with the other methods.
     pub fn attempts(max_attempts: u32) -> Self {
         Self {
-            invalid: (max_attempts == 0).then_some("zero attempts"),
+            invalid: (max_attempts == 0).then_some(Fault::ZeroAttempts),
             max_attempts: max_attempts.max(1),
             initial_backoff_ms: 1000,
             max_backoff_ms: 60_000,
@@ -99,7 +119,7 @@ impl RetryPolicy {
     #[must_use]
     pub fn jitter(mut self, fraction: f64) -> Self {
         if !(0.0..=1.0).contains(&fraction) {
-            self.refuse("a jitter fraction outside 0 to 1");
+            self.refuse(Fault::Jitter);
         }
         self.jitter = if fraction.is_finite() {
             fraction.clamp(0.0, 1.0)
@@ -151,9 +171,9 @@ impl RetryPolicy {
     #[must_use]
     pub fn coefficient(mut self, coefficient: f64) -> Self {
         if !coefficient.is_finite() {
-            self.refuse("a coefficient that is not a finite number");
+            self.refuse(Fault::NotFinite);
         } else if coefficient < 1.0 {
-            self.refuse("a coefficient below 1 (waits would shrink)");
+            self.refuse(Fault::BelowOne);
         }
         self.coefficient = if coefficient.is_finite() {
             coefficient.max(1.0)
@@ -163,7 +183,7 @@ impl RetryPolicy {
         self
     }
 
-    fn refuse(&mut self, why: &'static str) {
+    fn refuse(&mut self, why: Fault) {
         self.invalid.get_or_insert(why);
     }
 
@@ -177,7 +197,7 @@ impl RetryPolicy {
     /// What is wrong with it.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(why) = self.invalid {
-            return Err(format!("invalid retry policy: {why}"));
+            return Err(format!("invalid retry policy: {}", why.describe()));
         }
         if self.initial_backoff_ms > self.max_backoff_ms {
             return Err(format!(

@@ -96,3 +96,68 @@ async fn a_timer_survives_a_restart_and_fires_at_its_time() {
     );
     rt.shutdown().await.unwrap();
 }
+
+#[orchestrator]
+async fn race_then_wait(ctx: Context) -> String {
+    let first = match durable::select(
+        ctx.wait_event::<String>("go"),
+        ctx.sleep(Duration::from_secs(3600)),
+    )
+    .await
+    {
+        durable::Either::Left(v) => v,
+        durable::Either::Right(()) => "timed out".to_owned(),
+    };
+    let second: String = ctx.wait_event("again").await;
+    format!("{first} {second}")
+}
+
+/// The timer that lost a race is cancelled in history and its message
+/// deleted, so it never fires into a later turn, across a restart with
+/// every turn replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_losing_timer_of_a_race_is_cancelled() {
+    let db = db();
+    let start = || {
+        builder(&db)
+            .orchestrator(race_then_wait)
+            .cache_size(0)
+            .start()
+    };
+    let rt = start().await.unwrap();
+    let client = rt.client();
+    let h = client.start(race_then_wait, ()).await.unwrap();
+    client.raise_event(h.id(), "go", "won").await.unwrap();
+    let history = history_until(&client, h.id(), "the timer to be cancelled", |hist| {
+        has(hist, |e| matches!(e, Event::TimerCancelled { .. }))
+    })
+    .await;
+    let Some(Event::TimerCreated { seq, .. }) =
+        find(&history, |e| matches!(e, Event::TimerCreated { .. })).map(|r| &r.event)
+    else {
+        panic!("no timer in {history:?}");
+    };
+    assert!(has(
+        &history,
+        |e| matches!(e, Event::TimerCancelled { seq: s } if s == seq)
+    ));
+    let conn = rusqlite::Connection::open(&db.path).unwrap();
+    let pending: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM messages WHERE instance = ?1",
+            [h.id()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(pending, 0, "the timer's message is gone");
+    let id = h.id().to_owned();
+    rt.shutdown().await.unwrap();
+    let rt = start().await.unwrap();
+    let client = rt.client();
+    client.raise_event(&id, "again", "twice").await.unwrap();
+    let out = within(client.handle(race_then_wait, id.clone()).result()).await;
+    assert_eq!(out.unwrap(), "won twice");
+    let history = client.history(&id).await.unwrap();
+    assert!(!has(&history, |e| matches!(e, Event::TimerFired { .. })));
+    rt.shutdown().await.unwrap();
+}

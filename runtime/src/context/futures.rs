@@ -168,6 +168,15 @@ impl Timer {
     }
 }
 
+impl Drop for Timer {
+    fn drop(&mut self) {
+        // Dropped before it fired (it lost a race): the turn cancels it.
+        if !self.op.done && self.op.seq != u64::MAX {
+            lock(&self.op.state).dropped_timers.push(self.op.seq);
+        }
+    }
+}
+
 impl Future for Timer {
     type Output = ();
 

@@ -129,6 +129,8 @@ pub(crate) struct State {
     pub(crate) custom_status: Option<Payload>,
     /// The input the orchestrator continues as new with, once it asked.
     pub(crate) continue_as_new: Option<Payload>,
+    /// Timers whose futures were dropped before they fired, in this turn.
+    pub(crate) dropped_timers: Vec<u64>,
 }
 
 impl State {
@@ -152,6 +154,7 @@ impl State {
             max_payload: crate::config::DEFAULT_MAX_PAYLOAD,
             custom_status: None,
             continue_as_new: None,
+            dropped_timers: Vec::new(),
         }
     }
 

@@ -443,7 +443,9 @@ impl<'a> Round<'a> {
             orchestrator = %name,
             turn = ex.next_turn
         );
-        let (len_before, execution) = (ex.history_len, ex.execution);
+        // The store's number of the execution: a first turn's execution
+        // learns its own only from the `Started` it runs.
+        let (len_before, execution) = (ex.history_len, execution.unwrap_or(ex.execution));
         self.jobs.push(Job {
             key: self.ready.len(),
             now,
@@ -875,7 +877,7 @@ fn load(
         // stale, the execution is kept for when it is read again.
         Some(Ok(ex))
             if len.is_some_and(|len| ex.history_len > len)
-                || execution.is_some_and(|e| ex.execution > e) =>
+                || execution.is_some_and(|e| ex.execution != e) =>
         {
             cache.put(id.to_owned(), ex);
             return Loaded::Stale;
@@ -928,6 +930,7 @@ fn to_commit(id: &str, expected_len: u64, consumed: Vec<u64>, turn: Turn, now: i
         }
     }
     commit.sends = turn.sends;
+    commit.cancel_timers = turn.cancel_timers;
     commit.status = Some(match turn.outcome {
         None => StatusUpdate::new(RuntimeStatus::Running, now),
         Some(Outcome::Completed { output, failed }) => StatusUpdate {

@@ -51,6 +51,8 @@ pub(crate) struct Turn {
     pub(crate) custom_status: Option<Payload>,
     /// Messages to other instances: to the parent when this one ended.
     pub(crate) sends: Vec<Outgoing>,
+    /// Timers dropped before they fired: cancelled with the turn.
+    pub(crate) cancel_timers: Vec<u64>,
 }
 
 /// What an instance that ends with `outcome` tells its parent, if it is a
@@ -244,6 +246,8 @@ impl Execution {
                 }
             }
             let outcome = if terminal { None } else { ex.poll() };
+            // Timers dropped again on replay were cancelled when first run.
+            lock(&ex.state).dropped_timers.clear();
             if let Some(f) = lock(&ex.state).fatal.clone() {
                 return Err(Parked(f));
             }
@@ -329,6 +333,18 @@ impl Execution {
                 None => self.continued(),
             };
         }
+        // Timers the code stopped waiting for: recorded and cancelled, so
+        // that they never fire into a later turn. (An ending drops all.)
+        let mut cancel_timers = std::mem::take(&mut lock(&self.state).dropped_timers);
+        cancel_timers.sort_unstable();
+        if outcome.is_some() {
+            cancel_timers.clear();
+        }
+        events.extend(
+            cancel_timers
+                .iter()
+                .map(|&seq| Event::TimerCancelled { seq }),
+        );
         let actions = std::mem::take(&mut lock(&self.state).actions);
         for action in &actions {
             match action {
@@ -400,7 +416,7 @@ impl Execution {
                     Outcome::ContinuedAsNew { .. } => {
                         self.finished = true;
                         self.root = None;
-                        return Ok(self.close_turn(at, events, Vec::new(), outcome));
+                        return Ok(self.close_turn(at, events, Vec::new(), outcome, Vec::new()));
                     }
                 }
                 self.finished = true;
@@ -423,7 +439,7 @@ impl Execution {
             }
             None => actions,
         };
-        Ok(self.close_turn(at, events, actions, outcome))
+        Ok(self.close_turn(at, events, actions, outcome, cancel_timers))
     }
 
     /// The messages an ending sends: the parent learns how its child ended.
@@ -454,6 +470,7 @@ impl Execution {
         events: Vec<Event>,
         actions: Vec<Action>,
         outcome: Option<Outcome>,
+        cancel_timers: Vec<u64>,
     ) -> Turn {
         let sends = self.endings(outcome.as_ref());
         let turn = self.next_turn;
@@ -476,6 +493,7 @@ impl Execution {
             outcome,
             custom_status: lock(&self.state).custom_status.take(),
             sends,
+            cancel_timers,
         }
     }
 
@@ -491,7 +509,7 @@ impl Execution {
             } => {
                 self.name = Some(name.clone());
                 self.parent.clone_from(parent);
-                self.execution = *first_seq;
+                self.execution = crate::history::execution_of(*seed);
                 lock(&self.state).start_at(*first_seq);
                 let Some(entry) = registry.orchestrator(name) else {
                     return Err(Parked(Failure::new(
@@ -540,6 +558,7 @@ impl Execution {
             | Event::Resumed { .. }
             | Event::ActivityScheduled { .. }
             | Event::ChildScheduled { .. }
+            | Event::TimerCancelled { .. }
             | Event::TimerCreated { .. }
             | Event::SideEffect { .. }
             | Event::Completed { .. }

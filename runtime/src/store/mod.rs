@@ -182,8 +182,8 @@ pub struct InstanceWork {
     pub status: RuntimeStatus,
     /// Events in its history.
     pub history_len: u64,
-    /// Its execution: the first sequence number of its current execution
-    /// (0 for the first; continue-as-new starts a higher one).
+    /// Its current execution's number (drawn from the seed of its
+    /// `Started`: every start and continue-as-new has its own).
     pub execution: u64,
     /// How often its turn has been taken since the last commit, this time
     /// included: a turn that keeps crashing its process is poison.
@@ -284,6 +284,10 @@ pub struct TurnCommit {
     pub tasks: Vec<NewTask>,
     /// Delayed messages to the instance itself (timers).
     pub messages: Vec<NewMessage>,
+    /// Timers the orchestrator stopped waiting for, by sequence number:
+    /// their `TimerFired` messages are deleted (after `messages` are
+    /// queued), so they never fire into a later turn.
+    pub cancel_timers: Vec<u64>,
     /// Activity attempts whose results the turn consumed straight from the
     /// worker: deleted with the turn, which is refused if one of them is no
     /// longer leased to the committing owner at that attempt.
@@ -399,6 +403,7 @@ impl TurnCommit {
             consumed: Vec::new(),
             tasks: Vec::new(),
             messages: Vec::new(),
+            cancel_timers: Vec::new(),
             finished_tasks: Vec::new(),
             lease_tasks: 0,
             status: None,

@@ -65,6 +65,7 @@ CREATE TABLE messages (
     visible_at INTEGER NOT NULL,
     event      TEXT NOT NULL,
     sum        INTEGER NOT NULL,
+    timer      INTEGER,
     PRIMARY KEY (instance, seq)
 ) WITHOUT ROWID;
 CREATE INDEX messages_due ON messages (visible_at, instance);

@@ -97,12 +97,19 @@ fn insert_messages<'a>(
         .optional()?;
     let Some(first) = first else { return Ok(None) };
     let mut insert = tx.prepare_cached(
-        "INSERT INTO messages (instance, seq, visible_at, event, sum) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO messages (instance, seq, visible_at, event, sum, timer) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     for ((event, visible_at), seq) in messages.zip(first..) {
+        // A timer's message is found again by its sequence number, to be
+        // cancelled.
+        let timer = match event {
+            Event::TimerFired { seq } => Some(count(*seq)),
+            _ => None,
+        };
         let event = to_json(event)?;
         let sum = message_sum(instance, seq, visible_at, &event);
-        insert.execute(params![instance, seq, visible_at, event, sum])?;
+        insert.execute(params![instance, seq, visible_at, event, sum, timer])?;
     }
     Ok(Some(u64::try_from(first).map_err(|e| {
         corrupt(format!("instance `{instance}`"), e)
@@ -1045,6 +1052,11 @@ fn write_turn(
     for seq in &turn.consumed {
         del.execute(params![turn.instance, count(*seq)])?;
     }
+    let mut cancel =
+        tx.prepare_cached("DELETE FROM messages WHERE instance = ?1 AND timer = ?2")?;
+    for seq in &turn.cancel_timers {
+        cancel.execute(params![turn.instance, count(*seq)])?;
+    }
     if let Some(restart) = &turn.restart {
         restart_instance(tx, &turn.instance, restart)?;
     }
@@ -1097,8 +1109,8 @@ fn create_instance(tx: &Connection, new: &NewInstance) -> Result<Created, StoreE
     let n = tx
         .prepare_cached(
             "INSERT INTO instances (id, name, status, created_at, updated_at, sum, lock_owner, \
-             lock_until, parent_id, parent_seq) \
-             VALUES (?1, ?2, 'pending', ?3, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
+             lock_until, parent_id, parent_seq, execution) \
+             VALUES (?1, ?2, 'pending', ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
         )?
         .execute(params![
             new.id,
@@ -1109,6 +1121,7 @@ fn create_instance(tx: &Connection, new: &NewInstance) -> Result<Created, StoreE
             lock_until,
             new.parent.as_ref().map(|p| p.id.as_str()),
             new.parent.as_ref().map(|p| count(p.seq)),
+            count(history::execution_of(new.seed)),
         ])?;
     if n == 0 {
         return Ok(Created::Exists);
@@ -1414,9 +1427,9 @@ fn restart_instance(tx: &Connection, instance: &str, restart: &Restart) -> Resul
         .collect();
     let n = all.len();
     insert_messages(tx, instance, all.into_iter(), n)?;
-    if let Event::Started { first_seq, .. } = &restart.started {
+    if let Event::Started { seed, .. } = &restart.started {
         tx.prepare_cached("UPDATE instances SET execution = ?2 WHERE id = ?1")?
-            .execute(params![instance, count(*first_seq)])?;
+            .execute(params![instance, count(history::execution_of(*seed))])?;
     }
     Ok(())
 }
