@@ -58,6 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Event::ActivityFailed { seq, failure } => format!("#{seq} failed: {failure:?}"),
             Event::TimerCreated { seq, .. } => format!("#{seq} timer set"),
             Event::TimerFired { seq } => format!("#{seq} timer fired"),
+            Event::TimerCancelled { seq } => format!("#{seq} timer cancelled (it lost the race)"),
             Event::EventRaised { name, data } => format!("event {name} = {}", data.json()),
             Event::Completed { output, .. } => format!("completed: {}", output.json()),
             other => format!("{other:?}"),
