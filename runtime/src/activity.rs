@@ -137,7 +137,32 @@ pub struct ActivityInfo {
     pub(crate) seq: u64,
     pub(crate) attempt: u32,
     pub(crate) name: &'static str,
+    pub(crate) cancel: Cancel,
 }
+
+/// The cancellation signal of one attempt, set by its worker.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Cancel(std::sync::Arc<(std::sync::atomic::AtomicBool, tokio::sync::Notify)>);
+
+impl Cancel {
+    /// Tells the attempt.
+    pub(crate) fn cancel(&self) {
+        self.0 .0.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.0 .1.notify_waiters();
+    }
+
+    fn is_set(&self) -> bool {
+        self.0 .0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl PartialEq for Cancel {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Cancel {}
 
 tokio::task_local! {
     static CURRENT: ActivityInfo;
@@ -147,6 +172,27 @@ impl ActivityInfo {
     /// The attempt being run by this task, or `None` outside a runtime.
     pub fn current() -> Option<Self> {
         CURRENT.try_with(Clone::clone).ok()
+    }
+
+    /// Whether nobody waits for this call's result any more: its instance
+    /// was terminated or finished (or the attempt's lease was lost to
+    /// another worker). A long activity should stop; whatever it returns
+    /// now is dropped. Noticed when the worker renews its leases (every
+    /// third of [`Builder::activity_lease`](crate::Builder::activity_lease)).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_set()
+    }
+
+    /// Resolves once [`ActivityInfo::is_cancelled`]: race it against the
+    /// work (`tokio::select!`) to stop at once.
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.cancel.0 .1.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// The instance that scheduled this call.

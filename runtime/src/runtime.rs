@@ -292,6 +292,7 @@ impl Builder {
             leases: Arc::clone(&leases),
             threads: threads.handle().clone(),
             draining: draining.clone(),
+            cancels: std::sync::Mutex::default(),
         };
         let dispatcher = Dispatcher {
             store: store.clone(),

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::activity::ActivityInfo;
+use crate::activity::{ActivityInfo, Cancel};
 use crate::config::Config;
 use crate::history::{now_micros, ActivityFailure, Event, Payload};
 use crate::mailbox::{Assigned, Completed, WorkerEnds};
@@ -57,6 +57,8 @@ pub(crate) struct Worker {
     pub(crate) threads: tokio::runtime::Handle,
     /// Set when the runtime begins to shut down.
     pub(crate) draining: Shutdown,
+    /// The cancellation signal of each running attempt.
+    pub(crate) cancels: Mutex<std::collections::HashMap<TaskRef, Cancel>>,
 }
 
 impl Worker {
@@ -216,6 +218,8 @@ impl Worker {
         let Assigned { task, slot } = assigned;
         self.hold(&task);
         let lease = (task.task_ref(), task.instance.clone());
+        let cancel = Cancel::default();
+        lock(&self.cancels).insert(task.task_ref(), cancel.clone());
         let run = self.registry.activity(&task.name);
         let limit = self.config.max_payload;
         let poison = Poison {
@@ -234,6 +238,7 @@ impl Worker {
                 }
                 Some((name, run)) => {
                     let info = ActivityInfo {
+                        cancel: cancel.clone(),
                         instance_id: task.instance.clone(),
                         seq: task.seq,
                         attempt: task.attempt,
@@ -291,6 +296,7 @@ impl Worker {
         let (task, result) = match done {
             Ok((id, attempt)) => {
                 inflight.leases.remove(&id);
+                lock(&self.cancels).remove(&attempt.0.task_ref());
                 attempt
             }
             // Attempts catch their own panics: a join error is an abort at
@@ -401,6 +407,14 @@ impl Worker {
             Ok(still) => {
                 let still: HashSet<TaskRef> = still.into_iter().collect();
                 lock(&self.leases).retain(|(r, _)| still.contains(r) || !held.contains(r));
+                // A lease that is gone (its instance ended, or the lease was
+                // lost): the attempt is told.
+                let cancels = lock(&self.cancels);
+                for r in held.iter().filter(|r| !still.contains(r)) {
+                    if let Some(c) = cancels.get(r) {
+                        c.cancel();
+                    }
+                }
             }
             Err(e) => tracing::warn!("activity worker: renewing leases: {e}"),
         }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::{builder, db, until, within, Gate};
-use durable::{activity, orchestrator, Context, Error, FailureKind, RuntimeStatus};
+use durable::{activity, orchestrator, ActivityInfo, Context, Error, FailureKind, RuntimeStatus};
 
 static STARTED: AtomicU32 = AtomicU32::new(0);
 static GATE: Gate = Gate::new();
@@ -276,4 +276,60 @@ async fn an_event_raised_by_a_process_without_the_orchestrator_reaches_it() {
     );
     us.shutdown().await.unwrap();
     them.shutdown().await.unwrap();
+}
+
+static CANCEL_SEEN: AtomicU32 = AtomicU32::new(0);
+static CANCEL_STARTED: AtomicU32 = AtomicU32::new(0);
+
+/// Runs until it is told nobody waits for it any more.
+#[activity]
+async fn until_cancelled() -> u32 {
+    let info = ActivityInfo::current().expect("in a runtime");
+    CANCEL_STARTED.fetch_add(1, Ordering::SeqCst);
+    info.cancelled().await;
+    assert!(info.is_cancelled());
+    CANCEL_SEEN.fetch_add(1, Ordering::SeqCst);
+    7
+}
+
+#[orchestrator]
+async fn waits_on_long_work(ctx: Context) -> u32 {
+    ctx.call(until_cancelled, ()).await.unwrap_or(0)
+}
+
+/// A running attempt learns, through `ActivityInfo`, that its instance was
+/// terminated; what it returns then is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_attempt_is_told_when_its_instance_is_terminated() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(until_cancelled)
+        .orchestrator(waits_on_long_work)
+        .activity_lease(Duration::from_millis(300))
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client.start(waits_on_long_work, ()).await.unwrap();
+    until("the attempt to run", || async {
+        (CANCEL_STARTED.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    client.terminate(h.id(), "not needed").await.unwrap();
+    assert!(matches!(
+        within(h.result()).await,
+        Err(Error::Terminated { .. })
+    ));
+    until("the attempt to be told", || async {
+        (CANCEL_SEEN.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    let history = client.history(h.id()).await.unwrap();
+    assert!(
+        !history
+            .iter()
+            .any(|r| matches!(r.event, durable::history::Event::ActivityCompleted { .. })),
+        "its late result is dropped"
+    );
+    rt.shutdown().await.unwrap();
 }
