@@ -105,3 +105,76 @@ async fn a_late_result_for_a_finished_instance_leaves_its_output_alone() {
     );
     rt.shutdown().await.unwrap();
 }
+
+static RACE_TOLD: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static RACE_STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Runs until it is told nobody waits for it.
+#[durable::activity]
+async fn slow_to_lose() -> u32 {
+    let info = durable::ActivityInfo::current().expect("in a runtime");
+    RACE_STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    info.cancelled().await;
+    RACE_TOLD.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    1
+}
+
+#[durable::orchestrator]
+async fn call_loses_to_event(ctx: durable::Context) -> String {
+    let won = match durable::select(
+        ctx.call(slow_to_lose, ()),
+        ctx.wait_event::<String>("first"),
+    )
+    .await
+    {
+        durable::Either::Left(_) => "the call".to_owned(),
+        durable::Either::Right(name) => name,
+    };
+    let then: String = ctx.wait_event("then").await;
+    format!("{won} {then}")
+}
+
+/// The call that lost a race is cancelled: its running attempt is told,
+/// its result never reaches the code, and it is not attempted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_lost_a_race_is_cancelled() {
+    let db = common::db();
+    let rt = common::builder(&db)
+        .activity(slow_to_lose)
+        .orchestrator(call_loses_to_event)
+        .activity_lease(std::time::Duration::from_millis(300))
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client.start(call_loses_to_event, ()).await.unwrap();
+    common::until("the call to run", || async {
+        (RACE_STARTED.load(std::sync::atomic::Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    client
+        .raise_event(h.id(), "first", "the event")
+        .await
+        .unwrap();
+    common::until("the attempt to be told", || async {
+        (RACE_TOLD.load(std::sync::atomic::Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    // Its result has come and gone: the task is not queued again.
+    common::until("the task to be gone", || async {
+        let conn = rusqlite::Connection::open(&db.path).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
+            .unwrap();
+        (n == 0).then_some(())
+    })
+    .await;
+    client.raise_event(h.id(), "then", "done").await.unwrap();
+    assert_eq!(common::within(h.result()).await.unwrap(), "the event done");
+    assert_eq!(
+        RACE_STARTED.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "not attempted again"
+    );
+    rt.shutdown().await.unwrap();
+}

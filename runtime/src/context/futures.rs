@@ -168,6 +168,18 @@ impl Timer {
     }
 }
 
+impl<A: Activity> Drop for ActivityCall<A> {
+    fn drop(&mut self) {
+        // Dropped while the code waited for it (it lost a race): the turn
+        // cancels it. A call never awaited is fire-and-forget: it runs.
+        if let Some(op) = &self.op {
+            if op.waiting && !op.done && op.seq != u64::MAX {
+                lock(&op.state).dropped_calls.push(op.seq);
+            }
+        }
+    }
+}
+
 impl Drop for Timer {
     fn drop(&mut self) {
         // Dropped before it fired (it lost a race): the turn cancels it.

@@ -131,6 +131,8 @@ pub(crate) struct State {
     pub(crate) continue_as_new: Option<Payload>,
     /// Timers whose futures were dropped before they fired, in this turn.
     pub(crate) dropped_timers: Vec<u64>,
+    /// Activity calls whose futures were dropped before they completed.
+    pub(crate) dropped_calls: Vec<u64>,
 }
 
 impl State {
@@ -155,6 +157,7 @@ impl State {
             custom_status: None,
             continue_as_new: None,
             dropped_timers: Vec::new(),
+            dropped_calls: Vec::new(),
         }
     }
 

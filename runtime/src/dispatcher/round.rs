@@ -931,6 +931,7 @@ fn to_commit(id: &str, expected_len: u64, consumed: Vec<u64>, turn: Turn, now: i
     }
     commit.sends = turn.sends;
     commit.cancel_timers = turn.cancel_timers;
+    commit.cancel_tasks = turn.cancel_calls;
     commit.status = Some(match turn.outcome {
         None => StatusUpdate::new(RuntimeStatus::Running, now),
         Some(Outcome::Completed { output, failed }) => StatusUpdate {

@@ -53,6 +53,9 @@ pub(crate) struct Turn {
     pub(crate) sends: Vec<Outgoing>,
     /// Timers dropped before they fired: cancelled with the turn.
     pub(crate) cancel_timers: Vec<u64>,
+    /// Activity calls dropped before they completed: cancelled with the
+    /// turn.
+    pub(crate) cancel_calls: Vec<u64>,
 }
 
 /// What an instance that ends with `outcome` tells its parent, if it is a
@@ -246,8 +249,13 @@ impl Execution {
                 }
             }
             let outcome = if terminal { None } else { ex.poll() };
-            // Timers dropped again on replay were cancelled when first run.
-            lock(&ex.state).dropped_timers.clear();
+            // Timers and calls dropped again on replay were cancelled when
+            // first run.
+            {
+                let mut st = lock(&ex.state);
+                st.dropped_timers.clear();
+                st.dropped_calls.clear();
+            }
             if let Some(f) = lock(&ex.state).fatal.clone() {
                 return Err(Parked(f));
             }
@@ -337,8 +345,11 @@ impl Execution {
         // that they never fire into a later turn. (An ending drops all.)
         let mut cancel_timers = std::mem::take(&mut lock(&self.state).dropped_timers);
         cancel_timers.sort_unstable();
+        let mut cancel_calls = std::mem::take(&mut lock(&self.state).dropped_calls);
+        cancel_calls.sort_unstable();
         if outcome.is_some() {
             cancel_timers.clear();
+            cancel_calls.clear();
         }
         events.extend(
             cancel_timers
@@ -439,7 +450,9 @@ impl Execution {
             }
             None => actions,
         };
-        Ok(self.close_turn(at, events, actions, outcome, cancel_timers))
+        let mut turn = self.close_turn(at, events, actions, outcome, cancel_timers);
+        turn.cancel_calls = cancel_calls;
+        Ok(turn)
     }
 
     /// The messages an ending sends: the parent learns how its child ended.
@@ -494,6 +507,7 @@ impl Execution {
             custom_status: lock(&self.state).custom_status.take(),
             sends,
             cancel_timers,
+            cancel_calls: Vec::new(),
         }
     }
 

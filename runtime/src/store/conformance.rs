@@ -761,6 +761,51 @@ pub fn suspends_resumes_purges_and_lists(s: &dyn Store) {
     );
 }
 
+/// A call nobody waits for is cancelled with the turn: a queued one never
+/// runs; a leased one is no longer renewed, its result is dropped, and it
+/// is not attempted again.
+pub fn cancels_calls_nobody_waits_for(s: &dyn Store) {
+    create(s, "a");
+    let mut t = turn("a", 0, &[0]);
+    t.tasks = (0..2)
+        .map(|seq| NewTask::new(seq, A, payload("1"), RetryPolicy::default()))
+        .collect();
+    t.lease_tasks = 1;
+    let ids = match &ok(s.commit_turns(OWNER, LONG, &[t]), "commit_turns")[..] {
+        [CommitOutcome::Committed { tasks }] => tasks.clone(),
+        other => panic!("not committed: {other:?}"),
+    };
+    let leased = TaskRef {
+        id: ids[0],
+        attempt: 1,
+    };
+    let mut cancel = turn("a", 1, &[]);
+    cancel.cancel_tasks = vec![0, 1];
+    ok(s.commit_turns(OWNER, LONG, &[cancel]), "commit_turns");
+    assert!(
+        ok(s.fetch_tasks(OTHER, LONG, 10, ACTS), "fetch_tasks").is_empty(),
+        "the queued call never runs"
+    );
+    assert!(
+        ok(s.renew_tasks(OWNER, &[leased], LONG), "renew_tasks").is_empty(),
+        "the running one is not renewed"
+    );
+    let done = TaskResult::new(
+        leased,
+        "a",
+        TaskOutcome::Done(Event::ActivityCompleted {
+            seq: 0,
+            output: payload("2"),
+        }),
+    );
+    ok(s.finish_tasks(OWNER, &[done]), "finish_tasks");
+    assert!(
+        ok(s.fetch_work(OWNER, LONG, 10, ORCH), "fetch_work").is_empty(),
+        "its result is dropped"
+    );
+    assert!(ok(s.fetch_tasks(OTHER, LONG, 10, ACTS), "fetch_tasks").is_empty());
+}
+
 /// Progress, the release of locks and the next due times.
 pub fn reports_progress_and_due_times(s: &dyn Store) {
     create(s, "a");
@@ -920,7 +965,8 @@ macro_rules! store_conformance_tests {
             completions_may_pass_messages_queued_after_them,
             keeps_the_lock_when_asked_and_peeks_without_taking,
             starts_children_and_sends_messages,
-            suspends_resumes_purges_and_lists
+            suspends_resumes_purges_and_lists,
+            cancels_calls_nobody_waits_for
         );
     };
     (@each $make:expr; $($check:ident),*) => {

@@ -288,6 +288,11 @@ pub struct TurnCommit {
     /// their `TimerFired` messages are deleted (after `messages` are
     /// queued), so they never fire into a later turn.
     pub cancel_timers: Vec<u64>,
+    /// Activity calls the orchestrator stopped waiting for, by sequence
+    /// number: a queued one is dropped; a leased one is marked cancelled
+    /// (its renewal fails, so its worker tells the attempt; its result is
+    /// dropped; it is not attempted again).
+    pub cancel_tasks: Vec<u64>,
     /// Activity attempts whose results the turn consumed straight from the
     /// worker: deleted with the turn, which is refused if one of them is no
     /// longer leased to the committing owner at that attempt.
@@ -404,6 +409,7 @@ impl TurnCommit {
             tasks: Vec::new(),
             messages: Vec::new(),
             cancel_timers: Vec::new(),
+            cancel_tasks: Vec::new(),
             finished_tasks: Vec::new(),
             lease_tasks: 0,
             status: None,

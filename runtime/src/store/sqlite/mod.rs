@@ -89,6 +89,7 @@ CREATE TABLE tasks (
     visible_at  INTEGER NOT NULL,
     lease_owner TEXT,
     sum         INTEGER NOT NULL,
+    cancelled   INTEGER NOT NULL DEFAULT 0,
     UNIQUE (instance, seq)
 );
 CREATE INDEX tasks_due ON tasks (visible_at, id);

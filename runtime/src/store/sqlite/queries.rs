@@ -624,7 +624,7 @@ impl Store for SqliteStore {
             let now = history::now_micros();
             let mut stmt = tx.prepare_cached(
                 "UPDATE tasks SET lease_owner = ?1, visible_at = ?2, attempt = attempt + 1 \
-                 WHERE id IN (SELECT id FROM tasks WHERE visible_at <= ?3 \
+                 WHERE id IN (SELECT id FROM tasks WHERE visible_at <= ?3 AND cancelled = 0 \
                      AND name IN (SELECT value FROM json_each(?5)) \
                      ORDER BY visible_at, id LIMIT ?4) \
                  RETURNING id, instance, seq, name, input, retry, attempt, failures, sum",
@@ -660,17 +660,28 @@ impl Store for SqliteStore {
                 let TaskRef { id, attempt } = res.task;
                 match &res.outcome {
                     TaskOutcome::Done(event) => {
-                        let n = tx
+                        let cancelled: Option<i64> = tx
                             .prepare_cached(
-                                "DELETE FROM tasks WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3",
+                                "DELETE FROM tasks WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3 \
+                                 RETURNING cancelled",
                             )?
-                            .execute(params![id, owner, attempt])?;
-                        // Zero rows: the lease was lost and the task belongs to
-                        // a later attempt, whose result will count instead.
-                        if n == 1 {
+                            .query_row(params![id, owner, attempt], |r| r.get(0))
+                            .optional()?;
+                        // None: the lease was lost and the task belongs to a
+                        // later attempt, whose result will count instead. A
+                        // cancelled call's result is dropped.
+                        if cancelled == Some(0) {
                             insert_message(tx, &res.instance, event, 0)?;
                         }
                     }
+                    // A cancelled call is not attempted again.
+                    _ if tx
+                        .prepare_cached(
+                            "DELETE FROM tasks WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3 \
+                             AND cancelled = 1",
+                        )?
+                        .execute(params![id, owner, attempt])?
+                        == 1 => {}
                     TaskOutcome::Retry { delay, failures } => {
                         tx.prepare_cached(
                             "UPDATE tasks SET visible_at = ?4, failures = ?5, lease_owner = NULL \
@@ -701,7 +712,8 @@ impl Store for SqliteStore {
         self.write(|tx| {
             let until = micros_from_now(history::now_micros(), lease);
             let mut stmt = tx.prepare_cached(
-                "UPDATE tasks SET visible_at = ?4 WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3",
+                "UPDATE tasks SET visible_at = ?4 WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3 \
+                 AND cancelled = 0",
             )?;
             let mut held = Vec::with_capacity(tasks.len());
             for t in tasks {
@@ -1056,6 +1068,17 @@ fn write_turn(
         tx.prepare_cached("DELETE FROM messages WHERE instance = ?1 AND timer = ?2")?;
     for seq in &turn.cancel_timers {
         cancel.execute(params![turn.instance, count(*seq)])?;
+    }
+    // Calls nobody waits for: a queued one never runs; a running one is
+    // marked, so that its worker is told at its next renewal and its result
+    // is dropped.
+    for seq in &turn.cancel_tasks {
+        tx.prepare_cached(
+            "DELETE FROM tasks WHERE instance = ?1 AND seq = ?2 AND lease_owner IS NULL",
+        )?
+        .execute(params![turn.instance, count(*seq)])?;
+        tx.prepare_cached("UPDATE tasks SET cancelled = 1 WHERE instance = ?1 AND seq = ?2")?
+            .execute(params![turn.instance, count(*seq)])?;
     }
     if let Some(restart) = &turn.restart {
         restart_instance(tx, &turn.instance, restart)?;
