@@ -155,13 +155,17 @@ async fn attempts_over_their_timeout_are_cut_and_a_total_timeout_ends_the_call()
     rt.shutdown().await.unwrap();
 }
 
-static RELEASE_BLOCKER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Set, and signalled, when the test lets the blocker go.
+static RELEASE_BLOCKER: (std::sync::Mutex<bool>, std::sync::Condvar) =
+    (std::sync::Mutex::new(false), std::sync::Condvar::new());
 
 /// Blocks its thread (no `.await`) until the test lets it go.
 #[activity]
 async fn blocks(x: u64) -> u64 {
-    while !RELEASE_BLOCKER.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(1));
+    let (lock, cv) = &RELEASE_BLOCKER;
+    let mut released = lock.lock().unwrap();
+    while !*released {
+        released = cv.wait(released).unwrap();
     }
     x
 }
@@ -188,7 +192,11 @@ async fn an_attempt_that_blocks_its_thread_still_times_out() {
         .unwrap();
     let h = rt.client().start(calls_blocker, ()).await.unwrap();
     let out = within(h.result()).await.unwrap();
-    RELEASE_BLOCKER.store(true, Ordering::SeqCst);
+    {
+        let (lock, cv) = &RELEASE_BLOCKER;
+        *lock.lock().unwrap() = true;
+        cv.notify_all();
+    }
     assert!(out.contains("timeout of 100ms"), "{out}");
     rt.shutdown().await.unwrap();
 }

@@ -180,77 +180,67 @@ fn read_instance_row(
     now: i64,
 ) -> Result<InstanceRow, StoreError> {
     let what = || format!("instance `{}`", crate::ids::Escaped(id));
-    tx.prepare_cached(
-        "SELECT name, status, output, failure, reason, history_len, attempts, lock_owner, \
-         lock_until, consumed_through, sum, execution FROM instances WHERE id = ?1",
-    )?
-    .query_row([id], |r| {
-        Ok((|| {
-            let name: String = r.get(0)?;
-            let status: String = r.get(1)?;
-            let output: Option<String> = r.get(2)?;
-            let failure: Option<String> = r.get(3)?;
-            let reason: Option<String> = r.get(4)?;
-            let len: i64 = r.get(5)?;
-            let attempts: i64 = r.get(6)?;
-            let lock_owner: Option<String> = r.get(7)?;
-            let lock_until: Option<i64> = r.get(8)?;
-            let consumed: Option<i64> = r.get(9)?;
-            let sum: i64 = r.get(10)?;
-            let execution: i64 = r.get(11)?;
-            Ok::<_, rusqlite::Error>((
-                name,
-                status,
-                output,
-                failure,
-                reason,
-                len,
-                attempts,
-                (lock_owner, lock_until),
-                consumed,
-                sum,
-                execution,
-            ))
-        })())
-    })?
-    .map_err(|e| corrupt(what(), e))
-    .and_then(
-        |(
-            name,
-            status,
-            output,
-            failure,
-            reason,
-            len,
-            attempts,
-            (lock_owner, lock_until),
-            consumed,
-            sum,
-            execution,
-        )| {
-            verify_with(
-                sum,
-                &[len],
-                &[
-                    Some(&name),
-                    Some(&status),
-                    output.as_deref(),
-                    failure.as_deref(),
-                    reason.as_deref(),
-                ],
-                what,
-            )?;
-            Ok(InstanceRow {
-                status: status_of(&status, id)?,
-                name,
-                history_len: seq_of(len, what)?,
-                attempts,
-                held: lock_owner.as_deref() == Some(owner) && lock_until.is_some_and(|t| t > now),
-                consumed_through: consumed.map(|c| seq_of(c, what)).transpose()?,
-                execution: seq_of(execution, what)?,
-            })
-        },
-    )
+    // Read as it is stored; a column of the wrong type is damage, reported
+    // for this instance (the query itself failing is a store error).
+    struct Raw {
+        name: String,
+        status: String,
+        output: Option<String>,
+        failure: Option<String>,
+        reason: Option<String>,
+        len: i64,
+        attempts: i64,
+        lock_owner: Option<String>,
+        lock_until: Option<i64>,
+        consumed: Option<i64>,
+        sum: i64,
+        execution: i64,
+    }
+    let raw = tx
+        .prepare_cached(
+            "SELECT name, status, output, failure, reason, history_len, attempts, lock_owner, \
+             lock_until, consumed_through, sum, execution FROM instances WHERE id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok((|| {
+                Ok::<_, rusqlite::Error>(Raw {
+                    name: r.get(0)?,
+                    status: r.get(1)?,
+                    output: r.get(2)?,
+                    failure: r.get(3)?,
+                    reason: r.get(4)?,
+                    len: r.get(5)?,
+                    attempts: r.get(6)?,
+                    lock_owner: r.get(7)?,
+                    lock_until: r.get(8)?,
+                    consumed: r.get(9)?,
+                    sum: r.get(10)?,
+                    execution: r.get(11)?,
+                })
+            })())
+        })?
+        .map_err(|e| corrupt(what(), e))?;
+    verify_with(
+        raw.sum,
+        &[raw.len],
+        &[
+            Some(&raw.name),
+            Some(&raw.status),
+            raw.output.as_deref(),
+            raw.failure.as_deref(),
+            raw.reason.as_deref(),
+        ],
+        what,
+    )?;
+    Ok(InstanceRow {
+        status: status_of(&raw.status, id)?,
+        history_len: seq_of(raw.len, what)?,
+        attempts: raw.attempts,
+        held: raw.lock_owner.as_deref() == Some(owner) && raw.lock_until.is_some_and(|t| t > now),
+        consumed_through: raw.consumed.map(|c| seq_of(c, what)).transpose()?,
+        execution: seq_of(raw.execution, what)?,
+        name: raw.name,
+    })
 }
 
 /// The due messages of one instance, oldest first, checked.
