@@ -11,6 +11,7 @@ mod activity;
 mod args;
 mod ast;
 mod check;
+mod entity;
 mod errors;
 mod expand;
 mod orchestrator;
@@ -174,4 +175,14 @@ pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn orchestrator(args: TokenStream, item: TokenStream) -> TokenStream {
     orchestrator::expand(args.into(), item.into()).into()
+}
+
+/// Makes the type of an `impl` block a durable entity: each method taking
+/// `&mut self` (a change) or `&self` (a read) is an operation, applied one at
+/// a time, exactly once, to state stored under a key. The expansion
+/// implements `durable::Entity` and adds `<Type>Ops`, the typed proxy whose
+/// methods are the operations. `name = ".."` pins the stored type name.
+#[proc_macro_attribute]
+pub fn entity(args: TokenStream, item: TokenStream) -> TokenStream {
+    entity::expand(args.into(), item.into()).into()
 }

@@ -243,6 +243,10 @@ impl Store for FaultyStore {
         self.call("purge_finished", |s| s.purge_finished(before, limit))
     }
 
+    fn send(&self, messages: &[durable::store::Outgoing]) -> Result<(), StoreError> {
+        self.call("send", |s| s.send(messages))
+    }
+
     fn list(&self, query: &ListQuery) -> Result<Vec<InstanceStatus>, StoreError> {
         self.call("list", |s| s.list(query))
     }

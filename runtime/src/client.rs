@@ -23,6 +23,9 @@ use crate::waiters::Waiters;
 
 pub use crate::ids::MAX_NAME_LEN;
 
+mod entities;
+pub use entities::{ClientSignal, EntityPage, EntityRef, Signalled};
+
 /// Starts and inspects instances. Cheap to clone; usable from any task.
 #[derive(Clone)]
 pub struct Client {

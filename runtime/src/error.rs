@@ -79,6 +79,23 @@ pub enum Error {
         /// The missing child's stored name.
         child: String,
     },
+    /// An entity type that is not registered with this runtime.
+    #[error(
+        "entity type `{name}` is not registered: add `.entity::<{name}>()` to the runtime builder"
+    )]
+    UnregisteredEntity {
+        /// The entity type's stored name.
+        name: String,
+    },
+    /// An entity's stored state no longer decodes into its type (the code
+    /// changed): it is set aside as it is, never reset.
+    #[error("the state of entity `{id}` does not decode: {reason}; deploy code that reads it, or purge the entity")]
+    EntityState {
+        /// The entity's instance id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
     /// A value did not encode to, or decode from, its stored JSON.
     #[error("{what}: {source}")]
     Payload {

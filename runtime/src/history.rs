@@ -389,6 +389,111 @@ pub enum Event {
         /// The reason given.
         reason: String,
     },
+    /// The orchestrator called an operation of an entity and waits for its
+    /// result.
+    EntityCalled {
+        /// The call's sequence number.
+        seq: u64,
+        /// The entity's instance id (see [`entity_id`]).
+        entity: String,
+        /// The operation's name.
+        op: String,
+        /// The encoded arguments.
+        input: Payload,
+        /// Where in the source the call was made.
+        site: String,
+    },
+    /// The orchestrator signalled an entity (one-way).
+    EntitySignaled {
+        /// The signal's sequence number.
+        seq: u64,
+        /// The entity's instance id.
+        entity: String,
+        /// The operation's name.
+        op: String,
+        /// The encoded arguments.
+        input: Payload,
+        /// When it is to be applied (microseconds since the Unix epoch; 0:
+        /// at once).
+        at: i64,
+        /// Where in the source the signal was sent.
+        site: String,
+    },
+    /// An entity operation the orchestrator called returned.
+    EntityCompleted {
+        /// The call's sequence number.
+        seq: u64,
+        /// The encoded return value (an `Err` included).
+        output: Payload,
+    },
+    /// An entity operation the orchestrator called did not return.
+    EntityFailed {
+        /// The call's sequence number.
+        seq: u64,
+        /// Why.
+        failure: EntityError,
+    },
+    /// The orchestrator asked for the locks of a set of entities (a
+    /// critical section), in the global order.
+    LockRequested {
+        /// The request's sequence number.
+        seq: u64,
+        /// The entities' instance ids, sorted, without duplicates.
+        entities: Vec<String>,
+        /// Where in the source the request was made.
+        site: String,
+    },
+    /// Every lock of the request was granted.
+    LockGranted {
+        /// The request's sequence number.
+        seq: u64,
+    },
+    /// The orchestrator released the locks of its critical section.
+    LocksReleased {
+        /// The release's sequence number.
+        seq: u64,
+        /// The sequence number of the request that locked them.
+        lock: u64,
+        /// The entities released.
+        entities: Vec<String>,
+    },
+    /// A message to an entity: an operation to apply. Entities keep no
+    /// history; this only travels in their queue.
+    Operation {
+        /// The operation's name.
+        op: String,
+        /// The encoded arguments.
+        input: Payload,
+        /// The orchestration waiting for the result, and its call's
+        /// sequence number (`None`: a signal, nobody waits).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<ParentRef>,
+        /// The orchestration that sends it from inside a critical section
+        /// holding this entity's lock.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        holder: Option<String>,
+    },
+    /// A message to an entity: lock it for `holder`, then pass the request
+    /// on to the next entity of the set (the last one tells the holder).
+    LockEntity {
+        /// The orchestration asking.
+        holder: String,
+        /// The sequence number of its request.
+        seq: u64,
+        /// The whole set, sorted.
+        entities: Vec<String>,
+        /// This entity's place in it.
+        index: usize,
+    },
+    /// A message to an entity: `holder` releases the lock its request
+    /// `seq` took (or gives the request up, if it has not reached the
+    /// entity yet: the orchestration ended first).
+    UnlockEntity {
+        /// The orchestration releasing.
+        holder: String,
+        /// The sequence number of its lock request.
+        seq: u64,
+    },
 }
 
 impl Event {
@@ -407,6 +512,10 @@ impl Event {
             self,
             Self::ActivityScheduled { .. }
                 | Self::ChildScheduled { .. }
+                | Self::EntityCalled { .. }
+                | Self::EntitySignaled { .. }
+                | Self::LockRequested { .. }
+                | Self::LocksReleased { .. }
                 | Self::TimerCreated { .. }
                 | Self::SideEffect { .. }
                 | Self::Completed { .. }
@@ -456,6 +565,54 @@ impl fmt::Display for ChildFailure {
             ),
         }
     }
+}
+
+/// Why an entity operation an orchestrator called did not return.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum EntityError {
+    /// The operation panicked; its change was rolled back.
+    Panicked(String),
+    /// The arguments did not decode into the operation's, the operation is
+    /// not one of the entity's, or its result could not be encoded.
+    BadInput(String),
+    /// The entity's stored state no longer decodes into its type (the
+    /// code changed): it is set aside, not reset.
+    BadState(String),
+    /// No entity type of that name is registered with the runtime that
+    /// took the message.
+    Unregistered(String),
+}
+
+impl fmt::Display for EntityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Panicked(msg) => write!(f, "the operation panicked: {msg}"),
+            Self::BadInput(msg) => write!(f, "the operation was refused: {msg}"),
+            Self::BadState(msg) => write!(f, "the entity's state does not decode: {msg}"),
+            Self::Unregistered(msg) => write!(f, "{msg}"),
+        }
+    }
+}
+
+/// The stored-name prefix that marks an entity type (`@Account`): entity
+/// instances live beside orchestrations and never share a name with one.
+pub const ENTITY_PREFIX: char = '@';
+
+/// The instance id of the entity of type `name` (its stored name, without
+/// the prefix) with `key`: `@Account@acct-7`.
+pub fn entity_id(name: &str, key: &str) -> String {
+    format!("{ENTITY_PREFIX}{name}{ENTITY_PREFIX}{key}")
+}
+
+/// The stored name of entity type `name` as its instances carry it.
+pub fn entity_type_name(name: &str) -> String {
+    format!("{ENTITY_PREFIX}{name}")
+}
+
+/// Whether an instance's stored name is an entity type's.
+pub fn is_entity_name(name: &str) -> bool {
+    name.starts_with(ENTITY_PREFIX)
 }
 
 /// An event as stored: its place in the history and the turn it belongs to.

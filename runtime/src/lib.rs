@@ -52,6 +52,7 @@ pub mod store;
 mod activity;
 mod combinator;
 mod context;
+pub mod entity;
 mod orchestrator;
 mod registry;
 mod replay;
@@ -67,15 +68,19 @@ mod runtime;
 
 pub use activity::{Activity, ActivityError, ActivityInfo, BoxFuture, Never, Retryable};
 pub use bytes::Bytes;
-pub use client::{Client, Handle, IfExists, Page, Query, StartOptions, MAX_NAME_LEN};
+pub use client::{
+    Client, ClientSignal, EntityPage, EntityRef, Handle, IfExists, Page, Query, Signalled,
+    StartOptions, MAX_NAME_LEN,
+};
 pub use combinator::{join, join_all, select, select_all, Either, JoinAll};
 pub use context::{
-    ActivityCall, ChildCall, ChildError, Context, ContinueAsNew, EventDataError, EventWait, Timer,
-    TryEventWait,
+    ActivityCall, ChildCall, ChildError, Context, ContinueAsNew, EntityCall, EntityLock,
+    EventDataError, EventWait, LockWait, Timer, TryEventWait,
 };
-pub use durable_macros::{activity, orchestrator};
+pub use durable_macros::{activity, entity, orchestrator};
+pub use entity::{Entity, EntityContext, EntityId};
 pub use error::Error;
-pub use history::{ChildFailure, Failure, FailureKind, RuntimeStatus};
+pub use history::{ChildFailure, EntityError, Failure, FailureKind, RuntimeStatus};
 pub use orchestrator::Orchestrator;
 pub use retry::RetryPolicy;
 pub use runtime::{Builder, Runtime};

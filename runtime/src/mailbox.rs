@@ -44,6 +44,7 @@ pub(crate) struct Assigned {
 pub(crate) struct ToDispatcher {
     messages: mpsc::Sender<Handed>,
     wake: Arc<Notify>,
+    entities: Arc<Notify>,
 }
 
 /// Room for one message in the dispatcher's inbox, taken before the
@@ -71,6 +72,11 @@ impl ToDispatcher {
         self.wake.notify_one();
     }
 
+    /// Wakes the entity dispatcher: messages for entities are in the store.
+    pub(crate) fn wake_entities(&self) {
+        self.entities.notify_one();
+    }
+
     /// Whether `room` holds a place (the message will be handed over).
     pub(crate) fn has_place(room: &Room) -> bool {
         room.0.is_some()
@@ -93,6 +99,8 @@ pub(crate) struct Inbox {
     pub(crate) messages: mpsc::Receiver<Handed>,
     pub(crate) completions: mpsc::UnboundedReceiver<Completed>,
     pub(crate) wake: Arc<Notify>,
+    /// Wakes the entity dispatcher.
+    pub(crate) entities: Arc<Notify>,
 }
 
 /// The worker's ends: tasks in, results out, settled leases back.
@@ -155,16 +163,19 @@ pub(crate) fn mailboxes(inbox_capacity: usize, slots: usize) -> Mailboxes {
     let (settled_tx, settled_rx) = mpsc::unbounded_channel();
     let wake = Arc::new(Notify::new());
     let worker_wake = Arc::new(Notify::new());
+    let entities = Arc::new(Notify::new());
     let slots = Arc::new(Semaphore::new(slots));
     Mailboxes {
         to_dispatcher: ToDispatcher {
             messages: msg_tx,
             wake: Arc::clone(&wake),
+            entities: Arc::clone(&entities),
         },
         inbox: Inbox {
             messages: msg_rx,
             completions: res_rx,
             wake,
+            entities,
         },
         to_worker: ToWorker {
             tasks: task_tx,

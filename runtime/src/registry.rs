@@ -22,6 +22,15 @@ type StartFn =
 /// Runs one activity attempt on its encoded input; outputs over the limit fail.
 type RunFn = dyn Fn(&Payload, usize) -> BoxFuture<Result<Payload, ActivityFailure>> + Send + Sync;
 
+/// Loads one entity of a registered type for a turn.
+pub(crate) type LoadFn = dyn Fn(
+        &str,
+        Option<&Payload>,
+        usize,
+    ) -> Result<Box<dyn crate::entity::Live>, crate::history::EntityError>
+    + Send
+    + Sync;
+
 pub(crate) struct OrchestratorEntry {
     pub(crate) start: Box<StartFn>,
     pub(crate) activities: Vec<&'static str>,
@@ -32,6 +41,8 @@ pub(crate) struct OrchestratorEntry {
 pub(crate) struct Registry {
     orchestrators: HashMap<&'static str, OrchestratorEntry>,
     activities: HashMap<&'static str, Arc<RunFn>>,
+    /// Entity types, by stored name with its prefix (`@Account`).
+    entities: HashMap<String, Box<LoadFn>>,
     /// Names registered twice, reported when the runtime starts.
     duplicates: Vec<&'static str>,
     /// The largest payload, in bytes of JSON, anything may produce: set
@@ -44,6 +55,7 @@ impl Default for Registry {
         Self {
             orchestrators: HashMap::new(),
             activities: HashMap::new(),
+            entities: HashMap::new(),
             duplicates: Vec::new(),
             max_payload: DEFAULT_MAX_PAYLOAD,
         }
@@ -125,6 +137,30 @@ impl Registry {
         if self.activities.insert(A::NAME, Arc::new(run)).is_some() {
             self.duplicates.push(A::NAME);
         }
+    }
+
+    pub(crate) fn add_entity<T: crate::entity::Entity>(&mut self) {
+        let name = crate::history::entity_type_name(T::NAME);
+        if self
+            .entities
+            .insert(name, Box::new(crate::entity::load::<T>))
+            .is_some()
+        {
+            self.duplicates.push(T::NAME);
+        }
+    }
+
+    /// The loader of an entity type, by stored name with its prefix.
+    pub(crate) fn entity(&self, type_name: &str) -> Option<&LoadFn> {
+        self.entities.get(type_name).map(AsRef::as_ref)
+    }
+
+    /// The stored names (with their prefix) of the registered entity
+    /// types, sorted.
+    pub(crate) fn entity_names(&self) -> Vec<String> {
+        let mut names: Vec<_> = self.entities.keys().cloned().collect();
+        names.sort_unstable();
+        names
     }
 
     /// Checks the registrations: no name twice, every known callee present.

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::activity::Activity;
 use crate::client::{Client, ClientParts};
 use crate::config::Config;
-use crate::dispatcher::Dispatcher;
+use crate::dispatcher::{Dispatcher, EntityDispatcher};
 use crate::error::Error;
 use crate::mailbox::{mailboxes, ToDispatcher};
 use crate::orchestrator::Orchestrator;
@@ -112,6 +112,13 @@ impl Builder {
     /// Registers an orchestrator this runtime runs.
     pub fn orchestrator<O: Orchestrator>(mut self, orchestrator: O) -> Self {
         self.registry.add_orchestrator(orchestrator);
+        self
+    }
+
+    /// Registers an entity type this runtime applies operations to (made
+    /// with `#[durable::entity]`): `.entity::<Account>()`.
+    pub fn entity<T: crate::entity::Entity>(mut self) -> Self {
+        self.registry.add_entity::<T>();
         self
     }
 
@@ -294,6 +301,14 @@ impl Builder {
             draining: draining.clone(),
             cancels: std::sync::Mutex::default(),
         };
+        let entities = EntityDispatcher {
+            store: store.clone(),
+            registry: Arc::clone(&registry),
+            config: config.clone(),
+            wake: Arc::clone(&boxes.inbox.entities),
+            orchestrations: ToDispatcher::clone(&boxes.to_dispatcher),
+            stop: draining.clone(),
+        };
         let dispatcher = Dispatcher {
             store: store.clone(),
             registry: Arc::clone(&registry),
@@ -315,6 +330,7 @@ impl Builder {
         };
         let worker_task = tokio::spawn(supervise("activity worker", Box::pin(worker.run())));
         let dispatcher_task = tokio::spawn(supervise("dispatcher", Box::pin(dispatcher.run())));
+        let entity_task = tokio::spawn(supervise("entity dispatcher", Box::pin(entities.run())));
         Ok(Runtime {
             client: ClientParts {
                 store: store.clone(),
@@ -331,6 +347,7 @@ impl Builder {
             stop_all,
             worker_task: Some(worker_task),
             dispatcher_task: Some(dispatcher_task),
+            entity_task: Some(entity_task),
             threads: Some(threads),
         })
     }
@@ -368,6 +385,7 @@ pub struct Runtime {
     stop_all: Arc<(Trigger, Trigger)>,
     worker_task: Option<JoinHandle<()>>,
     dispatcher_task: Option<JoinHandle<()>>,
+    entity_task: Option<JoinHandle<()>>,
     threads: Option<tokio::runtime::Runtime>,
 }
 
@@ -427,6 +445,9 @@ impl Runtime {
         if let Some(w) = self.worker_task.take() {
             let _ = w.await;
         }
+        if let Some(e) = self.entity_task.take() {
+            let _ = e.await;
+        }
         self.stop_all.1.fire();
         if let Some(d) = self.dispatcher_task.take() {
             let _ = d.await;
@@ -441,9 +462,13 @@ impl Drop for Runtime {
         self.stop_all.0.fire();
         self.stop_all.1.fire();
         let stopped_early = self.dispatcher_task.is_some();
-        for task in [self.worker_task.take(), self.dispatcher_task.take()]
-            .into_iter()
-            .flatten()
+        for task in [
+            self.worker_task.take(),
+            self.dispatcher_task.take(),
+            self.entity_task.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             task.abort();
         }

@@ -18,6 +18,7 @@ const LAYERS: &[&[&str]] = &[
         "activity",
         "combinator",
         "context",
+        "entity",
         "orchestrator",
         "registry",
         "replay",

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::{lock, Completion, State};
 use crate::activity::{Activity, ActivityError};
-use crate::history::{ActivityFailure, ChildFailure, Failure, FailureKind};
+use crate::history::{ActivityFailure, ChildFailure, EntityError, Failure, FailureKind};
 
 /// The part every operation future shares: wait for the completion with
 /// this sequence number.
@@ -138,7 +138,7 @@ impl<A: Activity> Future for ActivityCall<A> {
             Completion::Activity(Err(ActivityFailure::TimedOut(m))) => {
                 Ok(Err(ActivityError::TimedOut(m)))
             }
-            Completion::Timer | Completion::Child(_) => {
+            Completion::Timer | Completion::Lock | Completion::Child(_) | Completion::Entity(_) => {
                 st.fail(Failure::new(
                     FailureKind::Nondeterminism,
                     format!("step {seq}: an activity call received another operation's completion"),
@@ -195,10 +195,16 @@ impl Future for Timer {
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
         match self.op.poll_completion(cx) {
             Poll::Ready((Completion::Timer, _)) => Poll::Ready(()),
-            Poll::Ready((Completion::Activity(_) | Completion::Child(_), mut st)) => {
+            Poll::Ready((
+                Completion::Activity(_)
+                | Completion::Child(_)
+                | Completion::Entity(_)
+                | Completion::Lock,
+                mut st,
+            )) => {
                 st.fail(Failure::new(
                     FailureKind::Nondeterminism,
-                    "a timer received an activity's completion",
+                    "a timer received another operation's completion",
                 ));
                 Poll::Pending
             }
@@ -430,7 +436,10 @@ impl<T: DeserializeOwned> Future for ChildCall<T> {
                 };
             }
             Completion::Child(Err(failure)) => failure,
-            Completion::Activity(_) | Completion::Timer => {
+            Completion::Activity(_)
+            | Completion::Timer
+            | Completion::Lock
+            | Completion::Entity(_) => {
                 st.fail(Failure::new(
                     FailureKind::Nondeterminism,
                     format!(
@@ -445,5 +454,110 @@ impl<T: DeserializeOwned> Future for ChildCall<T> {
             ChildFailure::Terminated(reason) => ChildError::Terminated(reason),
             ChildFailure::IdTaken(id) => ChildError::IdTaken(id),
         }))
+    }
+}
+
+/// An entity operation in flight, resolving to the operation's return value
+/// `R` (an `Err` of the operation included); see
+/// [`Context::entity`](crate::Context::entity).
+#[must_use = "a durable future does nothing unless awaited"]
+pub struct EntityCall<R> {
+    op: OpWait,
+    name: &'static str,
+    _output: PhantomData<fn() -> R>,
+}
+
+impl<R> EntityCall<R> {
+    pub(super) fn new(op: OpWait, name: &'static str) -> Self {
+        Self {
+            op,
+            name,
+            _output: PhantomData,
+        }
+    }
+}
+
+impl<R: DeserializeOwned> Future for EntityCall<R> {
+    type Output = Result<R, EntityError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let (seq, name) = (self.op.seq, self.name);
+        let (completion, mut st) = match self.op.poll_completion(cx) {
+            Poll::Ready(r) => r,
+            Poll::Pending => return Poll::Pending,
+        };
+        match completion {
+            Completion::Entity(Ok(out)) => {
+                match out.decode::<R>(&format!("the result of entity operation `{name}`")) {
+                    Ok(v) => Poll::Ready(Ok(v)),
+                    Err(e) => {
+                        st.fail(Failure::new(FailureKind::Payload, e.to_string()));
+                        Poll::Pending
+                    }
+                }
+            }
+            Completion::Entity(Err(e)) => Poll::Ready(Err(e)),
+            Completion::Activity(_)
+            | Completion::Timer
+            | Completion::Lock
+            | Completion::Child(_) => {
+                st.fail(Failure::new(
+                    FailureKind::Nondeterminism,
+                    format!("step {seq}: an entity call received another operation's completion"),
+                ));
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// A critical section being entered: resolves once every entity asked for
+/// is locked to this orchestration; see [`Context::lock`](crate::Context::lock).
+#[must_use = "a durable future does nothing unless awaited"]
+pub struct LockWait {
+    op: OpWait,
+    ctx: super::Context,
+}
+
+impl LockWait {
+    pub(super) fn new(op: OpWait, ctx: super::Context) -> Self {
+        Self { op, ctx }
+    }
+}
+
+impl Future for LockWait {
+    type Output = EntityLock;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<EntityLock> {
+        let ctx = self.ctx.clone();
+        match self.op.poll_completion(cx) {
+            Poll::Ready((Completion::Lock, _)) => Poll::Ready(EntityLock { ctx }),
+            Poll::Ready((_, mut st)) => {
+                st.fail(Failure::new(
+                    FailureKind::Nondeterminism,
+                    "a lock request received another operation's completion",
+                ));
+                Poll::Pending
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// The locks of a critical section, held until [`EntityLock::release`] or
+/// the end of the orchestration (completed, failed, terminated or continued
+/// as new), whichever comes first. Dropping it does not release them.
+#[derive(Debug)]
+#[must_use = "locks are held until released or the orchestration ends"]
+pub struct EntityLock {
+    ctx: super::Context,
+}
+
+impl EntityLock {
+    /// Releases every lock of the critical section: the entities take
+    /// other callers' operations again.
+    #[track_caller]
+    pub fn release(self) {
+        self.ctx.unlock_entities(std::panic::Location::caller());
     }
 }

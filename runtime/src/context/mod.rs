@@ -18,8 +18,8 @@ mod futures;
 
 use futures::OpWait;
 pub use futures::{
-    ActivityCall, ChildCall, ChildError, ContinueAsNew, EventDataError, EventWait, Timer,
-    TryEventWait,
+    ActivityCall, ChildCall, ChildError, ContinueAsNew, EntityCall, EntityLock, EventDataError,
+    EventWait, LockWait, Timer, TryEventWait,
 };
 
 use crate::activity::Activity;
@@ -33,6 +33,10 @@ pub(crate) enum OpKind {
     Child,
     Timer,
     SideEffect,
+    EntityCall,
+    EntitySignal,
+    Lock,
+    Unlock,
 }
 
 impl fmt::Display for OpKind {
@@ -42,6 +46,10 @@ impl fmt::Display for OpKind {
             Self::Child => "child orchestration",
             Self::Timer => "timer",
             Self::SideEffect => "side effect",
+            Self::EntityCall => "entity operation",
+            Self::EntitySignal => "entity signal",
+            Self::Lock => "entity lock",
+            Self::Unlock => "entity unlock",
         })
     }
 }
@@ -84,6 +92,35 @@ pub(crate) enum Action {
         value: Payload,
         site: String,
     },
+    EntityCall {
+        seq: u64,
+        entity: String,
+        op: &'static str,
+        input: Payload,
+        /// Sent from inside a critical section holding the entity.
+        holder: bool,
+        site: String,
+    },
+    EntitySignal {
+        seq: u64,
+        entity: String,
+        op: &'static str,
+        input: Payload,
+        at: i64,
+        holder: bool,
+        site: String,
+    },
+    Lock {
+        seq: u64,
+        entities: Vec<String>,
+        site: String,
+    },
+    Unlock {
+        seq: u64,
+        /// The request's sequence number.
+        lock: u64,
+        entities: Vec<String>,
+    },
 }
 
 /// How a durable operation ended, as delivered to its future.
@@ -91,6 +128,8 @@ pub(crate) enum Action {
 pub(crate) enum Completion {
     Activity(Result<Payload, ActivityFailure>),
     Child(Result<Payload, ChildFailure>),
+    Entity(Result<Payload, history::EntityError>),
+    Lock,
     Timer,
 }
 
@@ -133,6 +172,9 @@ pub(crate) struct State {
     pub(crate) dropped_timers: Vec<u64>,
     /// Activity calls whose futures were dropped before they completed.
     pub(crate) dropped_calls: Vec<u64>,
+    /// Critical sections asked for and not released, by the request's
+    /// sequence number: the entities, and whether they are all held.
+    pub(crate) locks: std::collections::BTreeMap<u64, (Vec<String>, bool)>,
 }
 
 impl State {
@@ -158,6 +200,7 @@ impl State {
             continue_as_new: None,
             dropped_timers: Vec::new(),
             dropped_calls: Vec::new(),
+            locks: std::collections::BTreeMap::new(),
         }
     }
 
@@ -242,6 +285,21 @@ impl State {
         let seq = self.next_seq;
         self.next_seq += 1;
         seq
+    }
+
+    /// A lock request was granted: its entities are held from now on.
+    pub(crate) fn grant(&mut self, seq: u64) {
+        if let Some((_, granted)) = self.locks.get_mut(&seq) {
+            *granted = true;
+        }
+        self.deliver(seq, Completion::Lock);
+    }
+
+    /// Whether the instance holds `entity` locked.
+    fn holds(&self, entity: &str) -> bool {
+        self.locks
+            .values()
+            .any(|(entities, granted)| *granted && entities.iter().any(|e| e == entity))
     }
 
     /// Hands an operation's result to its future.
@@ -653,5 +711,124 @@ impl Context {
     /// that the orchestrator can answer with an error of its own.
     pub fn try_wait_event<T: DeserializeOwned>(&self, name: impl Into<String>) -> TryEventWait<T> {
         TryEventWait(EventWait::new(self.state.clone(), name.into()))
+    }
+    /// Calls operation `op` of entity `entity` with encoded `args` (the
+    /// entity module owns the typed entry points).
+    pub(crate) fn call_entity<R>(
+        &self,
+        entity: String,
+        op: &'static str,
+        args: Result<Payload, history::PayloadError>,
+        loc: &Location<'_>,
+    ) -> EntityCall<R> {
+        let mut st = lock(&self.state);
+        let holder = st.holds(&entity);
+        let seq = match args {
+            Ok(input) => st.schedule(OpKind::EntityCall, op, loc, |seq, site| {
+                Action::EntityCall {
+                    seq,
+                    entity,
+                    op,
+                    input,
+                    holder,
+                    site,
+                }
+            }),
+            Err(e) => {
+                st.fail(Failure::new(FailureKind::Payload, e.to_string()));
+                u64::MAX
+            }
+        };
+        drop(st);
+        EntityCall::new(OpWait::new(self.state.clone(), seq), op)
+    }
+
+    /// Signals operation `op` of entity `entity` (one-way), due at `at`
+    /// (0: at once).
+    pub(crate) fn signal_entity(
+        &self,
+        entity: String,
+        op: &'static str,
+        args: Result<Payload, history::PayloadError>,
+        at: i64,
+        loc: &Location<'_>,
+    ) {
+        let mut st = lock(&self.state);
+        let holder = st.holds(&entity);
+        match args {
+            Ok(input) => {
+                st.schedule(OpKind::EntitySignal, op, loc, |seq, site| {
+                    Action::EntitySignal {
+                        seq,
+                        entity,
+                        op,
+                        input,
+                        at,
+                        holder,
+                        site,
+                    }
+                });
+            }
+            Err(e) => st.fail(Failure::new(FailureKind::Payload, e.to_string())),
+        }
+    }
+
+    /// Encodes an entity operation's arguments under the payload limit.
+    pub(crate) fn encode_args<A: serde::Serialize>(
+        &self,
+        args: &A,
+        op: &str,
+    ) -> Result<Payload, history::PayloadError> {
+        let limit = lock(&self.state).max_payload;
+        Payload::encode(
+            args,
+            &format!("the arguments of entity operation `{op}`"),
+            limit,
+        )
+    }
+
+    /// Fails the instance with a payload failure saying `why`.
+    pub(crate) fn refuse(&self, why: String) {
+        lock(&self.state).fail(Failure::new(FailureKind::Payload, why));
+    }
+
+    /// Asks for the locks of `entities` (sorted, without duplicates).
+    pub(crate) fn lock_entities(&self, entities: Vec<String>, loc: &Location<'_>) -> LockWait {
+        let mut st = lock(&self.state);
+        let refused = if entities.is_empty() {
+            Some("a critical section needs at least one entity".to_owned())
+        } else if !st.locks.is_empty() {
+            Some(
+                "a critical section cannot be entered while another is held: release it first"
+                    .to_owned(),
+            )
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            st.fail(Failure::new(FailureKind::Payload, why));
+        }
+        let wanted = entities.clone();
+        let seq = st.schedule(OpKind::Lock, "lock", loc, |seq, site| Action::Lock {
+            seq,
+            entities,
+            site,
+        });
+        st.locks.insert(seq, (wanted, false));
+        drop(st);
+        LockWait::new(OpWait::new(self.state.clone(), seq), self.clone())
+    }
+
+    /// Releases every lock the instance holds.
+    pub(crate) fn unlock_entities(&self, loc: &Location<'_>) {
+        let mut st = lock(&self.state);
+        let Some((lock_seq, (entities, _))) = st.locks.pop_first() else {
+            return;
+        };
+        st.schedule(OpKind::Unlock, "unlock", loc, |seq, _| Action::Unlock {
+            seq,
+            lock: lock_seq,
+            entities,
+        });
     }
 }

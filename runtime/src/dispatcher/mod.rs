@@ -7,6 +7,7 @@
 //! process to take.
 
 mod cache;
+mod entities;
 mod replays;
 mod round;
 mod turns;
@@ -25,6 +26,7 @@ use crate::store::{InstanceWork, Names, StoreError, TaskOutcome, TaskResult};
 use crate::waiters::Waiters;
 
 use cache::Cache;
+pub(crate) use entities::EntityDispatcher;
 use replays::Replays;
 
 /// How long to back off after a store error before trying again.

@@ -12,17 +12,19 @@ use super::turns::{self, Job, Ran, Turns};
 use super::{send_to_store, Dispatcher};
 use crate::context::Action;
 use crate::history::{
-    now_micros, Event, Failure, FailureKind, HistoryRecord, ParentRef, RuntimeStatus,
+    now_micros, Event, Failure, FailureKind, HistoryRecord, ParentRef, Payload, RuntimeStatus,
 };
 use crate::mailbox::{Assigned, Completed, Handed, ToWorker};
 use crate::policy::{self, Poison};
 use crate::registry::Registry;
-use crate::replay::{children_reason, ending_messages, Execution, Outcome, Parked, Turn};
+use crate::replay::{
+    children_reason, ending_messages, open_locks, unlock_messages, Execution, Outcome, Parked, Turn,
+};
 use crate::shutdown::Shutdown;
 use crate::store::handle::StoreHandle;
 use crate::store::{
-    CommitOutcome, InstanceWork, LeasedTask, NewInstance, NewMessage, NewTask, Progress, Restart,
-    StatusUpdate, StoreError, TaskOutcome, TaskResult, TurnCommit,
+    CommitOutcome, InstanceWork, LeasedTask, NewInstance, NewMessage, NewTask, Outgoing, Progress,
+    Restart, StatusUpdate, StoreError, TaskOutcome, TaskResult, TurnCommit,
 };
 use crate::waiters::Waiters;
 
@@ -69,6 +71,8 @@ pub(super) struct Round<'a> {
     registry: &'a Arc<Registry>,
     worker: &'a ToWorker,
     waiters: &'a Waiters,
+    /// Wakes the entity dispatcher: a turn sent entities messages.
+    entities: &'a tokio::sync::Notify,
     poison: Poison,
     lock: Duration,
     lease: Duration,
@@ -111,6 +115,7 @@ impl<'a> Round<'a> {
             registry: &d.registry,
             worker: &d.worker,
             waiters: &d.waiters,
+            entities: &d.inbox.entities,
             poison: Poison {
                 after: d.config.poison_after,
             },
@@ -392,6 +397,7 @@ impl<'a> Round<'a> {
                     attempts,
                     consumed_through: through,
                     messages: consumed.into_iter().zip(messages).collect(),
+                    output: None,
                     damage: None,
                 };
                 replays.hold(&id, work, completions);
@@ -658,6 +664,9 @@ async fn end_without_code(
             _ => None,
         });
         commit.sends = ending_messages(parent.as_ref(), &outcome);
+        commit
+            .sends
+            .extend(unlock_messages(id, open_locks(&history).into_iter()));
     }
     // What the turn consumed is recorded (never delivered to the code), then
     // the end: nothing a client was told is queued disappears.
@@ -694,6 +703,7 @@ impl Round<'_> {
             pending,
             stuck,
             mut to_store,
+            entities,
             ..
         } = self;
         let mut look_again = false;
@@ -719,7 +729,11 @@ impl Round<'_> {
                         committed_any = true;
                         // New children and messages to other instances are in
                         // the store now: look for them at once.
-                        look_again |= !commit.children.is_empty() || !commit.sends.is_empty();
+                        look_again |= !commit.children.is_empty()
+                            || commit.sends.iter().any(|s| s.entity.is_none());
+                        if commit.sends.iter().any(|s| s.entity.is_some()) {
+                            entities.notify_one();
+                        }
                         worker.settle(p.completions.iter().map(|c| c.task));
                         unsent.extend(hand_over(worker, &commit, tasks, p.slots));
                         for m in &commit.messages {
@@ -894,6 +908,29 @@ fn load(
     Loaded::Rebuilding
 }
 
+/// An operation message from orchestration `id` to an entity.
+fn operation(
+    id: &str,
+    entity: String,
+    op: &str,
+    input: Payload,
+    reply_seq: Option<u64>,
+    holder: bool,
+    at: i64,
+) -> Outgoing {
+    let type_name = crate::entity::type_of(&entity).to_owned();
+    let event = Event::Operation {
+        op: op.to_owned(),
+        input,
+        reply_to: reply_seq.map(|seq| ParentRef {
+            id: id.to_owned(),
+            seq,
+        }),
+        holder: holder.then(|| id.to_owned()),
+    };
+    Outgoing::to_entity(entity, type_name, event, at)
+}
+
 fn to_commit(id: &str, expected_len: u64, consumed: Vec<u64>, turn: Turn, now: i64) -> TurnCommit {
     let mut commit = TurnCommit::new(id, expected_len);
     let finished = turn.outcome.is_some();
@@ -927,9 +964,46 @@ fn to_commit(id: &str, expected_len: u64, consumed: Vec<u64>, turn: Turn, now: i
             }
             // Recorded in history; nothing to run.
             Action::SideEffect { .. } => {}
+            Action::EntityCall {
+                seq,
+                entity,
+                op,
+                input,
+                holder,
+                ..
+            } => commit
+                .sends
+                .push(operation(id, entity, op, input, Some(seq), holder, 0)),
+            Action::EntitySignal {
+                entity,
+                op,
+                input,
+                at,
+                holder,
+                ..
+            } => commit
+                .sends
+                .push(operation(id, entity, op, input, None, holder, at)),
+            Action::Lock { seq, entities, .. } => {
+                if let Some(first) = entities.first().cloned() {
+                    let type_name = crate::entity::type_of(&first).to_owned();
+                    let event = Event::LockEntity {
+                        holder: id.to_owned(),
+                        seq,
+                        entities,
+                        index: 0,
+                    };
+                    commit
+                        .sends
+                        .push(Outgoing::to_entity(first, type_name, event, 0));
+                }
+            }
+            Action::Unlock { lock, entities, .. } => commit
+                .sends
+                .extend(unlock_messages(id, std::iter::once((lock, entities)))),
         }
     }
-    commit.sends = turn.sends;
+    commit.sends.extend(turn.sends);
     commit.cancel_timers = turn.cancel_timers;
     commit.cancel_tasks = turn.cancel_calls;
     commit.status = Some(match turn.outcome {

@@ -85,6 +85,47 @@ pub(crate) fn ending_messages(parent: Option<&ParentRef>, outcome: &Outcome) -> 
     vec![Outgoing::to_parent(parent.id.clone(), event)]
 }
 
+/// What an instance that ends tells the entities of its critical sections,
+/// given each lock request's sequence number and entities: every lock it
+/// holds is released, every request still on its way is given up.
+pub(crate) fn unlock_messages(
+    holder: &str,
+    locks: impl Iterator<Item = (u64, Vec<String>)>,
+) -> Vec<Outgoing> {
+    locks
+        .flat_map(|(seq, entities)| {
+            entities.into_iter().map(move |entity| {
+                let type_name = crate::entity::type_of(&entity).to_owned();
+                let event = Event::UnlockEntity {
+                    holder: holder.to_owned(),
+                    seq,
+                };
+                Outgoing::to_entity(entity, type_name, event, 0)
+            })
+        })
+        .collect()
+}
+
+/// The lock requests an instance's history leaves unreleased: what its
+/// ending must let go (see [`unlock_messages`]).
+pub(crate) fn open_locks(history: &[HistoryRecord]) -> Vec<(u64, Vec<String>)> {
+    let mut open = std::collections::BTreeMap::new();
+    for rec in history {
+        match &rec.event {
+            Event::LockRequested { seq, entities, .. } => {
+                open.insert(*seq, entities.clone());
+            }
+            Event::LocksReleased { lock, .. } => {
+                open.remove(lock);
+            }
+            // An execution continued as new let go of everything.
+            Event::Started { .. } => open.clear(),
+            _ => {}
+        }
+    }
+    open.into_iter().collect()
+}
+
 /// The reason a terminated instance's children are terminated with.
 pub(crate) fn children_reason(id: &str, reason: &str) -> String {
     format!(
@@ -229,6 +270,45 @@ impl Execution {
                                 name: "side_effect".to_owned(),
                                 site: site.clone(),
                                 value: Some(value.clone()),
+                            },
+                        );
+                    }
+                    Event::EntityCalled { seq, op, site, .. }
+                    | Event::EntitySignaled { seq, op, site, .. } => {
+                        let kind = if matches!(rec.event, Event::EntityCalled { .. }) {
+                            OpKind::EntityCall
+                        } else {
+                            OpKind::EntitySignal
+                        };
+                        st.recorded.insert(
+                            *seq,
+                            Recorded {
+                                kind,
+                                name: op.clone(),
+                                site: site.clone(),
+                                value: None,
+                            },
+                        );
+                    }
+                    Event::LockRequested { seq, site, .. } => {
+                        st.recorded.insert(
+                            *seq,
+                            Recorded {
+                                kind: OpKind::Lock,
+                                name: "lock".to_owned(),
+                                site: site.clone(),
+                                value: None,
+                            },
+                        );
+                    }
+                    Event::LocksReleased { seq, .. } => {
+                        st.recorded.insert(
+                            *seq,
+                            Recorded {
+                                kind: OpKind::Unlock,
+                                name: "unlock".to_owned(),
+                                site: "an earlier release".to_owned(),
+                                value: None,
                             },
                         );
                     }
@@ -411,6 +491,54 @@ impl Execution {
                     value: value.clone(),
                     site: site.clone(),
                 }),
+                Action::EntityCall {
+                    seq,
+                    entity,
+                    op,
+                    input,
+                    site,
+                    ..
+                } => events.push(Event::EntityCalled {
+                    seq: *seq,
+                    entity: entity.clone(),
+                    op: (*op).to_owned(),
+                    input: input.clone(),
+                    site: site.clone(),
+                }),
+                Action::EntitySignal {
+                    seq,
+                    entity,
+                    op,
+                    input,
+                    at,
+                    site,
+                    ..
+                } => events.push(Event::EntitySignaled {
+                    seq: *seq,
+                    entity: entity.clone(),
+                    op: (*op).to_owned(),
+                    input: input.clone(),
+                    at: *at,
+                    site: site.clone(),
+                }),
+                Action::Lock {
+                    seq,
+                    entities,
+                    site,
+                } => events.push(Event::LockRequested {
+                    seq: *seq,
+                    entities: entities.clone(),
+                    site: site.clone(),
+                }),
+                Action::Unlock {
+                    seq,
+                    lock,
+                    entities,
+                } => events.push(Event::LocksReleased {
+                    seq: *seq,
+                    lock: *lock,
+                    entities: entities.clone(),
+                }),
             }
         }
         let actions = match &outcome {
@@ -444,6 +572,9 @@ impl Execution {
                     .filter(|a| match a {
                         Action::Activity { name, .. } => registry.has_activity(name),
                         Action::Child { name, .. } => registry.has_orchestrator(name),
+                        // Signals and releases go out; a call or a lock
+                        // request nobody will wait for does not.
+                        Action::EntitySignal { .. } | Action::Unlock { .. } => true,
                         _ => false,
                     })
                     .collect()
@@ -455,9 +586,21 @@ impl Execution {
         Ok(turn)
     }
 
-    /// The messages an ending sends: the parent learns how its child ended.
+    /// The messages an ending sends: the parent learns how its child
+    /// ended, and the entities it holds or asked to lock are let go.
     fn endings(&self, outcome: Option<&Outcome>) -> Vec<Outgoing> {
-        outcome.map_or_else(Vec::new, |o| ending_messages(self.parent.as_ref(), o))
+        let Some(o) = outcome else {
+            return Vec::new();
+        };
+        let mut sends = ending_messages(self.parent.as_ref(), o);
+        let locks = std::mem::take(&mut lock(&self.state).locks);
+        sends.extend(unlock_messages(
+            &self.instance_id,
+            locks
+                .into_iter()
+                .map(|(seq, (entities, _))| (seq, entities)),
+        ));
+        sends
     }
 
     /// The turn's outcome if the orchestrator asked to continue as new.
@@ -564,6 +707,13 @@ impl Execution {
                 lock(&self.state).deliver(*seq, Completion::Child(Err(failure.clone())));
             }
             Event::TimerFired { seq } => lock(&self.state).deliver(*seq, Completion::Timer),
+            Event::EntityCompleted { seq, output } => {
+                lock(&self.state).deliver(*seq, Completion::Entity(Ok(output.clone())));
+            }
+            Event::EntityFailed { seq, failure } => {
+                lock(&self.state).deliver(*seq, Completion::Entity(Err(failure.clone())));
+            }
+            Event::LockGranted { seq } => lock(&self.state).grant(*seq),
             Event::EventRaised { name, data } => {
                 lock(&self.state).deliver_event(name.clone(), data.clone());
             }
@@ -576,7 +726,14 @@ impl Execution {
             | Event::TimerCreated { .. }
             | Event::SideEffect { .. }
             | Event::Completed { .. }
-            | Event::Failed { .. } => {}
+            | Event::Failed { .. }
+            | Event::EntityCalled { .. }
+            | Event::EntitySignaled { .. }
+            | Event::LockRequested { .. }
+            | Event::LocksReleased { .. }
+            | Event::Operation { .. }
+            | Event::LockEntity { .. }
+            | Event::UnlockEntity { .. } => {}
         }
         Ok(())
     }

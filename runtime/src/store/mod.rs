@@ -192,6 +192,9 @@ pub struct InstanceWork {
     pub consumed_through: Option<u64>,
     /// The due messages, in sequence order: (sequence number, event).
     pub messages: Vec<(u64, Event)>,
+    /// Its stored output: for an entity, its record (state, lock and
+    /// deferred operations), which its turn replaces.
+    pub output: Option<Payload>,
     /// Set when a row of the instance (itself or one of its messages) does
     /// not decode: the runtime sets the instance aside instead of running it.
     pub damage: Option<StoreError>,
@@ -332,6 +335,11 @@ pub struct TurnCommit {
     /// its executions), resuming or releasing them as a client's
     /// termination would.
     pub terminate_children: Option<String>,
+    /// An entity's turn: `status.output` is its new record and no events
+    /// are written; the stored history length counts the entity's turns
+    /// instead (one more with each), so a turn computed on an older record
+    /// is refused like any stale turn.
+    pub entity_turn: bool,
 }
 
 /// A message from one instance's turn to another instance.
@@ -349,6 +357,12 @@ pub struct Outgoing {
     /// instance is still recorded as that instance's child (a parent purged
     /// or replaced under the same id is another instance).
     pub from_child: bool,
+    /// The target is an entity of this type (its stored name, `@Account`):
+    /// its row is created when it does not exist yet.
+    pub entity: Option<String>,
+    /// Not due before this time (microseconds since the Unix epoch; 0: at
+    /// once): a scheduled signal.
+    pub visible_at: i64,
 }
 
 impl Outgoing {
@@ -359,6 +373,23 @@ impl Outgoing {
             event,
             wake_stuck,
             from_child: false,
+            entity: None,
+            visible_at: 0,
+        }
+    }
+
+    /// An operation (or lock message) for the entity `instance` of type
+    /// `type_name` (`@Account`), due at `visible_at` (0: at once).
+    pub fn to_entity(
+        instance: impl Into<String>,
+        type_name: impl Into<String>,
+        event: Event,
+        visible_at: i64,
+    ) -> Self {
+        Self {
+            entity: Some(type_name.into()),
+            visible_at,
+            ..Self::new(instance, event, false)
         }
     }
 
@@ -420,6 +451,7 @@ impl TurnCommit {
             children: Vec::new(),
             sends: Vec::new(),
             terminate_children: None,
+            entity_turn: false,
         }
     }
 }
@@ -737,11 +769,21 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
     ) -> Result<Transition, StoreError>;
 
-    /// Deletes a finished instance and everything of it.
+    /// Deletes a finished instance and everything of it. An entity is
+    /// deleted when nothing is queued for it (its state goes with it);
+    /// with operations queued it is refused as `Running`.
     ///
     /// # Errors
     /// When the store fails.
     fn purge(&self, instance: &str) -> Result<Transition, StoreError>;
+
+    /// Queues messages from outside any turn (a client signalling
+    /// entities), in one transaction, as a turn's [`TurnCommit::sends`]
+    /// would be.
+    ///
+    /// # Errors
+    /// When the store fails; then nothing was written.
+    fn send(&self, messages: &[Outgoing]) -> Result<(), StoreError>;
 
     /// Deletes up to `limit` instances that finished before `before`
     /// (microseconds since the Unix epoch), oldest first; returns their ids.
@@ -751,7 +793,8 @@ pub trait Store: Send + Sync + 'static {
     fn purge_finished(&self, before: i64, limit: usize) -> Result<Vec<String>, StoreError>;
 
     /// The instances `query` selects, newest first (by creation time, then
-    /// id, both descending), at most `query.limit`.
+    /// id, both descending), at most `query.limit`. Entities are listed
+    /// only when `query.name` names their type.
     ///
     /// # Errors
     /// When the store fails or a row does not decode.

@@ -18,7 +18,7 @@ use crate::history::{
 use crate::status::InstanceStatus;
 use crate::store::{
     CommitOutcome, Created, Due, Enqueued, InstanceWork, LeasedTask, ListQuery, Messages, Names,
-    NewInstance, Progress, Restart, Store, StoreError, TaskOutcome, TaskRef, TaskResult,
+    NewInstance, Outgoing, Progress, Restart, Store, StoreError, TaskOutcome, TaskRef, TaskResult,
     Transition, TurnCommit,
 };
 
@@ -171,6 +171,7 @@ struct InstanceRow {
     held: bool,
     consumed_through: Option<u64>,
     execution: u64,
+    output: Option<Payload>,
 }
 
 fn read_instance_row(
@@ -239,6 +240,10 @@ fn read_instance_row(
         held: raw.lock_owner.as_deref() == Some(owner) && raw.lock_until.is_some_and(|t| t > now),
         consumed_through: raw.consumed.map(|c| seq_of(c, what)).transpose()?,
         execution: seq_of(raw.execution, what)?,
+        output: raw
+            .output
+            .map(|o| Payload::from_json(o).map_err(|e| corrupt(what(), e)))
+            .transpose()?,
         name: raw.name,
     })
 }
@@ -382,7 +387,7 @@ impl Store for SqliteStore {
                     let started = messages
                         .iter()
                         .any(|(_, e)| matches!(e, Event::Started { .. }));
-                    if row.history_len == 0 && !started {
+                    if row.history_len == 0 && !started && !history::is_entity_name(&row.name) {
                         continue;
                     }
                 }
@@ -403,6 +408,7 @@ impl Store for SqliteStore {
                             attempts: 0,
                             consumed_through: None,
                             messages: Vec::new(),
+                            output: None,
                             damage,
                         });
                         continue;
@@ -426,6 +432,7 @@ impl Store for SqliteStore {
                     attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
                     consumed_through: row.consumed_through,
                     messages,
+                    output: row.output,
                     damage: None,
                     id,
                 });
@@ -778,19 +785,34 @@ impl Store for SqliteStore {
     fn purge(&self, instance: &str) -> Result<Transition, StoreError> {
         let instance = instance.to_owned();
         self.write_shared(move |tx| {
-            let status: Option<String> = tx
-                .prepare_cached("SELECT status FROM instances WHERE id = ?1")?
-                .query_row([&instance], |r| r.get(0))
+            let row: Option<(String, String)> = tx
+                .prepare_cached("SELECT status, name FROM instances WHERE id = ?1")?
+                .query_row([&instance], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
-            let Some(status) = status else {
+            let Some((status, name)) = row else {
                 return Ok(Transition::NotFound);
             };
             let status = status_of(&status, &instance)?;
-            if !status.is_finished() {
+            let idle_entity = history::is_entity_name(&name)
+                && !tx
+                    .prepare_cached("SELECT 1 FROM messages WHERE instance = ?1")?
+                    .exists([&instance])?;
+            if !status.is_finished() && !idle_entity {
                 return Ok(Transition::Refused(status));
             }
             delete_instance(tx, &instance)?;
             Ok(Transition::Done)
+        })
+    }
+
+    fn send(&self, messages: &[Outgoing]) -> Result<(), StoreError> {
+        let messages = messages.to_vec();
+        self.write_shared(move |tx| {
+            let now = history::now_micros();
+            for out in &messages {
+                send_one(tx, out, now)?;
+            }
+            Ok(())
         })
     }
 
@@ -828,7 +850,7 @@ impl Store for SqliteStore {
         let sql = format!(
             "SELECT {STATUS_COLUMNS} FROM instances \
              WHERE (?1 = '[]' OR status IN (SELECT value FROM json_each(?1))) \
-               AND (?2 IS NULL OR name = ?2) \
+               AND (name = ?2 OR (?2 IS NULL AND substr(name, 1, 1) <> '@')) \
                AND (?3 IS NULL OR substr(id, 1, length(?3)) = ?3) \
                AND (?4 IS NULL OR created_at >= ?4) \
                AND (?5 IS NULL OR created_at < ?5) \
@@ -955,6 +977,8 @@ fn write_turn(
         Some(s) => {
             let new_len = if turn.restart.is_some() {
                 0
+            } else if turn.entity_turn {
+                turn.expected_len + 1
             } else {
                 turn.expected_len + turn.events.len() as u64
             };
@@ -1396,11 +1420,33 @@ fn send(tx: &Connection, turn: &TurnCommit) -> Result<(), StoreError> {
                 continue;
             }
         }
-        if out.wake_stuck {
-            enqueue_termination(tx, &out.instance, &out.event, now)?;
-        } else {
-            insert_message(tx, &out.instance, &out.event, now)?;
-        }
+        send_one(tx, out, now)?;
+    }
+    Ok(())
+}
+
+/// Queues one message to another instance; an entity's row is created
+/// first when it has none (an entity exists once something is sent to it).
+fn send_one(tx: &Connection, out: &Outgoing, now: i64) -> Result<(), StoreError> {
+    if let Some(type_name) = &out.entity {
+        let sum = instance_sum(
+            type_name,
+            RuntimeStatus::Running.as_str(),
+            None,
+            None,
+            None,
+            0,
+        );
+        tx.prepare_cached(
+            "INSERT INTO instances (id, name, status, created_at, updated_at, sum) \
+             VALUES (?1, ?2, 'running', ?3, ?3, ?4) ON CONFLICT (id) DO NOTHING",
+        )?
+        .execute(params![out.instance, type_name, now, sum])?;
+    }
+    if out.wake_stuck {
+        enqueue_termination(tx, &out.instance, &out.event, now)?;
+    } else {
+        insert_message(tx, &out.instance, &out.event, now.max(out.visible_at))?;
     }
     Ok(())
 }
