@@ -146,6 +146,9 @@ pub enum FailureKind {
     /// A turn ran past the runtime's `turn_timeout` without yielding (a
     /// loop with no `.await`, blocking code in the orchestrator).
     TurnTimeout,
+    /// The orchestrator called an entity type this runtime does not have;
+    /// or an entity's type is not registered where its messages are taken.
+    UnregisteredEntity,
 }
 
 impl Failure {
@@ -165,6 +168,7 @@ impl fmt::Display for Failure {
             FailureKind::Nondeterminism => "nondeterminism",
             FailureKind::UnregisteredActivity => "unregistered activity",
             FailureKind::UnregisteredOrchestrator => "unregistered orchestrator",
+            FailureKind::UnregisteredEntity => "unregistered entity",
             FailureKind::Payload => "payload",
             FailureKind::NonDurableAwait => "non-durable await",
             FailureKind::Poisoned => "poisoned",

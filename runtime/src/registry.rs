@@ -155,6 +155,10 @@ impl Registry {
         self.entities.get(type_name).map(AsRef::as_ref)
     }
 
+    pub(crate) fn has_entity(&self, type_name: &str) -> bool {
+        self.entities.contains_key(type_name)
+    }
+
     /// The stored names (with their prefix) of the registered entity
     /// types, sorted.
     pub(crate) fn entity_names(&self) -> Vec<String> {

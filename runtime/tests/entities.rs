@@ -315,3 +315,345 @@ async fn bad_keys_and_unregistered_types_are_typed_errors() {
     let _ = Duration::ZERO;
     rt.shutdown().await.unwrap();
 }
+
+#[orchestrator]
+async fn holds_and_waits(ctx: Context, key: String) -> u64 {
+    let _lock = ctx.lock([EntityId::of::<Account>(&key)]).await;
+    ctx.wait_event::<u64>("never").await
+}
+
+#[orchestrator]
+async fn holds_and_returns(ctx: Context, key: String) -> i64 {
+    let _lock = ctx.lock([EntityId::of::<Account>(&key)]).await;
+    ctx.entity::<Account>(&key).balance().await.unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_are_released_when_the_holder_is_terminated_or_returns() {
+    let db = db();
+    let rt = builder(&db)
+        .entity::<Account>()
+        .orchestrator(holds_and_waits)
+        .orchestrator(holds_and_returns)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    client
+        .entity::<Account>("held")
+        .signal()
+        .deposit(1)
+        .await
+        .unwrap();
+    let h = client
+        .start(holds_and_waits, "held".to_owned())
+        .await
+        .unwrap();
+    // Locked: the holder's history shows the grant.
+    until("the lock to be granted", || async {
+        let history = client.history(h.id()).await.unwrap();
+        history
+            .iter()
+            .any(|r| matches!(r.event, durable::history::Event::LockGranted { .. }))
+            .then_some(())
+    })
+    .await;
+    client
+        .entity::<Account>("held")
+        .signal()
+        .deposit(2)
+        .await
+        .unwrap();
+    client.terminate(h.id(), "enough").await.unwrap();
+    let state = until("the deferred deposit to be applied", || async {
+        client
+            .entity::<Account>("held")
+            .state()
+            .await
+            .unwrap()
+            .filter(|a| a.log.len() == 2)
+    })
+    .await;
+    assert_eq!(state.log, vec![1, 2]);
+    // A holder that returns without releasing lets go too.
+    let h = client
+        .start(holds_and_returns, "held".to_owned())
+        .await
+        .unwrap();
+    assert_eq!(within(h.result()).await.unwrap(), 3);
+    client
+        .entity::<Account>("held")
+        .signal()
+        .deposit(4)
+        .await
+        .unwrap();
+    until("a deposit after the holder returned", || async {
+        client
+            .entity::<Account>("held")
+            .state()
+            .await
+            .unwrap()
+            .filter(|a| a.log.len() == 3)
+    })
+    .await;
+    rt.shutdown().await.unwrap();
+}
+
+#[orchestrator]
+async fn sends_in_order(ctx: Context, key: String) -> i64 {
+    for i in 1..=10 {
+        ctx.entity::<Account>(&key).signal().deposit(i);
+    }
+    ctx.sleep(Duration::from_millis(1)).await;
+    for i in 11..=20 {
+        ctx.entity::<Account>(&key).signal().deposit(i);
+        ctx.sleep(Duration::from_millis(1)).await;
+    }
+    ctx.entity::<Account>(&key).balance().await.unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_senders_operations_apply_in_order_with_every_turn_replayed() {
+    let db = db();
+    let rt = builder(&db)
+        .entity::<Account>()
+        .orchestrator(sends_in_order)
+        .cache_size(0)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client
+        .start(sends_in_order, "ordered".to_owned())
+        .await
+        .unwrap();
+    assert_eq!(within(h.result()).await.unwrap(), 210);
+    let state = client
+        .entity::<Account>("ordered")
+        .state()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.log, (1..=20).collect::<Vec<_>>());
+    rt.shutdown().await.unwrap();
+}
+
+/// A ledger kept by time: its operations see when they ran.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Clock {
+    ticks: Vec<(u64, u128)>,
+}
+
+#[entity]
+impl Clock {
+    fn tick(&mut self, ctx: &mut EntityContext, n: u64) {
+        let at = ctx
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros());
+        self.ticks.push((n, at));
+    }
+
+    /// Passes a deposit on to an account and starts an orchestration.
+    fn relay(&mut self, ctx: &mut EntityContext, n: i64) {
+        ctx.signal::<Account>("relayed").deposit(n);
+        ctx.start_with_id(closer, "started-by-an-entity", "relayed".to_owned());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_signals_wait_for_their_time_and_entities_signal_and_start_others() {
+    let db = db();
+    let rt = builder(&db)
+        .entity::<Clock>()
+        .entity::<Account>()
+        .orchestrator(closer)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let at = std::time::SystemTime::now() + Duration::from_millis(300);
+    client
+        .entity::<Clock>("c")
+        .signal_at(at)
+        .tick(2)
+        .await
+        .unwrap();
+    client.entity::<Clock>("c").signal().tick(1).await.unwrap();
+    let state = until("both ticks", || async {
+        client
+            .entity::<Clock>("c")
+            .state()
+            .await
+            .unwrap()
+            .filter(|c| c.ticks.len() == 2)
+    })
+    .await;
+    // The scheduled one came after the immediate one, not before its time.
+    assert_eq!(state.ticks[0].0, 1);
+    assert_eq!(state.ticks[1].0, 2);
+    let due = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros();
+    assert!(state.ticks[1].1 >= due, "applied before its time");
+
+    client.entity::<Clock>("c").signal().relay(5).await.unwrap();
+    // The started orchestration closes the account the relay deposited to.
+    let status = until("the orchestration the entity started", || async {
+        client
+            .status("started-by-an-entity")
+            .await
+            .ok()
+            .filter(|s| s.runtime_status.is_finished())
+    })
+    .await;
+    assert_eq!(status.output::<i64>().unwrap(), Some(5));
+    rt.shutdown().await.unwrap();
+}
+
+#[orchestrator]
+async fn calls_a_stranger(ctx: Context) -> u64 {
+    #[derive(Default, Serialize, Deserialize)]
+    struct Nobody;
+    #[entity]
+    impl Nobody {
+        fn ping(&self) -> u64 {
+            1
+        }
+    }
+    ctx.entity::<Nobody>("n").ping().await.unwrap_or(0)
+}
+
+/// An account as another version of the code sees it: the same stored
+/// type name, another argument type.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct WrongAccount {
+    balance: i64,
+}
+
+#[entity(name = "Account")]
+impl WrongAccount {
+    fn deposit(&mut self, amount: String) -> String {
+        amount
+    }
+}
+
+#[orchestrator]
+async fn sends_bad_input(ctx: Context) -> String {
+    match ctx
+        .entity::<WrongAccount>("bad")
+        .deposit("ten".to_owned())
+        .await
+    {
+        Err(EntityError::BadInput(msg)) => msg,
+        other => format!("not refused: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unregistered_type_fails_the_caller_and_bad_arguments_are_refused() {
+    let db = db();
+    let rt = builder(&db)
+        .entity::<Account>()
+        .orchestrator(calls_a_stranger)
+        .orchestrator(sends_bad_input)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client.start(calls_a_stranger, ()).await.unwrap();
+    let status = within(client.wait(h.id())).await.unwrap();
+    let failure = status.failure.expect("it failed");
+    assert_eq!(failure.kind, durable::FailureKind::UnregisteredEntity);
+    assert!(failure.message.contains("Nobody"), "{failure}");
+
+    let h = client.start(sends_bad_input, ()).await.unwrap();
+    let msg = within(h.result()).await.unwrap();
+    assert!(msg.contains("deposit"), "{msg}");
+    // Nothing was applied, nothing created.
+    assert!(client
+        .entity::<Account>("bad")
+        .state()
+        .await
+        .unwrap()
+        .is_none());
+    rt.shutdown().await.unwrap();
+}
+
+/// The account's state as a later version of the code would read it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Renamed {
+    funds: u64,
+}
+
+#[entity(name = "Account")]
+impl Renamed {
+    fn deposit(&mut self, amount: i64) {
+        self.funds += amount.unsigned_abs();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_that_no_longer_decodes_is_set_aside_not_reset() {
+    let db = db();
+    let rt = builder(&db).entity::<Account>().start().await.unwrap();
+    let client = rt.client();
+    client
+        .entity::<Account>("old")
+        .signal()
+        .deposit(7)
+        .await
+        .unwrap();
+    until("the deposit", || async {
+        client.entity::<Account>("old").state().await.unwrap()
+    })
+    .await;
+    rt.shutdown().await.unwrap();
+
+    // A deploy whose type cannot read the stored state.
+    let rt = builder(&db)
+        .entity::<Renamed>()
+        .stuck_retry(Duration::from_millis(10))
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let err = client.entity::<Renamed>("old").state().await.unwrap_err();
+    assert!(matches!(err, Error::EntityState { .. }), "{err}");
+    client
+        .entity::<Renamed>("old")
+        .signal()
+        .deposit(1)
+        .await
+        .unwrap();
+    until("the entity to be set aside", || async {
+        client
+            .status("@Account@old")
+            .await
+            .ok()
+            .filter(|s| s.runtime_status == durable::RuntimeStatus::Stuck)
+    })
+    .await;
+    rt.shutdown().await.unwrap();
+
+    // The old code again: nothing was lost or reset, the signal applies.
+    let rt = builder(&db)
+        .entity::<Account>()
+        .stuck_retry(Duration::from_millis(10))
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let state = until("the kept signal", || async {
+        client
+            .entity::<Account>("old")
+            .state()
+            .await
+            .unwrap()
+            .filter(|a| a.log.len() == 2)
+    })
+    .await;
+    assert_eq!(state.log, vec![7, 1]);
+    rt.shutdown().await.unwrap();
+}

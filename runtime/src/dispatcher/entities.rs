@@ -147,7 +147,7 @@ impl EntityDispatcher {
         };
         let Some(load) = self.registry.entity(&w.name) else {
             return Err(set_aside(
-                FailureKind::UnregisteredOrchestrator,
+                FailureKind::UnregisteredEntity,
                 format!(
                     "entity type `{}` is not registered with this runtime",
                     &w.name[1..]

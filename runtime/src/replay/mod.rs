@@ -85,6 +85,28 @@ pub(crate) fn ending_messages(parent: Option<&ParentRef>, outcome: &Outcome) -> 
     vec![Outgoing::to_parent(parent.id.clone(), event)]
 }
 
+/// Fails the turn (unless it already ended) when `entity`'s type is not
+/// registered: as with activities, a call that no runtime here could serve
+/// is a failure at once, not a wait forever.
+fn unregistered_entity(
+    outcome: &mut Option<Outcome>,
+    registry: &Registry,
+    entity: &str,
+    site: &str,
+) {
+    let type_name = crate::entity::type_of(entity);
+    if outcome.is_none() && !registry.has_entity(type_name) {
+        *outcome = Some(Outcome::Failed(Failure::new(
+            FailureKind::UnregisteredEntity,
+            format!(
+                "entity type `{}` (used at {site}) is not registered with this runtime: add `.entity::<{}>()` to the builder",
+                &type_name[1..],
+                &type_name[1..]
+            ),
+        )));
+    }
+}
+
 /// What an instance that ends tells the entities of its critical sections,
 /// given each lock request's sequence number and entities: every lock it
 /// holds is released, every request still on its way is given up.
@@ -498,13 +520,16 @@ impl Execution {
                     input,
                     site,
                     ..
-                } => events.push(Event::EntityCalled {
-                    seq: *seq,
-                    entity: entity.clone(),
-                    op: (*op).to_owned(),
-                    input: input.clone(),
-                    site: site.clone(),
-                }),
+                } => {
+                    unregistered_entity(&mut outcome, registry, entity, site);
+                    events.push(Event::EntityCalled {
+                        seq: *seq,
+                        entity: entity.clone(),
+                        op: (*op).to_owned(),
+                        input: input.clone(),
+                        site: site.clone(),
+                    })
+                }
                 Action::EntitySignal {
                     seq,
                     entity,
@@ -513,23 +538,31 @@ impl Execution {
                     at,
                     site,
                     ..
-                } => events.push(Event::EntitySignaled {
-                    seq: *seq,
-                    entity: entity.clone(),
-                    op: (*op).to_owned(),
-                    input: input.clone(),
-                    at: *at,
-                    site: site.clone(),
-                }),
+                } => {
+                    unregistered_entity(&mut outcome, registry, entity, site);
+                    events.push(Event::EntitySignaled {
+                        seq: *seq,
+                        entity: entity.clone(),
+                        op: (*op).to_owned(),
+                        input: input.clone(),
+                        at: *at,
+                        site: site.clone(),
+                    });
+                }
                 Action::Lock {
                     seq,
                     entities,
                     site,
-                } => events.push(Event::LockRequested {
-                    seq: *seq,
-                    entities: entities.clone(),
-                    site: site.clone(),
-                }),
+                } => {
+                    for entity in entities {
+                        unregistered_entity(&mut outcome, registry, entity, site);
+                    }
+                    events.push(Event::LockRequested {
+                        seq: *seq,
+                        entities: entities.clone(),
+                        site: site.clone(),
+                    });
+                }
                 Action::Unlock {
                     seq,
                     lock,
@@ -574,7 +607,10 @@ impl Execution {
                         Action::Child { name, .. } => registry.has_orchestrator(name),
                         // Signals and releases go out; a call or a lock
                         // request nobody will wait for does not.
-                        Action::EntitySignal { .. } | Action::Unlock { .. } => true,
+                        Action::EntitySignal { entity, .. } => {
+                            registry.has_entity(crate::entity::type_of(entity))
+                        }
+                        Action::Unlock { .. } => true,
                         _ => false,
                     })
                     .collect()

@@ -941,6 +941,152 @@ pub fn restarts_an_instance_afresh(s: &dyn Store) {
     );
 }
 
+/// Entities: a message to an entity creates its row (running, no history,
+/// no record) the first time; its turns store a record in place of events
+/// and count themselves in the history length, so a turn computed on an
+/// older record is refused; setting one aside keeps its record; it can be
+/// purged only with nothing queued; lists leave entities out unless asked
+/// for their type.
+pub fn keeps_entities_apart_and_versions_their_turns(s: &dyn Store) {
+    const E: &str = "@Counter";
+    let op = |n: &str| Event::Operation {
+        op: "add".to_owned(),
+        input: payload(n),
+        reply_to: None,
+        holder: None,
+    };
+    ok(
+        s.send(&[
+            Outgoing::to_entity("@Counter@k", E, op("1"), 0),
+            Outgoing::to_entity("@Counter@k", E, op("2"), 0),
+        ]),
+        "send",
+    );
+    let status = ok(s.status("@Counter@k"), "status").expect("the entity's row exists");
+    assert_eq!(status.runtime_status, RuntimeStatus::Running);
+    assert_eq!((status.history_len, status.output), (0, None));
+    let work = ok(s.fetch_work(OWNER, LONG, 10, Names(&[E])), "fetch_work");
+    assert_eq!(work.len(), 1, "an entity with no history is fetched");
+    let w = &work[0];
+    assert_eq!(
+        w.messages.iter().map(|m| m.0).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
+    let entity_turn = |len: u64, consumed: Vec<u64>, record: &str| {
+        let mut t = TurnCommit::new("@Counter@k", len);
+        t.entity_turn = true;
+        t.consumed = consumed;
+        t.status = Some(StatusUpdate {
+            output: Some(payload(record)),
+            ..StatusUpdate::new(RuntimeStatus::Running, 1)
+        });
+        t
+    };
+    assert_eq!(
+        ok(
+            s.commit_turns(OWNER, LONG, &[entity_turn(0, vec![0, 1], r#"{"state":3}"#)]),
+            "commit_turns"
+        ),
+        vec![CommitOutcome::Committed { tasks: vec![] }]
+    );
+    let status = ok(s.status("@Counter@k"), "status").expect("exists");
+    assert_eq!(status.history_len, 1, "an entity turn counts itself");
+    assert_eq!(status.output, Some(payload(r#"{"state":3}"#)));
+    assert!(
+        ok(s.history("@Counter@k"), "history")
+            .unwrap_or_default()
+            .is_empty(),
+        "an entity keeps no history"
+    );
+    ok(
+        s.send(&[Outgoing::to_entity("@Counter@k", E, op("4"), 0)]),
+        "send",
+    );
+    let work = ok(s.fetch_work(OWNER, LONG, 10, Names(&[E])), "fetch_work");
+    assert_eq!(
+        work[0].output,
+        Some(payload(r#"{"state":3}"#)),
+        "the record comes with the work"
+    );
+    let work = ok(s.fetch_work(OTHER, LONG, 10, Names(&[E])), "fetch_work");
+    assert!(work.is_empty(), "locked to its owner while its turn runs");
+    assert_eq!(
+        ok(
+            s.commit_turns(OWNER, LONG, &[entity_turn(0, vec![2], r#"{"state":7}"#)]),
+            "commit_turns"
+        ),
+        vec![CommitOutcome::Conflict],
+        "a turn computed on an older record is refused"
+    );
+    let failure = Failure::new(FailureKind::Payload, "its state does not decode");
+    ok(
+        s.mark_stuck(OWNER, "@Counter@k", &failure, LONG, true),
+        "mark_stuck",
+    );
+    let status = ok(s.status("@Counter@k"), "status").expect("exists");
+    assert_eq!(status.runtime_status, RuntimeStatus::Stuck);
+    assert_eq!(
+        status.output,
+        Some(payload(r#"{"state":3}"#)),
+        "set aside, its record kept"
+    );
+    assert!(
+        matches!(ok(s.purge("@Counter@k"), "purge"), Transition::Refused(_)),
+        "an entity with operations queued is not purged"
+    );
+    create(s, "orch-1");
+    let listed = ok(
+        s.list(&ListQuery {
+            limit: 10,
+            ..ListQuery::default()
+        }),
+        "list",
+    );
+    assert_eq!(
+        listed.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        vec!["orch-1"],
+        "entities are not instances in a plain list"
+    );
+    let listed = ok(
+        s.list(&ListQuery {
+            name: Some(E.to_owned()),
+            limit: 10,
+            ..ListQuery::default()
+        }),
+        "list",
+    );
+    assert_eq!(listed.len(), 1, "an entity type's list holds its entities");
+    // Scheduled: not due before its time.
+    let later = ok(s.now(), "now") + 3_600_000_000;
+    ok(
+        s.send(&[Outgoing::to_entity("@Counter@later", E, op("1"), later)]),
+        "send",
+    );
+    let work = ok(s.fetch_work(OTHER, LONG, 10, Names(&[E])), "fetch_work");
+    assert!(
+        work.iter().all(|w| w.id != "@Counter@later"),
+        "a scheduled signal is not due before its time"
+    );
+    // With nothing queued and no state, an entity can go.
+    ok(
+        s.send(&[Outgoing::to_entity("@Counter@idle", E, op("1"), 0)]),
+        "send",
+    );
+    let work = ok(s.fetch_work(OTHER, LONG, 10, Names(&[E])), "fetch_work");
+    let idle = work
+        .iter()
+        .find(|w| w.id == "@Counter@idle")
+        .expect("fetched");
+    let mut t = entity_turn(0, idle.messages.iter().map(|m| m.0).collect(), "{}");
+    t.instance = "@Counter@idle".to_owned();
+    assert_eq!(
+        ok(s.commit_turns(OTHER, LONG, &[t]), "commit_turns"),
+        vec![CommitOutcome::Committed { tasks: vec![] }]
+    );
+    assert_eq!(ok(s.purge("@Counter@idle"), "purge"), Transition::Done);
+    assert!(ok(s.status("@Counter@idle"), "status").is_none());
+}
+
 /// Generates one `#[test]` per conformance check for a store made by
 /// `$make`, a closure returning `(guard, store)`.
 #[macro_export]
@@ -966,7 +1112,8 @@ macro_rules! store_conformance_tests {
             keeps_the_lock_when_asked_and_peeks_without_taking,
             starts_children_and_sends_messages,
             suspends_resumes_purges_and_lists,
-            cancels_calls_nobody_waits_for
+            cancels_calls_nobody_waits_for,
+            keeps_entities_apart_and_versions_their_turns
         );
     };
     (@each $make:expr; $($check:ident),*) => {

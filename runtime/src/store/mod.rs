@@ -684,7 +684,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<CommitOutcome>, StoreError>;
 
     /// Marks a live instance `owner` holds locked stuck with `failure`,
-    /// leaving its messages queued, and keeps it locked for `retry_after`,
+    /// leaving its messages queued and its output (an entity's record) as
+    /// it is, and keeps it locked for `retry_after`,
     /// when any process may try it again (with code that may fit by then).
     /// An instance `owner` does not hold (its lock lapsed, or was released
     /// for a termination) is left as it is. `reset_attempts` zeroes its

@@ -566,13 +566,18 @@ impl Store for SqliteStore {
             // the same, and stays damaged: a row that did not verify gets a
             // checksum that cannot match.
             let sound = read_instance_row(tx, instance, owner, now).is_ok();
-            let row: Option<(Option<String>, Option<i64>)> = tx
-                .prepare_cached("SELECT name, history_len FROM instances WHERE id = ?1")?
+            // An entity's record (its output) is kept: set aside, not reset.
+            let row: Option<(Option<String>, Option<i64>, Option<String>)> = tx
+                .prepare_cached("SELECT name, history_len, output FROM instances WHERE id = ?1")?
                 .query_row([instance], |r| {
-                    Ok((r.get::<_, String>(0).ok(), r.get::<_, i64>(1).ok()))
+                    Ok((
+                        r.get::<_, String>(0).ok(),
+                        r.get::<_, i64>(1).ok(),
+                        r.get::<_, Option<String>>(2).ok().flatten(),
+                    ))
                 })
                 .optional()?;
-            let Some((name, len)) = row else {
+            let Some((name, len, output)) = row else {
                 return Ok(());
             };
             let failure = to_json(failure)?;
@@ -580,7 +585,7 @@ impl Store for SqliteStore {
             let sum = instance_sum(
                 name.as_deref().unwrap_or_default(),
                 status,
-                None,
+                output.as_deref(),
                 Some(&failure),
                 None,
                 len.unwrap_or_default(),
@@ -588,7 +593,7 @@ impl Store for SqliteStore {
             let sum = if sound { sum } else { !sum };
             let name = name.unwrap_or_default();
             tx.prepare_cached(
-                "UPDATE instances SET name = ?8, status = ?6, output = NULL, failure = ?2, \
+                "UPDATE instances SET name = ?8, status = ?6, failure = ?2, \
                  reason = NULL, updated_at = ?3, lock_owner = ?4, lock_until = ?5, sum = ?7, \
                  attempts = CASE WHEN ?9 THEN 0 ELSE attempts END \
                  WHERE id = ?1 AND lock_owner = ?4 \
