@@ -24,8 +24,11 @@
 //!   (10,000 in flight), then all results: starts/s, completion time, peak
 //!   resident memory. One run; it fails, naming how far it got, when no
 //!   result comes for 120 s, so it runs last.
+//! - `entities`: 10,000 signals to one entity, and 1,000 entities x 10
+//!   signals, in operations applied/s against SQLite's single-row commits/s.
 //! - `all`: every one of them, in this order.
 
+mod entities;
 mod patterns;
 mod scale;
 mod workloads;
@@ -90,9 +93,9 @@ pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-const WORKLOADS: [&str; 12] = [
+const WORKLOADS: [&str; 13] = [
     "limit", "seq", "fanout", "latency", "long", "replay", "idle", "seqstart", "timers", "starts",
-    "children", "monitor",
+    "children", "monitor", "entities",
 ];
 
 /// The number after `flag`.
@@ -160,6 +163,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "starts" => rt.block_on(scale::starts(settings))?,
             "children" => rt.block_on(patterns::children(settings))?,
             "monitor" => rt.block_on(patterns::eternal(settings))?,
+            "entities" => rt.block_on(entities::entities(settings))?,
             _ => unreachable!("checked above"),
         }
     }

@@ -1,15 +1,12 @@
-//! An aggregator: an eternal orchestration summing `add` events, continuing
-//! as new every few events, its running total read by a client as custom
-//! status, and returned when a `close` event comes.
+//! The aggregator pattern: a counter entity fed by 1,000 concurrent
+//! signals from 20 senders, applied exactly once each, then read.
 //!
 //! Run: `cargo run --release -p durable-examples --example aggregator`
 //! (the database is `aggregator.db` in the current directory, or the path
 //! given as the first argument).
 
-use std::time::Duration;
-
 use durable::Runtime;
-use durable_examples::aggregator::{self, aggregate, Tally, ADD, CLOSE};
+use durable_examples::aggregator::{self, Readings};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,22 +18,52 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .start()
         .await?;
     let client = runtime.client();
+    let before = client
+        .entity::<Readings>("thermometers")
+        .state()
+        .await?
+        .unwrap_or_default();
 
-    let till = client.start(aggregate, Tally::default()).await?;
-    for (count, amount) in (1..).zip([120_i64, 45, -20, 300, 15, 80, 5, 60]) {
-        client.raise_event(till.id(), ADD, amount).await?;
-        // Read the running total once the orchestrator has taken the event.
-        let tally = loop {
-            let status = client.status(till.id()).await?;
-            match status.custom_status_as::<Tally>()? {
-                Some(tally) if tally.count == count => break tally,
-                _ => tokio::time::sleep(Duration::from_millis(5)).await,
+    // 20 senders, 50 readings each, all at once.
+    let mut senders = tokio::task::JoinSet::new();
+    for sender in 0..20_u64 {
+        let client = client.clone();
+        senders.spawn(async move {
+            for i in 0..50_u64 {
+                let value = (sender * 50 + i) % 97;
+                client
+                    .entity::<Readings>("thermometers")
+                    .signal()
+                    .add(value)
+                    .await?;
             }
-        };
-        println!("added {amount:>4}: running total {:>4}", tally.total);
+            Ok::<_, durable::Error>(())
+        });
     }
-    client.raise_event(till.id(), CLOSE, ()).await?;
-    println!("closed: {:?}", till.result().await?);
+    while let Some(sent) = senders.join_next().await {
+        sent??;
+    }
+    println!("1,000 readings acknowledged (each durable once acknowledged)");
+
+    // Applied soon after: wait until the counter holds them all.
+    let readings = loop {
+        let now = client
+            .entity::<Readings>("thermometers")
+            .state()
+            .await?
+            .unwrap_or_default();
+        if now.count == before.count + 1_000 {
+            break now;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    println!(
+        "thermometers: {} readings, total {}, max {}, mean {}",
+        readings.count,
+        readings.total,
+        readings.max,
+        readings.total / readings.count.max(1)
+    );
     runtime.shutdown().await?;
     Ok(())
 }

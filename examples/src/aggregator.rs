@@ -1,51 +1,43 @@
-//! An aggregator: an eternal orchestration fed by events. It keeps a
-//! running total in its input, continuing as new every few events so its
-//! history stays short, shows the total as its custom status for clients to
-//! read, and returns it when a `close` event comes.
+//! The aggregator pattern with a durable entity: a counter per device kind,
+//! fed by many concurrent senders. Each signal is durable once
+//! acknowledged and applied exactly once, in the order it was committed;
+//! the state is read at any time, and a reset reports what it cleared.
 
-use durable::{orchestrator, Context, Either};
+use durable::entity;
 use serde::{Deserialize, Serialize};
 
-/// The event that adds its amount (an `i64`) to the total.
-pub const ADD: &str = "add";
-/// The event (no data) that ends the aggregation.
-pub const CLOSE: &str = "close";
-
-/// The events one execution takes before it continues as new: its history
-/// never holds more than these.
-pub const EVENTS_PER_EXECUTION: u32 = 5;
-
-/// The running total: the orchestrator's input and output, and its custom
-/// status.
+/// Readings counted for one key: how many, their sum and the largest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tally {
-    /// The amounts added.
-    pub count: u32,
+pub struct Readings {
+    /// How many readings were added.
+    pub count: u64,
     /// Their sum.
-    pub total: i64,
+    pub total: u64,
+    /// The largest one.
+    pub max: u64,
 }
 
-/// Adds up `add` events until `close`.
-///
-/// When both kinds are waiting, `select` takes the `add` first, so every
-/// amount raised before the close is counted.
-#[orchestrator]
-pub async fn aggregate(ctx: Context, tally: Tally) -> Tally {
-    let mut tally = tally;
-    for _ in 0..EVENTS_PER_EXECUTION {
-        match durable::select(ctx.wait_event::<i64>(ADD), ctx.wait_event::<()>(CLOSE)).await {
-            Either::Left(amount) => {
-                tally.count += 1;
-                tally.total += amount;
-                ctx.set_custom_status(&tally);
-            }
-            Either::Right(()) => return tally,
-        }
+#[entity]
+impl Readings {
+    /// Adds one reading.
+    pub fn add(&mut self, value: u64) {
+        self.count += 1;
+        self.total += value;
+        self.max = self.max.max(value);
     }
-    ctx.continue_as_new(tally).await
+
+    /// The mean so far (`None` before the first reading): a read.
+    pub fn mean(&self) -> Option<u64> {
+        self.total.checked_div(self.count)
+    }
+
+    /// Clears the counter and returns what it held.
+    pub fn reset(&mut self) -> Readings {
+        std::mem::take(self)
+    }
 }
 
-/// Registers the workflow's orchestrator.
+/// Registers the aggregator's entity.
 pub fn register(builder: durable::Builder) -> durable::Builder {
-    builder.orchestrator(aggregate)
+    builder.entity::<Readings>()
 }

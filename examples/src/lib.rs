@@ -8,13 +8,17 @@
 //! | [`fan_out`] | fan-out/fan-in over activities with `durable::join_all` |
 //! | [`monitor`] | polling on a durable timer until done or a deadline, continuing as new |
 //! | [`approval`] | human interaction: an event raced against a timeout, with escalation |
-//! | [`aggregator`] | an eternal orchestration fed by events, its total readable as custom status |
+//! | [`eternal`] | an eternal orchestration fed by events, its total readable as custom status |
 //! | [`children`] | a parent fanning out over child orchestrations |
+//! | [`aggregator`] | a durable entity: a counter fed by concurrent signals |
+//! | [`bank`] | accounts as entities, transfers in critical sections |
 
 pub mod aggregator;
 pub mod approval;
+pub mod bank;
 pub mod chaining;
 pub mod children;
+pub mod eternal;
 pub mod fan_out;
 pub mod monitor;
 pub mod order;

@@ -1,47 +1,73 @@
-//! The aggregator: a running total clients read as custom status while
-//! events arrive, across several executions, and the total returned on
-//! close, on a real SQLite file.
+//! The aggregator entity: concurrent signals each counted once, reads that
+//! do not change it, a reset that returns what it cleared.
 
 mod common;
 
-use common::{builder, until, PATIENCE};
-use durable_examples::aggregator::{self, aggregate, Tally, ADD, CLOSE, EVENTS_PER_EXECUTION};
+use common::{builder, until};
+use durable::{orchestrator, Context};
+use durable_examples::aggregator::{self, Readings};
 
-#[tokio::test]
-async fn the_total_is_readable_while_it_runs_and_returned_on_close() {
+#[orchestrator]
+async fn mean_then_reset(ctx: Context, key: String) -> (Option<u64>, Readings) {
+    let mean = ctx.entity::<Readings>(&key).mean().await.unwrap_or(None);
+    let cleared = ctx
+        .entity::<Readings>(&key)
+        .reset()
+        .await
+        .unwrap_or_default();
+    (mean, cleared)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_signals_are_each_counted_once() {
     let (_dir, builder) = builder();
-    let rt = aggregator::register(builder).start().await.unwrap();
+    let rt = aggregator::register(builder)
+        .orchestrator(mean_then_reset)
+        .start()
+        .await
+        .unwrap();
     let client = rt.client();
-    let h = client.start(aggregate, Tally::default()).await.unwrap();
-    // More events than one execution takes: it continues as new twice.
-    let amounts: Vec<i64> = (1..=12).collect();
-    assert!(amounts.len() > 2 * EVENTS_PER_EXECUTION as usize);
-    for &amount in &amounts {
-        client.raise_event(h.id(), ADD, amount).await.unwrap();
+    let mut senders = tokio::task::JoinSet::new();
+    for sender in 0..10_u64 {
+        let client = client.clone();
+        senders.spawn(async move {
+            for i in 1..=20_u64 {
+                client
+                    .entity::<Readings>("k")
+                    .signal()
+                    .add(sender * 100 + i)
+                    .await
+                    .unwrap();
+            }
+        });
     }
-    let want = Tally {
-        count: 12,
-        total: 78,
+    while let Some(done) = senders.join_next().await {
+        done.unwrap();
+    }
+    let want = Readings {
+        count: 200,
+        total: (0..10_u64)
+            .flat_map(|s| (1..=20).map(move |i| s * 100 + i))
+            .sum(),
+        max: 920,
     };
-    until("the running total of every amount", || async {
-        let status = client.status(h.id()).await.unwrap();
-        let tally = status.custom_status_as::<Tally>().unwrap()?;
-        (tally == want).then_some(())
+    let got = until("every reading counted", || async {
+        client
+            .entity::<Readings>("k")
+            .state()
+            .await
+            .unwrap()
+            .filter(|r| r.count >= 200)
     })
     .await;
-    // The history holds the current execution only: its start and the
-    // events it took, never every event so far.
-    let len = client.history(h.id()).await.unwrap().len();
-    assert!(len <= EVENTS_PER_EXECUTION as usize + 1, "{len} events");
-
-    client.raise_event(h.id(), ADD, -8_i64).await.unwrap();
-    client.raise_event(h.id(), CLOSE, ()).await.unwrap();
+    assert_eq!(got, want);
+    let h = client.start(mean_then_reset, "k".to_owned()).await.unwrap();
+    let (mean, cleared) = h.result().await.unwrap();
+    assert_eq!(mean, Some(want.total / 200));
+    assert_eq!(cleared, want);
     assert_eq!(
-        h.result_timeout(PATIENCE).await.unwrap(),
-        Tally {
-            count: 13,
-            total: 70
-        }
+        client.entity::<Readings>("k").state().await.unwrap(),
+        Some(Readings::default())
     );
     rt.shutdown().await.unwrap();
 }
