@@ -657,3 +657,66 @@ async fn state_that_no_longer_decodes_is_set_aside_not_reset() {
     assert_eq!(state.log, vec![7, 1]);
     rt.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_lists_the_entities_of_a_type_paged() {
+    let db = db();
+    let rt = builder(&db)
+        .entity::<Account>()
+        .entity::<Clock>()
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    for i in 0..5 {
+        client
+            .entity::<Account>(&format!("list-{i}"))
+            .signal()
+            .deposit(i)
+            .await
+            .unwrap();
+    }
+    client
+        .entity::<Account>("other")
+        .signal()
+        .deposit(9)
+        .await
+        .unwrap();
+    client
+        .entity::<Clock>("list-x")
+        .signal()
+        .tick(1)
+        .await
+        .unwrap();
+    until("every deposit", || async {
+        let page = client
+            .entities::<Account>(&durable::Query::new().page_size(100))
+            .await
+            .unwrap();
+        (page.entities.len() == 6).then_some(())
+    })
+    .await;
+    let query = durable::Query::new().id_prefix("list-").page_size(3);
+    let first = client.entities::<Account>(&query).await.unwrap();
+    let token = first.next.clone().expect("a second page");
+    let second = client
+        .entities::<Account>(&query.clone().after(token))
+        .await
+        .unwrap();
+    assert!(second.next.is_none());
+    let mut keys: Vec<(String, i64)> = first
+        .entities
+        .into_iter()
+        .chain(second.entities)
+        .map(|(k, a)| (k, a.balance))
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        (0..5).map(|i| (format!("list-{i}"), i)).collect::<Vec<_>>()
+    );
+    // Entities are not instances.
+    let instances = client.list(&durable::Query::new()).await.unwrap();
+    assert!(instances.instances.is_empty(), "{:?}", instances.instances);
+    rt.shutdown().await.unwrap();
+}

@@ -113,3 +113,44 @@ async fn an_activity_runs_without_a_runtime() {
     assert_eq!(check.run(200).await, Err("200 too big".to_owned()));
     assert_eq!(add.invoke((2, 3)).await, Ok(5));
 }
+
+/// A counter entity: its expansion must be as clean as the rest.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Tally {
+    n: u64,
+}
+
+#[durable::entity(name = "Tally")]
+impl Tally {
+    /// Adds.
+    pub fn add(&mut self, by: u64) {
+        self.n += by;
+    }
+
+    /// Reads.
+    #[must_use]
+    pub fn get(&self) -> u64 {
+        self.n
+    }
+
+    /// Deletes the entity.
+    pub fn clear(&mut self, ctx: &mut durable::EntityContext) {
+        ctx.delete();
+    }
+
+    /// Not an operation: no `self`.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[test]
+fn an_entity_names_its_operations_reads() {
+    use durable::Entity;
+    assert_eq!(<Tally as Entity>::NAME, "Tally");
+    assert!(Tally::__is_read("get"));
+    assert!(!Tally::__is_read("add"));
+    assert!(!Tally::__is_read("new"));
+    assert_eq!(Tally::new().get(), 0);
+}
