@@ -146,6 +146,14 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         .name
         .as_ref()
         .map_or_else(|| type_ident.to_string(), syn::LitStr::value);
+    if stored.contains('@') {
+        if let Some(name) = &args.name {
+            errors.error_at(
+                name,
+                "an entity's stored name cannot hold `@`: it separates the type from the key in the entity's id",
+            );
+        }
+    }
     let ops_ty = format_ident!("{}Ops", type_ident);
     let mut ops = Vec::new();
     for item in &imp.items {

@@ -588,13 +588,18 @@ pub(crate) struct EntityTurn {
 
 /// Runs one entity turn: the deferred messages of `record` first, then
 /// `messages`, in order, with the lock rules of critical sections.
+/// With `poisoned` set (the entity's turns were lost too often: an
+/// operation kills the process), the first operation is given up without
+/// running, its caller told [`EntityError::Poisoned`].
 pub(crate) fn run_turn(
     id: &str,
     record: Record,
     messages: Vec<Event>,
     live: &mut dyn Live,
     now: SystemTime,
+    poisoned: Option<&str>,
 ) -> EntityTurn {
+    let mut poisoned = poisoned;
     let Record {
         mut holder,
         deferred: before,
@@ -625,7 +630,17 @@ pub(crate) fn run_turn(
                     });
                     continue;
                 }
-                let result = live.apply(&op, &input, now, &mut effects);
+                let result = match poisoned.take() {
+                    Some(why) => {
+                        tracing::warn!(
+                            entity = id,
+                            operation = op.as_str(),
+                            "an entity operation is given up: {why}"
+                        );
+                        Err(EntityError::Poisoned(why.to_owned()))
+                    }
+                    None => live.apply(&op, &input, now, &mut effects),
+                };
                 applied += 1;
                 if let Some(ParentRef { id: caller, seq }) = reply_to {
                     let event = match result {
@@ -721,5 +736,199 @@ pub(crate) fn run_turn(
         sends: effects.sends,
         starts: effects.starts,
         applied,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log of what was applied, by hand as the macro would make it.
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    struct Log {
+        seen: Vec<i64>,
+    }
+
+    impl Entity for Log {
+        const NAME: &'static str = "Log";
+        type Ops<M> = M;
+
+        fn __is_read(op: &str) -> bool {
+            op == "get"
+        }
+
+        fn __apply(
+            &mut self,
+            op: &str,
+            input: &Payload,
+            ctx: &mut EntityContext,
+        ) -> Result<Payload, EntityError> {
+            let n: i64 = __decode_args(input, "Log", op)?;
+            match op {
+                "push" => self.seen.push(n),
+                "boom" => {
+                    self.seen.push(n);
+                    panic!("boom {n}");
+                }
+                "get" => {}
+                _ => return Err(__unknown_op("Log", op)),
+            }
+            __encode_result(&self.seen.len(), ctx, "Log", op)
+        }
+    }
+
+    fn op(name: &str, n: i64, reply: Option<u64>, holder: Option<&str>) -> Event {
+        Event::Operation {
+            op: name.to_owned(),
+            input: serde_json::from_str(&n.to_string()).expect("valid"),
+            reply_to: reply.map(|seq| ParentRef {
+                id: "caller".to_owned(),
+                seq,
+            }),
+            holder: holder.map(str::to_owned),
+        }
+    }
+
+    fn lock_msg(holder: &str, seq: u64, entities: &[&str], index: usize) -> Event {
+        Event::LockEntity {
+            holder: holder.to_owned(),
+            seq,
+            entities: entities.iter().map(|e| (*e).to_owned()).collect(),
+            index,
+        }
+    }
+
+    fn unlock(holder: &str, seq: u64) -> Event {
+        Event::UnlockEntity {
+            holder: holder.to_owned(),
+            seq,
+        }
+    }
+
+    /// Runs one turn on `record` and returns it with what was applied.
+    fn turn(
+        record: Record,
+        messages: Vec<Event>,
+        poisoned: Option<&str>,
+    ) -> (EntityTurn, Vec<i64>) {
+        let mut live = load::<Log>("@Log@k", record.state.as_ref(), 1 << 20).expect("loads");
+        let t = run_turn(
+            "@Log@k",
+            record,
+            messages,
+            live.as_mut(),
+            SystemTime::now(),
+            poisoned,
+        );
+        let seen = t
+            .record
+            .state
+            .as_ref()
+            .map(|p| p.decode::<Log>("log").expect("decodes").seen)
+            .unwrap_or_default();
+        (t, seen)
+    }
+
+    #[test]
+    fn operations_apply_in_order_and_a_panic_rolls_back_only_itself() {
+        let (t, seen) = turn(
+            Record::default(),
+            vec![
+                op("push", 1, None, None),
+                op("boom", 2, Some(7), None),
+                op("push", 3, Some(8), None),
+            ],
+            None,
+        );
+        assert_eq!(seen, vec![1, 3]);
+        let replies: Vec<_> = t.sends.iter().map(|s| &s.event).collect();
+        assert!(
+            matches!(replies[0], Event::EntityFailed { seq: 7, failure: EntityError::Panicked(m) } if m.contains("boom 2"))
+        );
+        assert!(matches!(replies[1], Event::EntityCompleted { seq: 8, .. }));
+    }
+
+    #[test]
+    fn a_read_does_not_create_the_entity() {
+        let (t, _) = turn(Record::default(), vec![op("get", 0, Some(1), None)], None);
+        assert!(t.record.state.is_none());
+    }
+
+    #[test]
+    fn a_lock_defers_others_until_released_then_runs_them_in_order() {
+        let (t, seen) = turn(
+            Record::default(),
+            vec![
+                lock_msg("h", 5, &["@Log@k"], 0),
+                op("push", 1, None, None),
+                op("push", 2, None, Some("h")),
+                op("push", 3, None, None),
+            ],
+            None,
+        );
+        assert_eq!(seen, vec![2], "only the holder's operation ran");
+        assert_eq!(t.record.holder, Some(("h".to_owned(), 5)));
+        assert_eq!(t.record.deferred.len(), 2);
+        assert!(
+            matches!(t.sends[0].event, Event::LockGranted { seq: 5 }),
+            "the last of the set grants"
+        );
+        let (t, seen) = turn(
+            t.record,
+            vec![unlock("h", 5), op("push", 4, None, None)],
+            None,
+        );
+        assert_eq!(seen, vec![2, 1, 3, 4], "deferred first, in order");
+        assert!(t.record.holder.is_none() && t.record.deferred.is_empty());
+    }
+
+    #[test]
+    fn a_lock_passes_on_to_the_next_entity_and_a_given_up_one_locks_nothing() {
+        let (t, _) = turn(
+            Record::default(),
+            vec![lock_msg("h", 5, &["@Log@k", "@Log@z"], 0)],
+            None,
+        );
+        assert_eq!(t.sends[0].instance, "@Log@z");
+        assert_eq!(t.sends[0].entity.as_deref(), Some("@Log"));
+        // The holder ended before its request arrived here.
+        let (t, seen) = turn(
+            Record::default(),
+            vec![
+                unlock("g", 9),
+                lock_msg("g", 9, &["@Log@a", "@Log@k"], 1),
+                op("push", 1, None, None),
+            ],
+            None,
+        );
+        assert!(
+            t.record.holder.is_none(),
+            "a given-up request locks nothing"
+        );
+        assert!(
+            t.record.given_up.is_empty(),
+            "and is forgotten once it came"
+        );
+        assert_eq!(seen, vec![1]);
+    }
+
+    #[test]
+    fn a_poisoned_operation_is_given_up_without_running() {
+        let (t, seen) = turn(
+            Record::default(),
+            vec![op("push", 1, Some(3), None), op("push", 2, None, None)],
+            Some("lost 10 times"),
+        );
+        assert_eq!(seen, vec![2]);
+        assert!(
+            matches!(&t.sends[0].event, Event::EntityFailed { seq: 3, failure: EntityError::Poisoned(m) } if m.contains("lost 10"))
+        );
+    }
+
+    #[test]
+    fn keys_and_types_come_apart_from_ids() {
+        let id = history::entity_id("Account", "a@b");
+        assert_eq!(type_of(&id), "@Account");
+        assert_eq!(key_of(&id), "a@b");
     }
 }

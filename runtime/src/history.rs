@@ -586,6 +586,10 @@ pub enum EntityError {
     /// No entity type of that name is registered with the runtime that
     /// took the message.
     Unregistered(String),
+    /// The operation killed its process every time it ran (an abort, a
+    /// stack overflow): it was given up after `.poison_after(n)` attempts
+    /// without running again.
+    Poisoned(String),
 }
 
 impl fmt::Display for EntityError {
@@ -595,6 +599,7 @@ impl fmt::Display for EntityError {
             Self::BadInput(msg) => write!(f, "the operation was refused: {msg}"),
             Self::BadState(msg) => write!(f, "the entity's state does not decode: {msg}"),
             Self::Unregistered(msg) => write!(f, "{msg}"),
+            Self::Poisoned(msg) => write!(f, "the operation was poisoned: {msg}"),
         }
     }
 }

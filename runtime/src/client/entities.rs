@@ -131,14 +131,36 @@ impl<'a, T: Entity> EntityRef<'a, T> {
         }
     }
 
-    /// Deletes the entity and its row, when nothing is queued for it: for
-    /// entities no longer used. `Ok(false)` when there was none.
+    /// Deletes the entity and its row, when nothing is queued for it and no
+    /// critical section holds it: for entities no longer used. `Ok(false)`
+    /// when there was none.
     ///
     /// # Errors
-    /// [`Error::InvalidState`] while operations are queued for it, and
-    /// store errors.
+    /// [`Error::InvalidState`] while operations are queued for it or it is
+    /// locked, and store errors.
     pub async fn purge(&self) -> Result<bool, Error> {
         let id = self.checked_id()?;
+        // Held in a critical section, or holding operations that wait for
+        // one: not idle.
+        let owned = id.clone();
+        if let Some(status) = self.client.store.call(move |s, _| s.status(&owned)).await? {
+            let record: Record = match &status.output {
+                Some(p) => p
+                    .decode("an entity's record")
+                    .map_err(|e| Error::EntityState {
+                        id: id.clone(),
+                        reason: e.to_string(),
+                    })?,
+                None => Record::default(),
+            };
+            if record.holder.is_some() || !record.deferred.is_empty() {
+                return Err(Error::InvalidState {
+                    id,
+                    status: status.runtime_status,
+                    operation: "purge",
+                });
+            }
+        }
         let owned = id.clone();
         match self.client.store.call(move |s, _| s.purge(&owned)).await? {
             Transition::NotFound => Ok(false),

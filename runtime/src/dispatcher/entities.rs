@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::entity::{self, Record};
 use crate::history::{self, EntityError, Event, Failure, FailureKind, RuntimeStatus};
 use crate::mailbox::ToDispatcher;
+use crate::policy::Poison;
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 use crate::store::handle::StoreHandle;
@@ -167,8 +168,23 @@ impl EntityDispatcher {
             }
             Err(e) => return Err(set_aside(FailureKind::Payload, e.to_string())),
         };
-        let (consumed, messages): (Vec<u64>, Vec<Event>) = w.messages.into_iter().unzip();
-        let turn = entity::run_turn(&w.id, record, messages, live.as_mut(), now);
+        let (mut consumed, mut messages): (Vec<u64>, Vec<Event>) = w.messages.into_iter().unzip();
+        // A turn lost before (its process died in it) is taken again one
+        // message at a time, so that an operation that kills the process
+        // is found alone; after `poison_after` losses it is given up.
+        let poison = Poison {
+            after: self.config.poison_after,
+        };
+        if w.attempts > 1 {
+            consumed.truncate(1);
+            messages.truncate(1);
+        }
+        let why = format!(
+            "its turn was lost {} times (the operation kills its process?)",
+            w.attempts.saturating_sub(1)
+        );
+        let poisoned = poison.turn_is_poison(w.attempts).then_some(why.as_str());
+        let turn = entity::run_turn(&w.id, record, messages, live.as_mut(), now, poisoned);
         tracing::trace!(
             entity = w.id.as_str(),
             applied = turn.applied,
