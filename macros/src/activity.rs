@@ -15,6 +15,12 @@ use crate::{ast, check, expand};
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::new();
     let args = Args::parse(args, &mut errors);
+    if let Some(v) = &args.version {
+        errors.error_at(
+            v,
+            "only an orchestrator has versions: an activity runs the code deployed, with no history to keep",
+        );
+    }
     let mut item = match ast::parse_fn(item.clone(), Kind::Activity) {
         Ok(parsed) => parsed,
         Err(error) => {

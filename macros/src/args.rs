@@ -12,6 +12,9 @@ use crate::errors::Errors;
 pub(crate) struct Args {
     /// `name = "..."`: the name stored in history instead of the fn's name.
     pub(crate) name: Option<LitStr>,
+    /// `version = N`: an orchestrator's version (several may be registered
+    /// under one name; an instance runs on the one it started with).
+    pub(crate) version: Option<syn::LitInt>,
 }
 
 impl Args {
@@ -22,6 +25,23 @@ impl Args {
     pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
         let mut args = Self::default();
         let parser = syn::meta::parser(|meta| {
+            if meta.path.is_ident("version") {
+                if args.version.is_some() {
+                    return Err(meta.error("duplicate argument: expected `version` at most once"));
+                }
+                let version: syn::LitInt = meta.value()?.parse()?;
+                match version.base10_parse::<u32>() {
+                    Ok(v) if v >= 1 => {}
+                    _ => {
+                        return Err(syn::Error::new_spanned(
+                            &version,
+                            "a version is a whole number from 1: `version = 2`",
+                        ))
+                    }
+                }
+                args.version = Some(version);
+                return Ok(());
+            }
             if !meta.path.is_ident("name") {
                 return Err(meta.error("expected `name`"));
             }

@@ -110,6 +110,12 @@ fn op_of(f: &syn::ImplItemFn, errors: &mut Errors) -> Option<Op> {
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::new();
     let args = Args::parse(args, &mut errors);
+    if let Some(v) = &args.version {
+        errors.error_at(
+            v,
+            "only an orchestrator has versions: an entity runs the code deployed, with no history to keep",
+        );
+    }
     let imp: ItemImpl = match syn::parse2(item.clone()) {
         Ok(imp) => imp,
         Err(_) => {

@@ -104,6 +104,10 @@ pub(crate) fn orchestrator(orchestrator: &Orchestrator<'_>, args: &Args) -> Toke
     let ident = function.ident();
     let cfgs = &function.cfgs;
     let name = stored_name(function, args);
+    let version = args
+        .version
+        .as_ref()
+        .map_or_else(|| quote!(1), |v| quote!(#v));
     let input = Input::new(function);
     let input_ty = &input.ty;
     let input_pat = &input.pat;
@@ -131,6 +135,7 @@ pub(crate) fn orchestrator(orchestrator: &Orchestrator<'_>, args: &Args) -> Toke
             type Input = #input_ty;
             type Output = #output_ty;
             const NAME: &'static str = #name;
+            const VERSION: u32 = #version;
             fn invoke(
                 self,
                 ctx: ::durable::Context,

@@ -265,6 +265,7 @@ mod tests {
                 seed: None,
                 first_seq: 0,
                 parent: None,
+                version: 1,
             },
             Event::TimerCreated {
                 seq: 0,

@@ -197,7 +197,7 @@ impl Client {
         options: &StartOptions,
     ) -> Result<Vec<bool>, Error> {
         self.accepting()?;
-        if !self.registry.has_orchestrator(O::NAME) {
+        if self.registry.orchestrator(O::NAME, O::VERSION).is_none() {
             return Err(Error::UnregisteredOrchestrator {
                 name: O::NAME.to_owned(),
             });
@@ -212,6 +212,7 @@ impl Client {
                 self.max_payload,
             )?;
             let mut new = NewInstance::new(id, O::NAME, input, now);
+            new.version = O::VERSION;
             // Random draws differ between instances and databases, and
             // replay the same: the seed is recorded in `Started`.
             new.seed = Some(crate::ids::random_u128().0);
@@ -497,6 +498,17 @@ impl Client {
             .call(move |s, _| s.status(&owned))
             .await?
             .ok_or_else(|| Error::InstanceNotFound { id: id.to_owned() })
+    }
+
+    /// The instance's history as a stable JSON document: keep it as a test
+    /// fixture and check new code against it with
+    /// [`Builder::check_history`](crate::Builder::check_history).
+    ///
+    /// # Errors
+    /// [`Error::InstanceNotFound`], and store errors.
+    pub async fn export_history(&self, id: &str) -> Result<crate::history::HistoryExport, Error> {
+        let events = self.history(id).await?;
+        Ok(crate::history::HistoryExport::new(id, events))
     }
 
     /// The instance's history, in order.

@@ -357,6 +357,7 @@ impl EntityContext {
         ) {
             Ok(input) => {
                 let mut new = NewInstance::new(id, O::NAME, input, history::micros(self.now));
+                new.version = O::VERSION;
                 new.seed = Some(crate::ids::random_u128().0);
                 self.starts.push(new);
             }

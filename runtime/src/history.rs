@@ -276,6 +276,10 @@ pub enum Event {
         /// sequence number there: told when this one ends.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         parent: Option<ParentRef>,
+        /// The orchestrator's version the instance runs on, for life
+        /// (histories written before versions were 1).
+        #[serde(default = "version_one", skip_serializing_if = "is_version_one")]
+        version: u32,
     },
     /// The orchestrator called an activity.
     ActivityScheduled {
@@ -461,6 +465,14 @@ pub enum Event {
         /// The entities released.
         entities: Vec<String>,
     },
+    /// The orchestrator took the new path of patch `patch`
+    /// ([`Context::patched`](crate::Context::patched)): replay takes it again.
+    Patched {
+        /// The marker's sequence number.
+        seq: u64,
+        /// The patch's id.
+        patch: String,
+    },
     /// A message to an entity: an operation to apply. Entities keep no
     /// history; this only travels in their queue.
     Operation {
@@ -520,6 +532,7 @@ impl Event {
                 | Self::EntitySignaled { .. }
                 | Self::LockRequested { .. }
                 | Self::LocksReleased { .. }
+                | Self::Patched { .. }
                 | Self::TimerCreated { .. }
                 | Self::SideEffect { .. }
                 | Self::Completed { .. }
@@ -625,7 +638,7 @@ pub fn is_entity_name(name: &str) -> bool {
 }
 
 /// An event as stored: its place in the history and the turn it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryRecord {
     /// Position in the instance's history, from 0, without gaps.
     pub index: u64,
@@ -635,6 +648,81 @@ pub struct HistoryRecord {
     pub at: i64,
     /// What happened.
     pub event: Event,
+}
+
+/// An instance's history as a stable, versioned JSON document: written by
+/// [`Client::export_history`](crate::Client::export_history), kept as a test
+/// fixture, checked against the current code with
+/// [`Builder::check_history`](crate::Builder::check_history).
+///
+/// The layout (`format` 1): `{"format": 1, "instance": "..", "orchestrator":
+/// "..", "version": 1, "events": [{"index": 0, "turn": 0, "at": <µs since
+/// the epoch>, "event": {"Started": {..}}}, ..]}`, each event as
+/// [`Event`] serializes (externally tagged). A later layout gets another
+/// `format` number, and files of this one stay readable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HistoryExport {
+    /// The layout's number: [`HistoryExport::FORMAT`].
+    pub format: u32,
+    /// The instance's id.
+    pub instance: String,
+    /// Its orchestrator's stored name.
+    pub orchestrator: String,
+    /// The orchestrator's version it runs on.
+    pub version: u32,
+    /// Its history (the current execution's), in order.
+    pub events: Vec<HistoryRecord>,
+}
+
+impl HistoryExport {
+    /// The layout this release writes and reads.
+    pub const FORMAT: u32 = 1;
+
+    /// The export of `instance`'s `events`: its orchestrator and version
+    /// are read from its `Started` (empty and 1 without one).
+    pub fn new(instance: impl Into<String>, events: Vec<HistoryRecord>) -> Self {
+        let (orchestrator, version) = events
+            .iter()
+            .find_map(|r| match &r.event {
+                Event::Started { name, version, .. } => Some((name.clone(), *version)),
+                _ => None,
+            })
+            .unwrap_or_else(|| (String::new(), 1));
+        Self {
+            format: Self::FORMAT,
+            instance: instance.into(),
+            orchestrator,
+            version,
+            events,
+        }
+    }
+
+    /// The document as pretty-printed JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Reads a document written by [`HistoryExport::to_json`].
+    ///
+    /// # Errors
+    /// Text that is not such a document, or one of another `format`.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        #[derive(Deserialize)]
+        struct Probe {
+            format: u32,
+        }
+        let probe: Probe = serde_json::from_str(text)
+            .map_err(|e| format!("not a history export (no `format`): {e}"))?;
+        if probe.format != Self::FORMAT {
+            return Err(format!(
+                "a history export of format {}, and this release reads format {}",
+                probe.format,
+                Self::FORMAT
+            ));
+        }
+        serde_json::from_str(text).map_err(|e| format!("a malformed history export: {e}"))
+    }
 }
 
 /// Microseconds since the Unix epoch, the store's unit of time.
@@ -662,6 +750,17 @@ pub(crate) fn now_micros() -> i64 {
 /// A duration in store units, saturating.
 pub(crate) fn duration_micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The version of an orchestrator that sets none.
+fn version_one() -> u32 {
+    1
+}
+
+/// Whether `v` is the default version.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_version_one(v: &u32) -> bool {
+    *v == 1
 }
 
 /// Whether `n` is zero (serde's `skip_serializing_if` for defaults).

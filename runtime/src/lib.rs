@@ -63,11 +63,13 @@ mod waiters;
 mod client;
 mod dispatcher;
 mod worker;
-// 7. Wiring.
+// 7. Wiring, and checks of code against histories.
+mod check;
 mod runtime;
 
 pub use activity::{Activity, ActivityError, ActivityInfo, BoxFuture, Never, Retryable};
 pub use bytes::Bytes;
+pub use check::Incompatible;
 pub use client::{
     Client, ClientSignal, EntityPage, EntityRef, Handle, IfExists, Page, Query, Signalled,
     StartOptions, MAX_NAME_LEN,

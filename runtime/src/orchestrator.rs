@@ -23,6 +23,10 @@ pub trait Orchestrator: Copy + Send + Sync + 'static {
     /// The name stored in history; the function's name unless set with
     /// `#[orchestrator(name = "...")]`.
     const NAME: &'static str;
+    /// Its version (`#[orchestrator(version = N)]`, 1 unless set): several
+    /// versions of one name may be registered side by side, and an instance
+    /// runs to its end on the version it started with.
+    const VERSION: u32 = 1;
 
     /// Starts the orchestration's code.
     fn invoke(self, ctx: Context, input: Self::Input) -> BoxFuture<Self::Output>;
@@ -75,7 +79,7 @@ impl Context {
     #[track_caller]
     pub fn call_child<O: Orchestrator>(&self, child: O, input: O::Input) -> ChildCall<O::Output> {
         let _ = child;
-        self.schedule_child(O::NAME, None, &input, Location::caller())
+        self.schedule_child((O::NAME, O::VERSION), None, &input, Location::caller())
     }
 
     /// As [`Context::call_child`](Context::call_child), under an id of the caller's choosing (it
@@ -92,6 +96,11 @@ impl Context {
         input: O::Input,
     ) -> ChildCall<O::Output> {
         let _ = child;
-        self.schedule_child(O::NAME, Some(id.into()), &input, Location::caller())
+        self.schedule_child(
+            (O::NAME, O::VERSION),
+            Some(id.into()),
+            &input,
+            Location::caller(),
+        )
     }
 }

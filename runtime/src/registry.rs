@@ -39,7 +39,8 @@ pub(crate) struct OrchestratorEntry {
 
 /// What the runtime can run.
 pub(crate) struct Registry {
-    orchestrators: HashMap<&'static str, OrchestratorEntry>,
+    /// By stored name, then version.
+    orchestrators: HashMap<&'static str, std::collections::BTreeMap<u32, OrchestratorEntry>>,
     activities: HashMap<&'static str, Arc<RunFn>>,
     /// Entity types, by stored name with its prefix (`@Account`).
     entities: HashMap<String, Box<LoadFn>>,
@@ -87,7 +88,13 @@ impl Registry {
             activities: O::activities(),
             children: O::children(),
         };
-        if self.orchestrators.insert(O::NAME, entry).is_some() {
+        if self
+            .orchestrators
+            .entry(O::NAME)
+            .or_default()
+            .insert(O::VERSION, entry)
+            .is_some()
+        {
             self.duplicates.push(O::NAME);
         }
     }
@@ -174,7 +181,11 @@ impl Registry {
                 name: (*name).to_owned(),
             });
         }
-        let mut names: Vec<_> = self.orchestrators.iter().collect();
+        let mut names: Vec<_> = self
+            .orchestrators
+            .iter()
+            .flat_map(|(n, versions)| versions.values().map(move |e| (n, e)))
+            .collect();
         names.sort_by_key(|(n, _)| **n);
         for (name, entry) in names {
             if let Some(missing) = entry
@@ -201,8 +212,17 @@ impl Registry {
         Ok(())
     }
 
-    pub(crate) fn orchestrator(&self, name: &str) -> Option<&OrchestratorEntry> {
-        self.orchestrators.get(name)
+    /// Version `version` of orchestrator `name`.
+    pub(crate) fn orchestrator(&self, name: &str, version: u32) -> Option<&OrchestratorEntry> {
+        self.orchestrators.get(name)?.get(&version)
+    }
+
+    /// The versions of orchestrator `name` registered here, ascending.
+    pub(crate) fn versions(&self, name: &str) -> Vec<u32> {
+        self.orchestrators
+            .get(name)
+            .map(|v| v.keys().copied().collect())
+            .unwrap_or_default()
     }
 
     pub(crate) fn has_orchestrator(&self, name: &str) -> bool {

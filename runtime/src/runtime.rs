@@ -115,6 +115,42 @@ impl Builder {
         self
     }
 
+    /// Replays a recorded history (a [`HistoryExport`](crate::history::HistoryExport),
+    /// kept as a test fixture) against the code registered on this builder:
+    /// `Err` names the first place the code no longer makes what history
+    /// records, with both call sites, or the version that is not
+    /// registered. A finished history is replayed to its end, and the
+    /// value it returned must come out again. Nothing is started.
+    ///
+    /// # Errors
+    /// The first difference, as an [`Incompatible`](crate::Incompatible).
+    pub fn check_history(
+        &self,
+        history: &crate::history::HistoryExport,
+    ) -> Result<(), crate::Incompatible> {
+        crate::check::history(&self.registry, history)
+    }
+
+    /// Every live instance (pending, running, suspended, stuck) in the
+    /// builder's store that the code registered on this builder could not
+    /// replay, and where: run it against the production database before
+    /// deploying. The store is opened and read, never written; nothing is
+    /// started. It blocks while it reads and replays (call it from a
+    /// command or a test, or on a blocking thread).
+    ///
+    /// # Errors
+    /// [`Error::NoStore`], and store errors opening or reading it.
+    pub fn check_database(&self) -> Result<Vec<crate::Incompatible>, Error> {
+        let store: Arc<dyn Store> = match &self.store {
+            None => return Err(Error::NoStore),
+            Some(StoreSpec::Custom(s)) => Arc::clone(s),
+            Some(StoreSpec::Sqlite(path, options)) => {
+                Arc::new(SqliteStore::open_with(path, options)?)
+            }
+        };
+        crate::check::database(&self.registry, &store)
+    }
+
     /// Registers an entity type this runtime applies operations to (made
     /// with `#[durable::entity]`): `.entity::<Account>()`.
     pub fn entity<T: crate::entity::Entity>(mut self) -> Self {

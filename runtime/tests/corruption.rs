@@ -107,6 +107,7 @@ fn event() -> impl Strategy<Value = Event> {
             seed: None,
             first_seq: 0,
             parent: None,
+            version: 1,
         }),
         (any::<u64>(), text(), payload(), text()).prop_map(|(seq, name, input, site)| {
             Event::ActivityScheduled {
@@ -132,6 +133,16 @@ fn event() -> impl Strategy<Value = Event> {
         (payload(), any::<bool>()).prop_map(|(output, failed)| Event::Completed { output, failed }),
         failure().prop_map(|failure| Event::Failed { failure }),
         text().prop_map(|reason| Event::Terminated { reason }),
+        (any::<u64>(), text()).prop_map(|(seq, patch)| Event::Patched { seq, patch }),
+        (any::<u64>(), payload()).prop_map(|(seq, output)| Event::EntityCompleted { seq, output }),
+        (text(), payload(), proptest::option::of(text())).prop_map(|(op, input, holder)| {
+            Event::Operation {
+                op,
+                input,
+                reply_to: None,
+                holder,
+            }
+        }),
     ]
 }
 
@@ -285,6 +296,7 @@ fn write_world(store: &SqliteStore, w: &World) -> Result<(), TestCaseError> {
         seed: None,
         first_seq: 0,
         parent: None,
+        version: 1,
     }];
     expected.extend(w.incoming.iter().cloned());
     let got: Vec<Event> = work[0].messages.iter().map(|(_, e)| e.clone()).collect();
@@ -1007,6 +1019,7 @@ fn a_damaged_turn_or_time_in_history_is_an_error() {
                 seed: None,
                 first_seq: 0,
                 parent: None,
+                version: 1,
             },
         }];
         turn.consumed = work[0].messages.iter().map(|(seq, _)| *seq).collect();

@@ -25,7 +25,7 @@ const LAYERS: &[&[&str]] = &[
     ],
     &["mailbox", "waiters"],
     &["client", "dispatcher", "worker"],
-    &["runtime"],
+    &["check", "runtime"],
     &["lib", "__private"],
 ];
 
@@ -37,6 +37,7 @@ const ROOT_EXPORTS: &[(&str, &str)] = &[
     ("Context", "context"),
     ("Error", "error"),
     ("Failure", "history"),
+    ("Incompatible", "check"),
     ("FailureKind", "history"),
     ("InstanceStatus", "status"),
     ("RuntimeStatus", "history"),

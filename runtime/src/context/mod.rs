@@ -37,6 +37,7 @@ pub(crate) enum OpKind {
     EntitySignal,
     Lock,
     Unlock,
+    Patch,
 }
 
 impl fmt::Display for OpKind {
@@ -50,6 +51,7 @@ impl fmt::Display for OpKind {
             Self::EntitySignal => "entity signal",
             Self::Lock => "entity lock",
             Self::Unlock => "entity unlock",
+            Self::Patch => "patch marker",
         })
     }
 }
@@ -77,6 +79,7 @@ pub(crate) enum Action {
     Child {
         seq: u64,
         name: &'static str,
+        version: u32,
         id: String,
         input: Payload,
         seed: u64,
@@ -120,6 +123,10 @@ pub(crate) enum Action {
         /// The request's sequence number.
         lock: u64,
         entities: Vec<String>,
+    },
+    Patch {
+        seq: u64,
+        patch: String,
     },
 }
 
@@ -253,6 +260,16 @@ impl State {
     ) -> (u64, Option<Recorded>) {
         // Formatted only when recorded or reported: replay checks are hot.
         let site = || site(loc);
+        // A patch marker the code no longer asks about (its `patched` call
+        // was removed once every instance took the new path) is passed over.
+        while self
+            .recorded
+            .get(&self.next_seq)
+            .is_some_and(|r| r.kind == OpKind::Patch)
+        {
+            self.recorded.remove(&self.next_seq);
+            self.next_seq += 1;
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         if let Some(rec) = self.recorded.remove(&seq) {
@@ -278,6 +295,29 @@ impl State {
             self.actions.push(action(seq, site()));
         }
         (seq, None)
+    }
+
+    /// Whether this point of the code takes the new path of patch `patch`:
+    /// see `Context::patched`.
+    fn patched(&mut self, patch: &str) -> bool {
+        let seq = self.next_seq;
+        if let Some(rec) = self.recorded.get(&seq) {
+            if rec.kind == OpKind::Patch && rec.name == patch {
+                self.recorded.remove(&seq);
+                self.next_seq += 1;
+                return true;
+            }
+        }
+        if self.replaying {
+            // History from before the patch: no marker here, the old path.
+            return false;
+        }
+        self.next_seq += 1;
+        self.actions.push(Action::Patch {
+            seq,
+            patch: patch.to_owned(),
+        });
+        true
     }
 
     /// Takes the next sequence number for a new decision outside replay.
@@ -418,6 +458,34 @@ impl Context {
         history::system_time(lock(&self.state).now)
     }
 
+    /// Changes an orchestrator safely while instances of it are running:
+    /// `true` where the instance takes the new code, `false` where its
+    /// history was written by the old code before this point. New instances,
+    /// and running ones once they get past what their history records,
+    /// take the new path, and the choice is recorded in history, so every
+    /// replay takes the same one.
+    ///
+    /// Once no instance started before the patch is still running (the
+    /// database check lists them), delete the old branch and the call: the
+    /// markers already in histories are passed over by replay.
+    ///
+    /// ```
+    /// # use durable::{activity, orchestrator, Context};
+    /// # #[activity] async fn charge(cents: u64) -> u64 { cents }
+    /// # #[activity] async fn charge_with_fee(cents: u64) -> u64 { cents + 30 }
+    /// #[orchestrator]
+    /// async fn checkout(ctx: Context, cents: u64) -> u64 {
+    ///     if ctx.patched("fee-2026-11") {
+    ///         ctx.call(charge_with_fee, cents).await.unwrap_or(0)
+    ///     } else {
+    ///         ctx.call(charge, cents).await.unwrap_or(0)
+    ///     }
+    /// }
+    /// ```
+    pub fn patched(&self, patch: &str) -> bool {
+        lock(&self.state).patched(patch)
+    }
+
     /// Whether the code is being replayed from history (for logging only:
     /// never branch on it).
     pub fn is_replaying(&self) -> bool {
@@ -501,7 +569,7 @@ impl Context {
     /// typed entry points).
     pub(crate) fn schedule_child<T>(
         &self,
-        name: &'static str,
+        (name, version): (&'static str, u32),
         id: Option<String>,
         input: &impl serde::Serialize,
         loc: &Location<'_>,
@@ -525,6 +593,7 @@ impl Context {
                 Action::Child {
                     seq,
                     name,
+                    version,
                     id: child_id(seq),
                     input,
                     seed,

@@ -949,12 +949,14 @@ fn to_commit(id: &str, expected_len: u64, consumed: Vec<u64>, turn: Turn, now: i
             Action::Child {
                 seq,
                 name,
+                version,
                 id: child,
                 input,
                 seed,
                 ..
             } => {
                 let mut new = NewInstance::new(child, name, input, now);
+                new.version = version;
                 new.seed = Some(seed);
                 new.parent = Some(ParentRef {
                     id: id.to_owned(),
@@ -963,7 +965,7 @@ fn to_commit(id: &str, expected_len: u64, consumed: Vec<u64>, turn: Turn, now: i
                 commit.children.push(new);
             }
             // Recorded in history; nothing to run.
-            Action::SideEffect { .. } => {}
+            Action::SideEffect { .. } | Action::Patch { .. } => {}
             Action::EntityCall {
                 seq,
                 entity,

@@ -191,6 +191,8 @@ pub(crate) struct Execution {
     name: Option<String>,
     /// The instance this one reports to, as its child.
     parent: Option<ParentRef>,
+    /// The orchestrator's version it runs on, from `Started`.
+    version: u32,
     /// Which execution of the instance this is: the first sequence number
     /// of its `Started` (continue-as-new starts a higher one).
     pub(crate) execution: u64,
@@ -211,6 +213,7 @@ impl Execution {
             consumed_through: None,
             name: None,
             parent: None,
+            version: 1,
             execution: 0,
         }
     }
@@ -232,10 +235,33 @@ impl Execution {
         history: &[HistoryRecord],
         registry: &Registry,
     ) -> Result<Self, Parked> {
+        Self::replay_with(instance_id, history, registry, false)
+    }
+
+    /// Checks the code against a whole recorded history, a finished one
+    /// included: every decision must be made again, and a history that
+    /// ends with the orchestrator returning must see it return the same
+    /// value. The first difference, with both call sites.
+    pub(crate) fn check(
+        instance_id: &str,
+        history: &[HistoryRecord],
+        registry: &Registry,
+    ) -> Result<(), Failure> {
+        Self::replay_with(instance_id, history, registry, true)
+            .map(|_| ())
+            .map_err(|Parked(f)| f)
+    }
+
+    fn replay_with(
+        instance_id: &str,
+        history: &[HistoryRecord],
+        registry: &Registry,
+        whole: bool,
+    ) -> Result<Self, Parked> {
         let mut ex = Self::new(instance_id);
         // A finished instance's code never runs again: nothing to replay
         // (and its last turn's decisions were never followed by a poll).
-        if let Some(last) = history.last().filter(|r| r.event.is_terminal()) {
+        if let Some(last) = history.last().filter(|r| r.event.is_terminal() && !whole) {
             ex.history_len = history.len() as u64;
             ex.next_turn = last.turn + 1;
             ex.last_at = last.at;
@@ -323,6 +349,17 @@ impl Execution {
                             },
                         );
                     }
+                    Event::Patched { seq, patch } => {
+                        st.recorded.insert(
+                            *seq,
+                            Recorded {
+                                kind: OpKind::Patch,
+                                name: patch.clone(),
+                                site: "a patch marker".to_owned(),
+                                value: None,
+                            },
+                        );
+                    }
                     Event::LocksReleased { seq, .. } => {
                         st.recorded.insert(
                             *seq,
@@ -342,15 +379,55 @@ impl Execution {
             let (turn, at) = (group[0].turn, group[0].at);
             lock(&ex.state).now = at;
             let mut terminal = false;
+            let mut returned = None;
             for rec in group {
                 if rec.event.is_terminal() {
                     terminal = true;
+                }
+                if let Event::Completed { output, failed } = &rec.event {
+                    returned = Some((output.clone(), *failed));
                 }
                 if !rec.event.is_decision() {
                     ex.apply(&rec.event, registry)?;
                 }
             }
-            let outcome = if terminal { None } else { ex.poll() };
+            // Checking a whole history, the turn the orchestrator returned
+            // in runs too, and must return the same.
+            let had_return = returned.is_some();
+            if whole {
+                if let Some(recorded) = returned {
+                    let polled = ex.poll();
+                    if let Some(f) = lock(&ex.state).fatal.clone() {
+                        return Err(Parked(f));
+                    }
+                    match polled {
+                        Some(Ok(value)) if value == recorded => {}
+                        Some(Ok((value, _))) => {
+                            return Err(Parked(Failure::new(
+                                FailureKind::Nondeterminism,
+                                format!(
+                                    "turn {turn}: the orchestrator now returns {}, where history records {}",
+                                    value.json(),
+                                    recorded.0.json()
+                                ),
+                            )))
+                        }
+                        Some(Err(f)) => return Err(Parked(f)),
+                        None => {
+                            return Err(Parked(Failure::new(
+                                FailureKind::Nondeterminism,
+                                format!("turn {turn}: history records the orchestrator returning here, but the code now goes on waiting"),
+                            )))
+                        }
+                    }
+                    terminal = false;
+                }
+            }
+            let outcome = if terminal || had_return {
+                None
+            } else {
+                ex.poll()
+            };
             // Timers and calls dropped again on replay were cancelled when
             // first run.
             {
@@ -383,6 +460,8 @@ impl Execution {
         }
         let mut st = lock(&ex.state);
         st.replaying = false;
+        // Markers of patches the code no longer asks about are no loss.
+        st.recorded.retain(|_, r| r.kind != OpKind::Patch);
         if let Some((seq, rec)) = st.recorded.iter().min_by_key(|(s, _)| **s) {
             return Err(Parked(Failure::new(
                 FailureKind::Nondeterminism,
@@ -484,12 +563,13 @@ impl Execution {
                 Action::Child {
                     seq,
                     name,
+                    version,
                     id,
                     input,
                     site,
                     ..
                 } => {
-                    if outcome.is_none() && !registry.has_orchestrator(name) {
+                    if outcome.is_none() && registry.orchestrator(name, *version).is_none() {
                         outcome = Some(Outcome::Failed(Failure::new(
                             FailureKind::UnregisteredOrchestrator,
                             format!("child orchestration `{name}` (called at {site}) is not registered with this runtime"),
@@ -572,6 +652,10 @@ impl Execution {
                     lock: *lock,
                     entities: entities.clone(),
                 }),
+                Action::Patch { seq, patch } => events.push(Event::Patched {
+                    seq: *seq,
+                    patch: patch.clone(),
+                }),
             }
         }
         let actions = match &outcome {
@@ -604,7 +688,9 @@ impl Execution {
                     .into_iter()
                     .filter(|a| match a {
                         Action::Activity { name, .. } => registry.has_activity(name),
-                        Action::Child { name, .. } => registry.has_orchestrator(name),
+                        Action::Child { name, version, .. } => {
+                            registry.orchestrator(name, *version).is_some()
+                        }
                         // Signals and releases go out; a call or a lock
                         // request nobody will wait for does not.
                         Action::EntitySignal { entity, .. } => {
@@ -651,6 +737,7 @@ impl Execution {
             seed: Some(seed),
             first_seq,
             parent: self.parent.clone(),
+            version: self.version,
         };
         Some(Outcome::ContinuedAsNew { started, carried })
     }
@@ -699,15 +786,27 @@ impl Execution {
                 seed,
                 first_seq,
                 parent,
+                version,
             } => {
                 self.name = Some(name.clone());
                 self.parent.clone_from(parent);
+                self.version = *version;
                 self.execution = crate::history::execution_of(*seed);
                 lock(&self.state).start_at(*first_seq);
-                let Some(entry) = registry.orchestrator(name) else {
+                let Some(entry) = registry.orchestrator(name, *version) else {
+                    let registered = registry.versions(name);
+                    let message = if registered.is_empty() {
+                        format!("orchestrator `{name}` is not registered with this runtime")
+                    } else {
+                        format!(
+                            "the instance runs version {version} of orchestrator `{name}`, which is not \
+                             registered with this runtime (registered: {registered:?}): keep that version \
+                             registered until its instances finish"
+                        )
+                    };
                     return Err(Parked(Failure::new(
                         FailureKind::UnregisteredOrchestrator,
-                        format!("orchestrator `{name}` is not registered with this runtime"),
+                        message,
                     )));
                 };
                 lock(&self.state).max_payload = registry.max_payload;
@@ -767,6 +866,7 @@ impl Execution {
             | Event::EntitySignaled { .. }
             | Event::LockRequested { .. }
             | Event::LocksReleased { .. }
+            | Event::Patched { .. }
             | Event::Operation { .. }
             | Event::LockEntity { .. }
             | Event::UnlockEntity { .. } => {}

@@ -139,6 +139,7 @@ fn started(name: &str, input: u64) -> Event {
         seed: None,
         first_seq: 0,
         parent: None,
+        version: 1,
     }
 }
 
@@ -580,6 +581,7 @@ fn the_seed_recorded_at_start_decides_random_draws_and_replays_the_same() {
             seed: Some(seed),
             first_seq: 0,
             parent: None,
+            version: 1,
         };
         let t0 = ex.run_turn(0, vec![start], &reg).expect("ok");
         let live = ex

@@ -169,6 +169,7 @@ pub fn creates_instances_once(s: &dyn Store) {
                 seed: None,
                 first_seq: 0,
                 parent: None,
+                version: 1,
             }
         )],
         "the first input stands"
@@ -675,6 +676,7 @@ pub fn starts_children_and_sends_messages(s: &dyn Store) {
             seed: None,
             first_seq: 0,
             parent: parent(1),
+            version: 1,
         }],
         "the child is started, knowing its parent"
     );
@@ -897,6 +899,7 @@ pub fn restarts_an_instance_afresh(s: &dyn Store) {
         seed: Some(7),
         first_seq: 3,
         parent: None,
+        version: 1,
     };
     let mut again = turn("a", 1, &[]);
     again.events = vec![record(1, 1, event("dropped", "0"))];

@@ -63,6 +63,8 @@ pub struct NewInstance {
     /// An instance of this id that has finished is deleted and this one
     /// created in its place (one that has not finished is left as it is).
     pub replace_finished: bool,
+    /// The orchestrator's version it runs on, recorded in `Started`.
+    pub version: u32,
 }
 
 impl NewInstance {
@@ -79,6 +81,7 @@ impl NewInstance {
             parent: None,
             visible_at: 0,
             replace_finished: false,
+            version: 1,
         }
     }
 
@@ -97,6 +100,7 @@ impl NewInstance {
             seed: self.seed,
             first_seq: 0,
             parent: self.parent.clone(),
+            version: self.version,
         }
     }
 }

@@ -1,0 +1,87 @@
+//! Checking code against histories before it is deployed: one recorded
+//! history (a test fixture), or every live instance in a database.
+
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::history::{Failure, HistoryExport, RuntimeStatus};
+use crate::registry::Registry;
+use crate::replay::Execution;
+use crate::store::{ListQuery, Store};
+
+/// An instance this build could not replay, and where it would diverge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Incompatible {
+    /// The instance's id.
+    pub instance: String,
+    /// Its orchestrator's stored name.
+    pub orchestrator: String,
+    /// Its status in the database (empty for a fixture).
+    pub status: Option<RuntimeStatus>,
+    /// The first difference, naming the call site recorded and the one the
+    /// code now makes (or the version that is not registered).
+    pub failure: Failure,
+}
+
+impl std::fmt::Display for Incompatible {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "instance `{}` of `{}`: {}",
+            crate::ids::Escaped(&self.instance),
+            self.orchestrator,
+            self.failure
+        )
+    }
+}
+
+/// Replays `history` against `registry`'s code: `Err` with the first
+/// difference.
+pub(crate) fn history(registry: &Registry, history: &HistoryExport) -> Result<(), Incompatible> {
+    Execution::check(&history.instance, &history.events, registry).map_err(|failure| Incompatible {
+        instance: history.instance.clone(),
+        orchestrator: history.orchestrator.clone(),
+        status: None,
+        failure,
+    })
+}
+
+/// Every live instance of `store` (pending, running, suspended or stuck)
+/// that `registry`'s code could not replay, in the store's list order.
+/// Entities are not replayed and are left out.
+pub(crate) fn database(
+    registry: &Registry,
+    store: &Arc<dyn Store>,
+) -> Result<Vec<Incompatible>, Error> {
+    let mut out = Vec::new();
+    let mut query = ListQuery {
+        statuses: vec![
+            RuntimeStatus::Pending,
+            RuntimeStatus::Running,
+            RuntimeStatus::Suspended,
+            RuntimeStatus::Stuck,
+        ],
+        limit: 500,
+        ..ListQuery::default()
+    };
+    loop {
+        let page = store.list(&query)?;
+        for status in &page {
+            let events = store.history(&status.id)?.unwrap_or_default();
+            let export = HistoryExport::new(status.id.clone(), events);
+            if let Err(mut bad) = history(registry, &export) {
+                bad.orchestrator.clone_from(&status.name);
+                bad.status = Some(status.runtime_status);
+                out.push(bad);
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == query.limit => {
+                query.after = Some((crate::history::micros(last.created_at), last.id.clone()));
+            }
+            _ => break,
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,345 @@
+//! Changing orchestrator code safely: versions side by side, `patched`
+//! branches, recorded histories as fixtures, and the whole-database check.
+
+mod common;
+
+use common::{builder, db, until, within};
+use durable::history::{Event, HistoryExport};
+use durable::{activity, orchestrator, Context, FailureKind, RuntimeStatus};
+
+#[activity]
+async fn old_step(x: u64) -> u64 {
+    x + 1
+}
+
+#[activity]
+async fn new_step(x: u64) -> u64 {
+    x + 100
+}
+
+/// Version 1 of `flow`, kept registered while its instances run.
+#[orchestrator(name = "flow", version = 1)]
+async fn flow_v1(ctx: Context, x: u64) -> String {
+    let y = ctx.call(old_step, x).await.unwrap_or(0);
+    let _: () = ctx.wait_event("go").await;
+    format!("v1:{y}")
+}
+
+/// Version 2: another first step.
+#[orchestrator(name = "flow", version = 2)]
+async fn flow(ctx: Context, x: u64) -> String {
+    let y = ctx.call(new_step, x).await.unwrap_or(0);
+    let _: () = ctx.wait_event("go").await;
+    format!("v2:{y}")
+}
+
+fn history_has_call(history: &[durable::history::HistoryRecord], name: &str) -> bool {
+    history
+        .iter()
+        .any(|r| matches!(&r.event, Event::ActivityScheduled { name: n, .. } if n == name))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_versions_side_by_side_each_finish_their_own_instances_across_a_restart() {
+    let db = db();
+    let with_v1 = || {
+        builder(&db)
+            .activity(old_step)
+            .activity(new_step)
+            .orchestrator(flow_v1)
+    };
+    let rt = with_v1().start().await.unwrap();
+    let client = rt.client();
+    let old = client.start(flow_v1, 1).await.unwrap();
+    until("the old instance to wait for go", || async {
+        let h = client.history(old.id()).await.unwrap();
+        h.iter()
+            .any(|r| matches!(r.event, Event::ActivityCompleted { .. }))
+            .then_some(())
+    })
+    .await;
+    rt.shutdown().await.unwrap();
+
+    // The deploy: version 2 is new, version 1 stays for its instances.
+    let rt = with_v1()
+        .orchestrator(flow)
+        .cache_size(0)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let new = client.start(flow, 2).await.unwrap();
+    client.raise_event(old.id(), "go", ()).await.unwrap();
+    client.raise_event(new.id(), "go", ()).await.unwrap();
+    let old = client.handle(flow_v1, old.id());
+    assert_eq!(within(old.result()).await.unwrap(), "v1:2");
+    assert_eq!(within(new.result()).await.unwrap(), "v2:102");
+    assert!(history_has_call(
+        &client.history(new.id()).await.unwrap(),
+        "new_step"
+    ));
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_of_a_version_no_longer_registered_is_parked_not_failed() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(old_step)
+        .orchestrator(flow_v1)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let old = client.start(flow_v1, 1).await.unwrap();
+    rt.shutdown().await.unwrap();
+    let rt = builder(&db)
+        .activity(new_step)
+        .orchestrator(flow)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    client.raise_event(old.id(), "go", ()).await.unwrap();
+    let status = until("the old instance to be parked", || async {
+        let s = client.status(old.id()).await.unwrap();
+        (s.runtime_status == RuntimeStatus::Stuck).then_some(s)
+    })
+    .await;
+    let failure = status.failure.expect("a diagnostic");
+    assert_eq!(failure.kind, FailureKind::UnregisteredOrchestrator);
+    assert!(failure.message.contains("version 1"), "{failure}");
+    assert!(failure.message.contains("[2]"), "{failure}");
+    rt.shutdown().await.unwrap();
+}
+
+/// Before the patch.
+#[orchestrator(name = "patchy")]
+async fn before_patch(ctx: Context, x: u64) -> u64 {
+    let y = ctx.call(old_step, x).await.unwrap_or(0);
+    let _: () = ctx.wait_event("go").await;
+    y
+}
+
+/// With the patch: old histories keep the old path.
+#[orchestrator(name = "patchy")]
+async fn with_patch(ctx: Context, x: u64) -> u64 {
+    let y = if ctx.patched("bigger-step") {
+        ctx.call(new_step, x).await.unwrap_or(0)
+    } else {
+        ctx.call(old_step, x).await.unwrap_or(0)
+    };
+    let _: () = ctx.wait_event("go").await;
+    y
+}
+
+/// After the old branch was removed.
+#[orchestrator(name = "patchy")]
+async fn after_patch(ctx: Context, x: u64) -> u64 {
+    let y = ctx.call(new_step, x).await.unwrap_or(0);
+    let _: () = ctx.wait_event("go").await;
+    y
+}
+
+async fn waiting(client: &durable::Client, id: &str) {
+    until("the instance to wait for go", || async {
+        let h = client.history(id).await.unwrap();
+        h.iter()
+            .any(|r| matches!(r.event, Event::ActivityCompleted { .. }))
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_keeps_old_histories_on_the_old_path_and_its_removal_replays() {
+    let db = db();
+    let steps = || {
+        builder(&db)
+            .activity(old_step)
+            .activity(new_step)
+            .cache_size(0)
+    };
+    let rt = steps().orchestrator(before_patch).start().await.unwrap();
+    let client = rt.client();
+    let old = client.start(before_patch, 1).await.unwrap();
+    waiting(&client, old.id()).await;
+    rt.shutdown().await.unwrap();
+
+    let rt = steps().orchestrator(with_patch).start().await.unwrap();
+    let client = rt.client();
+    let new = client.start(with_patch, 1).await.unwrap();
+    waiting(&client, new.id()).await;
+    client.raise_event(old.id(), "go", ()).await.unwrap();
+    let old = client.handle(with_patch, old.id());
+    assert_eq!(within(old.result()).await.unwrap(), 2, "the old path");
+    let history = client.history(new.id()).await.unwrap();
+    assert!(history
+        .iter()
+        .any(|r| matches!(&r.event, Event::Patched { patch, .. } if patch == "bigger-step")));
+    rt.shutdown().await.unwrap();
+
+    // The old branch is gone; the new instance's marker is passed over.
+    let rt = steps().orchestrator(after_patch).start().await.unwrap();
+    let client = rt.client();
+    client.raise_event(new.id(), "go", ()).await.unwrap();
+    let new = client.handle(after_patch, new.id());
+    assert_eq!(within(new.result()).await.unwrap(), 101, "the new path");
+    rt.shutdown().await.unwrap();
+}
+
+/// The checkout recorded in `fixtures/checkout.json`.
+#[orchestrator(name = "checkout")]
+async fn checkout(ctx: Context, x: u64) -> u64 {
+    let a = ctx.call(old_step, x).await.unwrap_or(0);
+    ctx.sleep(std::time::Duration::from_millis(1)).await;
+    ctx.call(new_step, a).await.unwrap_or(0)
+}
+
+/// An incompatible change: the steps swapped.
+#[orchestrator(name = "checkout")]
+async fn checkout_swapped(ctx: Context, x: u64) -> u64 {
+    let a = ctx.call(new_step, x).await.unwrap_or(0);
+    ctx.sleep(std::time::Duration::from_millis(1)).await;
+    ctx.call(old_step, a).await.unwrap_or(0)
+}
+
+/// A change that returns something else for the same history.
+#[orchestrator(name = "checkout")]
+async fn checkout_doubled(ctx: Context, x: u64) -> u64 {
+    let a = ctx.call(old_step, x).await.unwrap_or(0);
+    ctx.sleep(std::time::Duration::from_millis(1)).await;
+    2 * ctx.call(new_step, a).await.unwrap_or(0)
+}
+
+const FIXTURE: &str = include_str!("fixtures/checkout.json");
+
+#[test]
+fn a_recorded_history_catches_an_incompatible_change_with_both_call_sites() {
+    let fixture = HistoryExport::from_json(FIXTURE).expect("the fixture reads");
+    assert_eq!(fixture.format, HistoryExport::FORMAT);
+    let steps = || {
+        durable::Runtime::builder()
+            .activity(old_step)
+            .activity(new_step)
+    };
+    steps()
+        .orchestrator(checkout)
+        .check_history(&fixture)
+        .expect("the code that wrote it replays it");
+    let bad = steps()
+        .orchestrator(checkout_swapped)
+        .check_history(&fixture)
+        .unwrap_err();
+    assert_eq!(bad.failure.kind, FailureKind::Nondeterminism);
+    let msg = bad.failure.message;
+    assert!(
+        msg.contains("old_step") && msg.contains("new_step"),
+        "{msg}"
+    );
+    assert!(
+        msg.matches("evolution.rs:").count() >= 2,
+        "both call sites: {msg}"
+    );
+    let bad = steps()
+        .orchestrator(checkout_doubled)
+        .check_history(&fixture)
+        .unwrap_err();
+    assert!(
+        bad.failure.message.contains("returns 204"),
+        "{}",
+        bad.failure
+    );
+    // Another format is refused, never misread.
+    let other = FIXTURE.replacen("\"format\": 1", "\"format\": 2", 1);
+    assert!(HistoryExport::from_json(&other).is_err());
+}
+
+/// Writes the fixture again (run with `DURABLE_WRITE_FIXTURES=1` after a
+/// deliberate change of the recorded code).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_round_trips_and_checks_against_its_own_code() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(old_step)
+        .activity(new_step)
+        .orchestrator(checkout)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client
+        .start_with_id(checkout, "fixture-1", 1)
+        .await
+        .unwrap();
+    assert_eq!(within(h.result()).await.unwrap(), 102);
+    let export = client.export_history(h.id()).await.unwrap();
+    let json = export.to_json();
+    assert_eq!(HistoryExport::from_json(&json).unwrap(), export);
+    if std::env::var_os("DURABLE_WRITE_FIXTURES").is_some() {
+        std::fs::write(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/checkout.json"),
+            &json,
+        )
+        .unwrap();
+    }
+    builder(&db)
+        .activity(old_step)
+        .activity(new_step)
+        .orchestrator(checkout)
+        .check_history(&export)
+        .unwrap();
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_check_lists_exactly_the_instances_that_would_break() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(old_step)
+        .activity(new_step)
+        .orchestrator(before_patch)
+        .orchestrator(flow_v1)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    // Waiting after the old step: break under `after_patch`.
+    let mut breaking = Vec::new();
+    for i in 0..3 {
+        let h = client.start(before_patch, i).await.unwrap();
+        waiting(&client, h.id()).await;
+        breaking.push(h.id().to_owned());
+    }
+    // Finished: never replayed again, not listed.
+    let done = client.start(before_patch, 9).await.unwrap();
+    waiting(&client, done.id()).await;
+    client.raise_event(done.id(), "go", ()).await.unwrap();
+    within(done.result()).await.unwrap();
+    // Version 1 of `flow` stays registered: fine.
+    let fine = client.start(flow_v1, 5).await.unwrap();
+    waiting(&client, fine.id()).await;
+    rt.shutdown().await.unwrap();
+
+    let next_build = builder(&db)
+        .activity(old_step)
+        .activity(new_step)
+        .orchestrator(after_patch)
+        .orchestrator(flow_v1)
+        .orchestrator(flow);
+    let found = next_build.check_database().unwrap();
+    let mut ids: Vec<_> = found.iter().map(|b| b.instance.clone()).collect();
+    ids.sort();
+    breaking.sort();
+    assert_eq!(ids, breaking, "{found:#?}");
+    assert!(found.iter().all(|b| b.orchestrator == "patchy"
+        && b.status == Some(RuntimeStatus::Running)
+        && b.failure.message.contains("old_step")));
+    // The build that wrote them replays them all.
+    let same = builder(&db)
+        .activity(old_step)
+        .activity(new_step)
+        .orchestrator(before_patch)
+        .orchestrator(flow_v1);
+    assert!(same.check_database().unwrap().is_empty());
+}
