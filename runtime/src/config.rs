@@ -38,6 +38,9 @@ pub(crate) struct Config {
     /// How long one turn of orchestrator code may run before its instance
     /// is failed (`FailureKind::TurnTimeout`).
     pub(crate) turn_timeout: Duration,
+    /// Run every turn a second time from history and compare (tests and
+    /// staging).
+    pub(crate) verify: bool,
 }
 
 impl Default for Config {
@@ -56,6 +59,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             inbox_capacity: 4_096,
             turn_timeout: Duration::from_secs(10),
+            verify: false,
         }
     }
 }

@@ -263,6 +263,20 @@ impl Builder {
         self
     }
 
+    /// Verify mode, for tests and staging (off by default): every turn is
+    /// run a second time in a fresh execution rebuilt from the instance's
+    /// history, before it commits, and must make the same decisions, inputs
+    /// and timer times included. Nondeterminism the compile-time checker
+    /// cannot see (a helper function reading the clock, a `HashMap`
+    /// reached through a struct field) then parks the instance as `Stuck`
+    /// on its first run, with both decisions and their call sites, instead
+    /// of surfacing days later on a replay. It costs a history read and a
+    /// replay per turn; a `side_effect` closure runs twice.
+    pub fn verify_replay(mut self, on: bool) -> Self {
+        self.config.verify = on;
+        self
+    }
+
     /// Opens the store, checks the registrations and starts the dispatcher
     /// and the activity worker.
     ///

@@ -343,3 +343,58 @@ async fn the_database_check_lists_exactly_the_instances_that_would_break() {
         .orchestrator(flow_v1);
     assert!(same.check_database().unwrap().is_empty());
 }
+
+/// A helper outside any orchestrator: the compile-time checker cannot see
+/// the clock read in it.
+fn stamp() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[orchestrator]
+async fn sneaky(ctx: Context) -> u64 {
+    let at = stamp();
+    ctx.call(old_step, at).await.unwrap_or(0)
+}
+
+#[orchestrator]
+async fn honest(ctx: Context, x: u64) -> u64 {
+    let at = ctx.side_effect(stamp);
+    let y = ctx.call(old_step, x).await.unwrap_or(0);
+    ctx.sleep(std::time::Duration::from_millis(1)).await;
+    y + at.min(1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_mode_catches_a_clock_read_hidden_in_a_helper_on_the_first_run() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(old_step)
+        .orchestrator(sneaky)
+        .orchestrator(honest)
+        .verify_replay(true)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client.start(sneaky, ()).await.unwrap();
+    let status = until("the instance to be parked", || async {
+        let s = client.status(h.id()).await.unwrap();
+        (s.runtime_status == RuntimeStatus::Stuck).then_some(s)
+    })
+    .await;
+    let failure = status.failure.expect("a diagnostic");
+    assert_eq!(failure.kind, FailureKind::Nondeterminism);
+    assert!(failure.message.contains("verify mode"), "{failure}");
+    assert!(
+        failure.message.contains("evolution.rs:"),
+        "the call site: {failure}"
+    );
+    // Nothing of the bad turn was committed.
+    assert!(client.history(h.id()).await.unwrap().is_empty());
+    // Code that keeps to the rules (the clock read in a side effect) runs.
+    let ok = client.start(honest, 1).await.unwrap();
+    assert_eq!(within(ok.result()).await.unwrap(), 3);
+    rt.shutdown().await.unwrap();
+}

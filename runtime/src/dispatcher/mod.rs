@@ -11,6 +11,7 @@ mod entities;
 mod replays;
 mod round;
 mod turns;
+mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -81,6 +81,8 @@ pub(super) struct Round<'a> {
     /// Whether new tasks may be leased to this process's worker (not while
     /// the runtime drains).
     lease_tasks: bool,
+    /// Verify mode: run each turn again from history before committing it.
+    verify: bool,
     commits: Vec<TurnCommit>,
     pending: Vec<Pending>,
     stuck: Vec<(String, Failure)>,
@@ -124,6 +126,7 @@ impl<'a> Round<'a> {
             stuck_retry: d.config.stuck_retry,
             history_warning: d.config.history_warning,
             lease_tasks,
+            verify: d.config.verify,
             commits: Vec::new(),
             pending: Vec::new(),
             stuck: Vec::new(),
@@ -478,6 +481,7 @@ impl<'a> Round<'a> {
         stop: &mut Shutdown,
     ) -> Result<(), StoreError> {
         let jobs = std::mem::take(&mut self.jobs);
+        let filed_from = self.commits.len();
         let mut ready: Vec<Option<Ready>> = std::mem::take(&mut self.ready)
             .into_iter()
             .map(Some)
@@ -515,6 +519,9 @@ impl<'a> Round<'a> {
         // the long way rather than nowhere.
         self.to_store
             .extend(ready.into_iter().flatten().flat_map(|r| r.completions));
+        if self.verify {
+            self.verify_from(filed_from).await?;
+        }
         for (r, ran) in over {
             let len = r.len_before;
             let failure = turns::over_budget(&r.name, turns.budget(), ran);
@@ -534,6 +541,39 @@ impl<'a> Round<'a> {
             )
             .await?;
             self.push(commit, r.id, len, None, true, Vec::new());
+        }
+        Ok(())
+    }
+
+    /// Verify mode: runs each turn filed from `from` on again from its
+    /// history; one that decides differently is not committed, and its
+    /// instance is parked with both decisions.
+    async fn verify_from(&mut self, from: usize) -> Result<(), StoreError> {
+        let mut bad = Vec::new();
+        for i in from..self.commits.len() {
+            let commit = &self.commits[i];
+            if commit.restart.is_some() || commit.events.is_empty() {
+                continue;
+            }
+            let id = commit.instance.clone();
+            let history = self
+                .store
+                .call(move |s, _| s.history(&id))
+                .await?
+                .unwrap_or_default();
+            let expected = usize::try_from(commit.expected_len).unwrap_or(usize::MAX);
+            let prefix = &history[..expected.min(history.len())];
+            if let Err(failure) =
+                super::verify::turn(&commit.instance, prefix, &commit.events, self.registry)
+            {
+                bad.push((i, failure));
+            }
+        }
+        for (i, failure) in bad.into_iter().rev() {
+            let commit = self.commits.remove(i);
+            let p = self.pending.remove(i);
+            self.to_store.extend(p.completions);
+            self.stuck.push((commit.instance, failure));
         }
         Ok(())
     }

@@ -796,7 +796,11 @@ impl Execution {
                 let Some(entry) = registry.orchestrator(name, *version) else {
                     let registered = registry.versions(name);
                     let message = if registered.is_empty() {
-                        format!("orchestrator `{name}` is not registered with this runtime")
+                        format!(
+                            "orchestrator `{name}` is not registered with this runtime (renamed? a \
+                             function's stored name is its name unless pinned: keep the old one with \
+                             `#[orchestrator(name = \"{name}\")]`)"
+                        )
                     } else {
                         format!(
                             "the instance runs version {version} of orchestrator `{name}`, which is not \

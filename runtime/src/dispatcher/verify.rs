@@ -1,0 +1,78 @@
+//! Verify mode: each turn is run a second time, in a fresh execution
+//! rebuilt from the instance's history, and must make the same decisions.
+//! Code that reads something outside history where the checker cannot see
+//! it (a helper function reading the clock, a `HashMap` reached through a
+//! struct) makes different ones, and is caught on the first run.
+
+use crate::history::{Event, Failure, FailureKind, HistoryRecord};
+use crate::registry::Registry;
+use crate::replay::{Execution, Parked};
+
+/// Whether `event` is delivered to the orchestrator (a turn's input), as
+/// opposed to something the turn decided.
+fn delivered(event: &Event) -> bool {
+    !event.is_decision() && !matches!(event, Event::TimerCancelled { .. })
+}
+
+/// Whether two runs of a turn decided alike: a side effect's value may
+/// differ (it is computed outside replay by design), nothing else may.
+fn alike(a: &Event, b: &Event) -> bool {
+    match (a, b) {
+        (
+            Event::SideEffect { seq, site, .. },
+            Event::SideEffect {
+                seq: seq2,
+                site: site2,
+                ..
+            },
+        ) => seq == seq2 && site == site2,
+        _ => a == b,
+    }
+}
+
+/// Runs the turn that recorded `turn` again on `history` (everything
+/// before it) in a fresh execution; the first decision that differs.
+pub(super) fn turn(
+    id: &str,
+    history: &[HistoryRecord],
+    turn: &[HistoryRecord],
+    registry: &Registry,
+) -> Result<(), Failure> {
+    let Some(at) = turn.first().map(|r| r.at) else {
+        return Ok(());
+    };
+    let mut fresh = Execution::replay(id, history, registry).map_err(|Parked(f)| f)?;
+    let incoming = turn
+        .iter()
+        .map(|r| r.event.clone())
+        .filter(delivered)
+        .collect();
+    let again = fresh
+        .run_turn(at, incoming, registry)
+        .map_err(|Parked(f)| f)?;
+    let first: Vec<&Event> = turn.iter().map(|r| &r.event).collect();
+    let second: Vec<&Event> = again.events.iter().map(|r| &r.event).collect();
+    let differs = first
+        .iter()
+        .zip(&second)
+        .position(|(a, b)| !alike(a, b))
+        .or_else(|| (first.len() != second.len()).then(|| first.len().min(second.len())));
+    match differs {
+        None => Ok(()),
+        Some(i) => {
+            let show =
+                |e: Option<&&Event>| e.map_or_else(|| "nothing".to_owned(), |e| format!("{e:?}"));
+            Err(Failure::new(
+                FailureKind::Nondeterminism,
+                format!(
+                    "verify mode: turn {} decided differently when run again from the same history: \
+                     first {}, then {}; the code reads something history does not hold (the clock, \
+                     randomness, I/O, a HashMap's order) where the checker cannot see it",
+                    turn[0].turn,
+                    show(first.get(i)),
+                    show(second.get(i)),
+                ),
+            ))
+        }
+    }
+}
