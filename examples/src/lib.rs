@@ -22,3 +22,17 @@ pub mod eternal;
 pub mod fan_out;
 pub mod monitor;
 pub mod order;
+
+/// Every example's orchestrators, activities and entities on one builder:
+/// the registrations of this build, for the pre-deploy database check.
+pub fn register_all(builder: durable::Builder) -> durable::Builder {
+    let builder = order::register(builder);
+    let builder = chaining::register(builder);
+    let builder = fan_out::register(builder);
+    let builder = monitor::register(builder);
+    let builder = approval::register(builder);
+    let builder = eternal::register(builder);
+    let builder = children::register(builder);
+    let builder = aggregator::register(builder);
+    bank::register(builder)
+}
