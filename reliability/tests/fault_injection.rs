@@ -247,6 +247,10 @@ impl Store for FaultyStore {
         self.call("send", |s| s.send(messages))
     }
 
+    fn lookahead(&self) -> Result<durable::store::Lookahead, StoreError> {
+        self.call("lookahead", Store::lookahead)
+    }
+
     fn list(&self, query: &ListQuery) -> Result<Vec<InstanceStatus>, StoreError> {
         self.call("list", |s| s.list(query))
     }

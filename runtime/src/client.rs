@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::history::{now_micros, Event, HistoryRecord, Payload, RuntimeStatus};
+use crate::history::{Event, HistoryRecord, Payload, RuntimeStatus};
 use crate::ids::{check_name, new_id, Escaped};
 use crate::mailbox::{Handed, ToDispatcher};
 use crate::orchestrator::Orchestrator;
@@ -39,6 +39,8 @@ pub struct Client {
     poll_interval: Duration,
     /// How long an instance this client hands over stays locked to it.
     instance_lock: Duration,
+    /// The runtime's clock.
+    pub(crate) clock: crate::clock::Clock,
 }
 
 impl std::fmt::Debug for Client {
@@ -69,6 +71,7 @@ impl Client {
             max_payload: config.max_payload,
             poll_interval: config.poll_interval,
             instance_lock: config.instance_lock,
+            clock: config.clock.clone(),
         }
     }
 
@@ -202,7 +205,7 @@ impl Client {
                 name: O::NAME.to_owned(),
             });
         }
-        let now = now_micros();
+        let now = self.clock.now();
         let mut news = Vec::with_capacity(inputs.len());
         for (id, input) in inputs {
             check_name("instance id", &id)?;
@@ -220,7 +223,10 @@ impl Client {
             new.replace_finished = options.if_exists == IfExists::ReplaceFinished;
             news.push(new);
         }
-        if options.at.is_some_and(|at| at > SystemTime::now()) {
+        if options
+            .at
+            .is_some_and(|at| crate::history::micros(at) > self.clock.now())
+        {
             // Not due yet: nothing to hand over; the dispatcher learns when
             // it falls due from the store.
             let batch = news.clone();

@@ -41,6 +41,8 @@ pub(crate) struct Config {
     /// Run every turn a second time from history and compare (tests and
     /// staging).
     pub(crate) verify: bool,
+    /// The clock every part reads: the machine's, or a test's.
+    pub(crate) clock: crate::clock::Clock,
 }
 
 impl Default for Config {
@@ -60,6 +62,7 @@ impl Default for Config {
             inbox_capacity: 4_096,
             turn_timeout: Duration::from_secs(10),
             verify: false,
+            clock: crate::clock::Clock::default(),
         }
     }
 }

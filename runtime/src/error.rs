@@ -79,6 +79,13 @@ pub enum Error {
         /// The missing child's stored name.
         child: String,
     },
+    /// A test runtime's wait found the instance unfinished, nothing under
+    /// way and nothing scheduled: no time will finish it.
+    #[error("instance `{id}` waits for something no time will bring (an event nobody raised?): nothing is under way and no timer is set")]
+    WaitsForever {
+        /// The instance.
+        id: String,
+    },
     /// An entity type that is not registered with this runtime.
     #[error(
         "entity type `{name}` is not registered: add `.entity::<{name}>()` to the runtime builder"

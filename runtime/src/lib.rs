@@ -37,7 +37,8 @@
 // 1. The vocabulary.
 mod bytes;
 pub mod history;
-// 2. Leaf modules: ids, configuration, policy, errors, lifecycle.
+// 2. Leaf modules: ids, the clock, configuration, policy, errors, lifecycle.
+mod clock;
 mod config;
 mod error;
 mod ids;
@@ -66,6 +67,7 @@ mod worker;
 // 7. Wiring, and checks of code against histories.
 mod check;
 mod runtime;
+pub mod testing;
 
 pub use activity::{Activity, ActivityError, ActivityInfo, BoxFuture, Never, Retryable};
 pub use bytes::Bytes;

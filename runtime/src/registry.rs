@@ -100,6 +100,26 @@ impl Registry {
     }
 
     pub(crate) fn add_activity<A: Activity>(&mut self, activity: A) {
+        if self.activities.contains_key(A::NAME) {
+            self.duplicates.push(A::NAME);
+        }
+        self.put_activity::<A>(move |input| activity.invoke(input));
+    }
+
+    /// Runs `f` in place of activity `A`'s body from now on (a test's
+    /// override): typed like the activity, registered under its name.
+    pub(crate) fn override_activity<A, F>(&mut self, f: F)
+    where
+        A: Activity,
+        F: Fn(A::Input) -> BoxFuture<Result<A::Output, A::Error>> + Send + Sync + 'static,
+    {
+        self.put_activity::<A>(f);
+    }
+
+    fn put_activity<A: Activity>(
+        &mut self,
+        invoke: impl Fn(A::Input) -> BoxFuture<Result<A::Output, A::Error>> + Send + Sync + 'static,
+    ) {
         let run =
             move |input: &Payload, limit: usize| -> BoxFuture<Result<Payload, ActivityFailure>> {
                 let input: A::Input =
@@ -110,9 +130,18 @@ impl Registry {
                             return Box::pin(async move { Err(ActivityFailure::Aborted(msg)) });
                         }
                     };
+                // Making the future runs user code too (an override's
+                // closure): a panic there is a failed attempt as well.
+                let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| invoke(input))) {
+                    Ok(fut) => fut,
+                    Err(panic) => {
+                        let msg = crate::unwind::panic_message(panic.as_ref());
+                        return Box::pin(async move { Err(ActivityFailure::Panic(msg)) });
+                    }
+                };
                 Box::pin(async move {
                     // A panic is a failed attempt, not a dead worker.
-                    match CatchUnwind::new(AssertUnwindSafe(activity.invoke(input))).await {
+                    match CatchUnwind::new(AssertUnwindSafe(fut)).await {
                         Ok(Ok(out)) => Payload::encode(
                             &out,
                             &format!("the output of activity `{}`", A::NAME),
@@ -141,9 +170,7 @@ impl Registry {
                     }
                 })
             };
-        if self.activities.insert(A::NAME, Arc::new(run)).is_some() {
-            self.duplicates.push(A::NAME);
-        }
+        self.activities.insert(A::NAME, Arc::new(run));
     }
 
     pub(crate) fn add_entity<T: crate::entity::Entity>(&mut self) {

@@ -151,6 +151,22 @@ impl Builder {
         crate::check::database(&self.registry, &store)
     }
 
+    /// Whether a store was named.
+    pub(crate) fn has_store(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// The registrations, for the test kit's overrides.
+    pub(crate) fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// The same builder on `clock` (the test kit's virtual one).
+    pub(crate) fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.config.clock = clock;
+        self
+    }
+
     /// Registers an entity type this runtime applies operations to (made
     /// with `#[durable::entity]`): `.entity::<Account>()`.
     pub fn entity<T: crate::entity::Entity>(mut self) -> Self {
@@ -316,6 +332,7 @@ impl Builder {
                 if let Some(sync) = synchronous {
                     options.synchronous = sync;
                 }
+                options.clock = config.clock.clone();
                 let opened =
                     tokio::task::spawn_blocking(move || SqliteStore::open_with(path, &options))
                         .await
@@ -457,6 +474,18 @@ impl Runtime {
             config: Config::default(),
             activity_threads: 8,
         }
+    }
+
+    /// Wakes the dispatchers: the clock moved, or something changed that
+    /// they would otherwise find only at their next poll.
+    pub(crate) fn wake(&self) {
+        self.client.dispatcher.look();
+        self.client.dispatcher.wake_entities();
+    }
+
+    /// Whether work is under way, and when the next delayed work is due.
+    pub(crate) async fn lookahead(&self) -> Result<crate::store::Lookahead, Error> {
+        Ok(self.store.call(|s, _| s.lookahead()).await?)
     }
 
     /// A client to start instances, raise events and read results.

@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use crate::activity::{ActivityInfo, Cancel};
 use crate::config::Config;
-use crate::history::{now_micros, ActivityFailure, Event, Payload};
+use crate::history::{ActivityFailure, Event, Payload};
 use crate::mailbox::{Assigned, Completed, WorkerEnds};
 use crate::policy::{self, AfterFailure, Poison};
 use crate::registry::Registry;
@@ -225,6 +225,7 @@ impl Worker {
         let poison = Poison {
             after: self.config.poison_after,
         };
+        let clock = self.config.clock.clone();
         let attempt = async move {
             // The slot is held while the attempt runs.
             let _slot = slot;
@@ -252,8 +253,10 @@ impl Worker {
                     let input = task.input.clone();
                     let body = info.scope(async move { run(&input, limit).await });
                     let guarded = CatchUnwind::new(AssertUnwindSafe(body.instrument(span)));
-                    match time_limit(&task.retry) {
-                        Some((limit, _)) if limit.is_zero() => Err(timed_out(&task.retry)),
+                    match time_limit(&task.retry, clock.now()) {
+                        Some((limit, _)) if limit.is_zero() => {
+                            Err(timed_out(&task.retry, clock.now()))
+                        }
                         // The attempt runs as a task of its own, so that the
                         // limit holds even for code that blocks its thread:
                         // past it the attempt is given up (dropped, if it
@@ -267,7 +270,7 @@ impl Worker {
                                 Ok(Err(e)) => Err(ActivityFailure::Panic(e.to_string())),
                                 Err(_) => {
                                     abort.abort();
-                                    Err(timed_out(&task.retry))
+                                    Err(timed_out(&task.retry, clock.now()))
                                 }
                             }
                         }
@@ -317,7 +320,7 @@ impl Worker {
                 &failure,
                 task.failures,
                 &task.retry,
-                (now_micros(), unit_random()),
+                (self.config.clock.now(), unit_random()),
             ) {
                 AfterFailure::Retry(delay, failures) => {
                     unreported.push(TaskResult::new(
@@ -456,10 +459,10 @@ pub(crate) fn release_now(store: &StoreHandle, leases: &Leases) {
 /// How long an attempt may run under `retry`: the attempt timeout, cut at
 /// the total timeout's end; `None` without either. Zero once the total
 /// timeout has passed.
-fn time_limit(retry: &RetryPolicy) -> Option<(Duration, bool)> {
+fn time_limit(retry: &RetryPolicy, now: i64) -> Option<(Duration, bool)> {
     let left = retry
         .deadline()
-        .map(|d| Duration::from_micros(d.saturating_sub(now_micros()).max(0).unsigned_abs()));
+        .map(|d| Duration::from_micros(d.saturating_sub(now).max(0).unsigned_abs()));
     match (retry.attempt_limit(), left) {
         (None, None) => None,
         (Some(a), None) => Some((a, false)),
@@ -469,8 +472,8 @@ fn time_limit(retry: &RetryPolicy) -> Option<(Duration, bool)> {
 }
 
 /// The failure of an attempt cut by its time limit.
-fn timed_out(retry: &RetryPolicy) -> ActivityFailure {
-    match time_limit(retry) {
+fn timed_out(retry: &RetryPolicy, now: i64) -> ActivityFailure {
+    match time_limit(retry, now) {
         Some((_, true)) | None => {
             ActivityFailure::TimedOut("the call's total timeout passed".to_owned())
         }

@@ -25,7 +25,7 @@ const LAYERS: &[&[&str]] = &[
     ],
     &["mailbox", "waiters"],
     &["client", "dispatcher", "worker"],
-    &["check", "runtime"],
+    &["check", "runtime", "testing"],
     &["lib", "__private"],
 ];
 

@@ -99,7 +99,7 @@ impl EntityDispatcher {
         if work.is_empty() {
             return Ok(false);
         }
-        let now = SystemTime::now();
+        let now = self.config.clock.system_now();
         let mut commits = Vec::with_capacity(work.len());
         let mut stuck = Vec::new();
         for w in work {

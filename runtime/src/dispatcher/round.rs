@@ -12,7 +12,7 @@ use super::turns::{self, Job, Ran, Turns};
 use super::{send_to_store, Dispatcher};
 use crate::context::Action;
 use crate::history::{
-    now_micros, Event, Failure, FailureKind, HistoryRecord, ParentRef, Payload, RuntimeStatus,
+    Event, Failure, FailureKind, HistoryRecord, ParentRef, Payload, RuntimeStatus,
 };
 use crate::mailbox::{Assigned, Completed, Handed, ToWorker};
 use crate::policy::{self, Poison};
@@ -83,6 +83,8 @@ pub(super) struct Round<'a> {
     lease_tasks: bool,
     /// Verify mode: run each turn again from history before committing it.
     verify: bool,
+    /// The runtime's clock.
+    clock: crate::clock::Clock,
     commits: Vec<TurnCommit>,
     pending: Vec<Pending>,
     stuck: Vec<(String, Failure)>,
@@ -127,6 +129,7 @@ impl<'a> Round<'a> {
             history_warning: d.config.history_warning,
             lease_tasks,
             verify: d.config.verify,
+            clock: d.config.clock.clone(),
             commits: Vec::new(),
             pending: Vec::new(),
             stuck: Vec::new(),
@@ -169,7 +172,7 @@ impl<'a> Round<'a> {
         }
         // The round's time, taken before anything is read: what was queued
         // by then is read below, so no turn passes over it.
-        let now = now_micros();
+        let now = self.clock.now();
         // Results handed over in memory drive a turn without a fetch: what
         // the store holds due for those instances goes into that turn, in
         // order, instead of being overtaken (the commit would refuse that).
@@ -537,7 +540,7 @@ impl<'a> Round<'a> {
                 (len, r.execution),
                 consumed,
                 event,
-                now_micros(),
+                self.clock.now(),
             )
             .await?;
             self.push(commit, r.id, len, None, true, Vec::new());
@@ -744,6 +747,7 @@ impl Round<'_> {
             stuck,
             mut to_store,
             entities,
+            clock,
             ..
         } = self;
         let mut look_again = false;
@@ -751,7 +755,7 @@ impl Round<'_> {
         let (mut refused, mut committed_any) = (false, false);
         // Leased tasks the worker could not take (it stopped meanwhile).
         let mut unsent: Vec<TaskResult> = Vec::new();
-        let now = now_micros();
+        let now = clock.now();
         if !commits.is_empty() {
             let committed = store
                 .call(move |s, owner| s.commit_turns(owner, lease, &commits).map(|o| (o, commits)))

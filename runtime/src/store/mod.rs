@@ -600,6 +600,20 @@ pub struct Due {
     pub task: Option<Duration>,
 }
 
+/// Whether anything is happening now, and when the next thing will
+/// ([`Store::lookahead`]): what a test's virtual clock skips by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Lookahead {
+    /// A message of a live instance (not suspended, not set aside) is due
+    /// now, or an activity attempt is leased (running, or its result on the
+    /// way) or due now: work is under way.
+    pub busy: bool,
+    /// How long until the next message or task (a retry's backoff) falls
+    /// due, from now by the store's clock.
+    pub next: Option<Duration>,
+}
+
 /// What a process can run: work for anything else stays for a process that
 /// can (a rolling deploy, two services sharing one database).
 #[derive(Debug, Clone, Copy)]
@@ -810,6 +824,14 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// When the store fails.
     fn next_due(&self) -> Result<Due, StoreError>;
+
+    /// Whether work is under way anywhere in the store, and when the next
+    /// delayed work falls due: a test runtime moves its virtual clock only
+    /// when nothing is under way.
+    ///
+    /// # Errors
+    /// When the store fails.
+    fn lookahead(&self) -> Result<Lookahead, StoreError>;
 
     /// An instance's status, `None` if it does not exist.
     ///

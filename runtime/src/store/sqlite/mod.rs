@@ -134,6 +134,8 @@ pub struct SqliteOptions {
     /// The largest the file may grow, in bytes; past it writes fail with
     /// [`StoreError::Full`], as on a full disk. `None`: no cap.
     pub max_size: Option<u64>,
+    /// The store's clock: the machine's, or a test's virtual one.
+    pub(crate) clock: crate::clock::Clock,
 }
 
 impl Default for SqliteOptions {
@@ -142,6 +144,7 @@ impl Default for SqliteOptions {
             synchronous: Synchronous::Full,
             busy_timeout: Duration::from_secs(5),
             max_size: None,
+            clock: crate::clock::Clock::default(),
         }
     }
 }
@@ -153,6 +156,8 @@ pub struct SqliteStore {
     /// never waits behind a commit's fsync (WAL lets it read meanwhile).
     /// `None` for `:memory:`, where a second connection is another database.
     reader: Option<Mutex<Connection>>,
+    /// Its clock (see [`Store::now`](crate::store::Store::now)).
+    pub(super) clock: crate::clock::Clock,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -384,6 +389,7 @@ impl SqliteStore {
         let mut store = Self {
             writer: GroupWriter::new(conn),
             reader: None,
+            clock: options.clock.clone(),
         };
         store.check_schema(app_id, &shown)?;
         if !memory {

@@ -17,9 +17,9 @@ use crate::history::{
 };
 use crate::status::InstanceStatus;
 use crate::store::{
-    CommitOutcome, Created, Due, Enqueued, InstanceWork, LeasedTask, ListQuery, Messages, Names,
-    NewInstance, Outgoing, Progress, Restart, Store, StoreError, TaskOutcome, TaskRef, TaskResult,
-    Transition, TurnCommit,
+    CommitOutcome, Created, Due, Enqueued, InstanceWork, LeasedTask, ListQuery, Lookahead,
+    Messages, Names, NewInstance, Outgoing, Progress, Restart, Store, StoreError, TaskOutcome,
+    TaskRef, TaskResult, Transition, TurnCommit,
 };
 
 /// The instances with due messages: driven by the due-time index (named,
@@ -290,15 +290,16 @@ fn until(now: i64, at: Option<i64>) -> Option<Duration> {
 
 impl Store for SqliteStore {
     fn now(&self) -> Result<i64, StoreError> {
-        Ok(history::now_micros())
+        Ok(self.clock.now())
     }
 
     fn create_instances(&self, instances: &[NewInstance]) -> Result<Vec<Created>, StoreError> {
         let instances = instances.to_vec();
+        let clock = self.clock.clone();
         self.write_shared(move |tx| {
             let mut out = Vec::with_capacity(instances.len());
             for new in &instances {
-                out.push(create_instance(tx, new)?);
+                out.push(create_instance(tx, new, clock.now())?);
             }
             Ok(out)
         })
@@ -311,6 +312,7 @@ impl Store for SqliteStore {
         key: Option<&str>,
         wake_stuck: bool,
     ) -> Result<Enqueued, StoreError> {
+        let clock = self.clock.clone();
         let (instance, event, key) = (instance.to_owned(), event.clone(), key.map(str::to_owned));
         self.write_shared(move |tx| {
             let (instance, event, key) = (instance.as_str(), &event, key.as_deref());
@@ -336,7 +338,7 @@ impl Store for SqliteStore {
                     return Ok(Enqueued::Queued { message: None });
                 }
             }
-            let now = history::now_micros();
+            let now = clock.now();
             let message = if wake_stuck {
                 enqueue_termination(tx, instance, event, now)?
             } else {
@@ -353,9 +355,10 @@ impl Store for SqliteStore {
         limit: usize,
         names: Names<'_>,
     ) -> Result<Vec<InstanceWork>, StoreError> {
+        let clock = self.clock.clone();
         let names = names_json(names)?;
         self.write(|tx| {
-            let now = history::now_micros();
+            let now = clock.now();
             let lock_until = micros_from_now(now, lock);
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let ids: Vec<String> = {
@@ -442,8 +445,9 @@ impl Store for SqliteStore {
     }
 
     fn progress(&self, owner: &str, ids: &[String]) -> Result<Vec<(String, Progress)>, StoreError> {
+        let clock = self.clock.clone();
         let conn = self.read();
-        let now = history::now_micros();
+        let now = clock.now();
         let mut stmt = conn.prepare_cached(
             "SELECT history_len, consumed_through, status, name, \
              lock_owner IS NOT NULL AND lock_owner <> ?2 AND coalesce(lock_until, 0) > ?3, \
@@ -535,13 +539,15 @@ impl Store for SqliteStore {
         lease: Duration,
         turns: &[TurnCommit],
     ) -> Result<Vec<CommitOutcome>, StoreError> {
+        let clock = self.clock.clone();
         self.write(|tx| {
-            let now = history::now_micros();
+            let now = clock.now();
             let mut outcomes = Vec::with_capacity(turns.len());
             for turn in turns {
                 // Every check before any write: a refused turn leaves no trace.
                 if let Some(name) = check_turn(tx, owner, turn, now)? {
-                    let tasks = write_turn(tx, owner, turn, &name, micros_from_now(now, lease))?;
+                    let tasks =
+                        write_turn(tx, owner, turn, &name, (now, micros_from_now(now, lease)))?;
                     outcomes.push(CommitOutcome::Committed { tasks });
                 } else {
                     outcomes.push(CommitOutcome::Conflict);
@@ -559,8 +565,9 @@ impl Store for SqliteStore {
         retry_after: Duration,
         reset_attempts: bool,
     ) -> Result<(), StoreError> {
+        let clock = self.clock.clone();
         self.write(|tx| {
-            let now = history::now_micros();
+            let now = clock.now();
             let retry_at = micros_from_now(now, retry_after);
             // A damaged row may have unreadable columns: it is marked all
             // the same, and stays damaged: a row that did not verify gets a
@@ -602,7 +609,7 @@ impl Store for SqliteStore {
             .execute(params![
                 instance,
                 failure,
-                history::now_micros(),
+                clock.now(),
                 owner,
                 retry_at,
                 status,
@@ -621,9 +628,10 @@ impl Store for SqliteStore {
         limit: usize,
         names: Names<'_>,
     ) -> Result<Vec<LeasedTask>, StoreError> {
+        let clock = self.clock.clone();
         let names = names_json(names)?;
         self.write(|tx| {
-            let now = history::now_micros();
+            let now = clock.now();
             let mut stmt = tx.prepare_cached(
                 "UPDATE tasks SET lease_owner = ?1, visible_at = ?2, attempt = attempt + 1 \
                  WHERE id IN (SELECT id FROM tasks WHERE visible_at <= ?3 AND cancelled = 0 \
@@ -654,9 +662,10 @@ impl Store for SqliteStore {
     }
 
     fn finish_tasks(&self, owner: &str, results: &[TaskResult]) -> Result<(), StoreError> {
+        let clock = self.clock.clone();
         let (owner, results) = (owner.to_owned(), results.to_vec());
         self.write_shared(move |tx| {
-            let now = history::now_micros();
+            let now = clock.now();
             let owner = owner.as_str();
             for res in &results {
                 let TaskRef { id, attempt } = res.task;
@@ -711,8 +720,9 @@ impl Store for SqliteStore {
         tasks: &[TaskRef],
         lease: Duration,
     ) -> Result<Vec<TaskRef>, StoreError> {
+        let clock = self.clock.clone();
         self.write(|tx| {
-            let until = micros_from_now(history::now_micros(), lease);
+            let until = micros_from_now(clock.now(), lease);
             let mut stmt = tx.prepare_cached(
                 "UPDATE tasks SET visible_at = ?4 WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3 \
                  AND cancelled = 0",
@@ -739,8 +749,9 @@ impl Store for SqliteStore {
     }
 
     fn peek_due(&self, ids: &[String]) -> Result<Vec<(String, Messages)>, StoreError> {
+        let clock = self.clock.clone();
         let conn = self.read();
-        let now = history::now_micros();
+        let now = clock.now();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let due = due_messages(&conn, id, now)?;
@@ -751,9 +762,36 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn next_due(&self) -> Result<Due, StoreError> {
+    fn lookahead(&self) -> Result<Lookahead, StoreError> {
         let conn = self.read();
-        let now = history::now_micros();
+        let now = self.clock.now();
+        let message_due = conn
+            .prepare_cached(
+                "SELECT 1 FROM messages m JOIN instances i ON i.id = m.instance \
+                 WHERE m.visible_at <= ?1 AND i.status NOT IN ('suspended', 'stuck') LIMIT 1",
+            )?
+            .exists([now])?;
+        let task_busy = conn
+            .prepare_cached(
+                "SELECT 1 FROM tasks WHERE lease_owner IS NOT NULL OR visible_at <= ?1 LIMIT 1",
+            )?
+            .exists([now])?;
+        let next: Option<i64> = conn
+            .prepare_cached(
+                "SELECT min(t) FROM (SELECT min(visible_at) AS t FROM messages WHERE visible_at > ?1 \
+                 UNION ALL SELECT min(visible_at) FROM tasks WHERE visible_at > ?1 AND lease_owner IS NULL)",
+            )?
+            .query_row([now], |r| r.get(0))?;
+        Ok(Lookahead {
+            busy: message_due || task_busy,
+            next: until(now, next),
+        })
+    }
+
+    fn next_due(&self) -> Result<Due, StoreError> {
+        let clock = self.clock.clone();
+        let conn = self.read();
+        let now = clock.now();
         // Only what is still to come: due work is taken by the fetches.
         let message = conn
             .prepare_cached("SELECT min(visible_at) FROM messages WHERE visible_at > ?1")?
@@ -784,7 +822,8 @@ impl Store for SqliteStore {
         reason: &str,
     ) -> Result<Transition, StoreError> {
         let (instance, reason) = (instance.to_owned(), reason.to_owned());
-        self.write_shared(move |tx| suspend_or_resume(tx, &instance, suspend, &reason))
+        let clock = self.clock.clone();
+        self.write_shared(move |tx| suspend_or_resume(tx, &instance, suspend, &reason, clock.now()))
     }
 
     fn purge(&self, instance: &str) -> Result<Transition, StoreError> {
@@ -811,9 +850,10 @@ impl Store for SqliteStore {
     }
 
     fn send(&self, messages: &[Outgoing]) -> Result<(), StoreError> {
+        let clock = self.clock.clone();
         let messages = messages.to_vec();
         self.write_shared(move |tx| {
-            let now = history::now_micros();
+            let now = clock.now();
             for out in &messages {
                 send_one(tx, out, now)?;
             }
@@ -963,7 +1003,7 @@ fn write_turn(
     owner: &str,
     turn: &TurnCommit,
     name: &str,
-    lease_until: i64,
+    (now, lease_until): (i64, i64),
 ) -> Result<Vec<i64>, StoreError> {
     let mut del = tx.prepare_cached("DELETE FROM tasks WHERE id = ?1")?;
     for t in &turn.finished_tasks {
@@ -1100,11 +1140,10 @@ fn write_turn(
             .execute(params![turn.instance, count(*seq)])?;
     }
     if let Some(restart) = &turn.restart {
-        restart_instance(tx, &turn.instance, restart)?;
+        restart_instance(tx, &turn.instance, restart, now)?;
     }
-    send(tx, turn)?;
+    send(tx, turn, now)?;
     if let Some(keep) = turn.keep_lock {
-        let now = history::now_micros();
         tx.prepare_cached(
             "UPDATE instances SET lock_owner = ?2, lock_until = ?3 \
              WHERE id = ?1 AND (lock_owner IS NULL OR lock_owner = ?2 OR lock_until <= ?4)",
@@ -1121,7 +1160,7 @@ fn write_turn(
 
 /// Creates one instance with its `Started` message, or leaves an existing
 /// one as it is.
-fn create_instance(tx: &Connection, new: &NewInstance) -> Result<Created, StoreError> {
+fn create_instance(tx: &Connection, new: &NewInstance, now: i64) -> Result<Created, StoreError> {
     if new.replace_finished {
         let status: Option<String> = tx
             .prepare_cached("SELECT status FROM instances WHERE id = ?1")?
@@ -1142,10 +1181,7 @@ fn create_instance(tx: &Connection, new: &NewInstance) -> Result<Created, StoreE
         0,
     );
     let (lock_owner, lock_until) = match &new.lock {
-        Some((owner, lock)) => (
-            Some(owner.as_str()),
-            Some(micros_from_now(history::now_micros(), *lock)),
-        ),
+        Some((owner, lock)) => (Some(owner.as_str()), Some(micros_from_now(now, *lock))),
         None => (None, None),
     };
     let n = tx
@@ -1288,11 +1324,12 @@ fn suspend_or_resume(
     instance: &str,
     suspend: bool,
     reason: &str,
+    now: i64,
 ) -> Result<Transition, StoreError> {
     if !instance_exists(tx, instance)? {
         return Ok(Transition::NotFound);
     }
-    let row = read_instance_row(tx, instance, "", history::now_micros())?;
+    let row = read_instance_row(tx, instance, "", now)?;
     let fits = if suspend {
         matches!(
             row.status,
@@ -1304,7 +1341,6 @@ fn suspend_or_resume(
     if !fits {
         return Ok(Transition::Refused(row.status));
     }
-    let now = history::now_micros();
     let last: Option<(i64, i64)> = tx
         .prepare_cached(
             "SELECT turn, at FROM history WHERE instance = ?1 ORDER BY idx DESC LIMIT 1",
@@ -1373,7 +1409,7 @@ fn enqueue_termination(
         return Ok(None);
     };
     if status == RuntimeStatus::Suspended {
-        suspend_or_resume(tx, instance, false, "to be terminated")?;
+        suspend_or_resume(tx, instance, false, "to be terminated", now)?;
     }
     let message = insert_message(tx, instance, event, now)?;
     if status == RuntimeStatus::Stuck {
@@ -1386,10 +1422,9 @@ fn enqueue_termination(
 }
 
 /// Starts a turn's children and queues its messages to other instances.
-fn send(tx: &Connection, turn: &TurnCommit) -> Result<(), StoreError> {
-    let now = history::now_micros();
+fn send(tx: &Connection, turn: &TurnCommit, now: i64) -> Result<(), StoreError> {
     for child in &turn.children {
-        if create_instance(tx, child)? == Created::Exists {
+        if create_instance(tx, child, now)? == Created::Exists {
             if let Some(parent) = &child.parent {
                 let failed = Event::ChildFailed {
                     seq: parent.seq,
@@ -1457,8 +1492,12 @@ fn send_one(tx: &Connection, out: &Outgoing, now: i64) -> Result<(), StoreError>
 }
 
 /// Starts an instance afresh: see [`Restart`].
-fn restart_instance(tx: &Connection, instance: &str, restart: &Restart) -> Result<(), StoreError> {
-    let now = history::now_micros();
+fn restart_instance(
+    tx: &Connection,
+    instance: &str,
+    restart: &Restart,
+    now: i64,
+) -> Result<(), StoreError> {
     tx.prepare_cached("DELETE FROM history WHERE instance = ?1")?
         .execute([instance])?;
     tx.prepare_cached("DELETE FROM tasks WHERE instance = ?1")?

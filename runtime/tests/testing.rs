@@ -1,0 +1,143 @@
+//! The test kit: a virtual clock that skips what every instance waits for,
+//! moves when told, and activities replaced by closures.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use durable::testing::TestRuntime;
+use durable::{activity, orchestrator, select, Context, Either, Error, Runtime};
+
+#[orchestrator]
+async fn month(ctx: Context) -> (u64, u64) {
+    let before = ctx.now();
+    ctx.sleep(Duration::from_secs(30 * 86_400)).await;
+    let after = ctx.now();
+    let secs = |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    (secs(before), secs(after))
+}
+
+#[tokio::test]
+async fn a_thirty_day_timer_finishes_at_once_on_the_virtual_clock() {
+    let real = std::time::Instant::now();
+    let test = TestRuntime::start(Runtime::builder().orchestrator(month))
+        .await
+        .unwrap();
+    let start = test.now();
+    let h = test.client().start(month, ()).await.unwrap();
+    let (before, after) = test.wait(&h).await.unwrap();
+    assert!(after - before >= 30 * 86_400, "{before} -> {after}");
+    assert!(test.now().duration_since(start).unwrap() >= Duration::from_secs(30 * 86_400));
+    println!("30 virtual days in {:?} of real time", real.elapsed());
+    test.shutdown().await.unwrap();
+}
+
+#[activity]
+async fn poll_job(hour: u64) -> bool {
+    hour >= 999
+}
+
+/// Polls once an hour, continuing as new each time, until the job is done.
+#[orchestrator]
+async fn hourly(ctx: Context, hour: u64) -> u64 {
+    if ctx.call(poll_job, hour).await.unwrap_or(false) {
+        return hour;
+    }
+    ctx.sleep(Duration::from_secs(3_600)).await;
+    ctx.continue_as_new(hour + 1).await
+}
+
+#[tokio::test]
+async fn a_monitor_of_a_thousand_hourly_polls_runs_on_the_virtual_clock() {
+    let real = std::time::Instant::now();
+    let test = TestRuntime::start(Runtime::builder().activity(poll_job).orchestrator(hourly))
+        .await
+        .unwrap();
+    let start = test.now();
+    let h = test.client().start(hourly, 0).await.unwrap();
+    assert_eq!(test.wait(&h).await.unwrap(), 999);
+    let waited = test.now().duration_since(start).unwrap();
+    assert!(waited >= Duration::from_secs(999 * 3_600), "{waited:?}");
+    println!("1,000 hourly polls in {:?} of real time", real.elapsed());
+    test.shutdown().await.unwrap();
+}
+
+/// An approval raced against a one-hour deadline.
+#[orchestrator]
+async fn approval(ctx: Context) -> String {
+    match select(
+        ctx.wait_event::<String>("answer"),
+        ctx.sleep(Duration::from_secs(3_600)),
+    )
+    .await
+    {
+        Either::Left(answer) => answer,
+        Either::Right(()) => "expired".to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn time_moves_when_the_test_says_so() {
+    let test = TestRuntime::start(Runtime::builder().orchestrator(approval))
+        .await
+        .unwrap();
+    let client = test.client();
+    let answered = client.start(approval, ()).await.unwrap();
+    let expired = client.start(approval, ()).await.unwrap();
+    test.settle().await.unwrap();
+    // 59 minutes: neither deadline has passed.
+    test.advance(Duration::from_secs(59 * 60));
+    test.settle().await.unwrap();
+    assert!(!client
+        .status(answered.id())
+        .await
+        .unwrap()
+        .runtime_status
+        .is_finished());
+    client
+        .raise_event(answered.id(), "answer", "yes".to_owned())
+        .await
+        .unwrap();
+    assert_eq!(test.wait(&answered).await.unwrap(), "yes");
+    // Two more minutes: the other one's deadline passes.
+    test.advance(Duration::from_secs(120));
+    assert_eq!(test.wait(&expired).await.unwrap(), "expired");
+    test.shutdown().await.unwrap();
+}
+
+#[activity]
+async fn charge(cents: u64) -> Result<String, String> {
+    Err(format!("no payment provider in tests ({cents})"))
+}
+
+#[orchestrator]
+async fn pay(ctx: Context, cents: u64) -> Result<String, String> {
+    ctx.call(charge, cents).await.map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn an_activity_is_replaced_by_a_closure_in_one_test() {
+    let test = TestRuntime::start(Runtime::builder().orchestrator(pay).override_activity(
+        charge,
+        |cents| async move { Ok(format!("receipt-{cents}")) },
+    ))
+    .await
+    .unwrap();
+    let h = test.client().start(pay, 250).await.unwrap();
+    assert_eq!(test.wait(&h).await.unwrap(), Ok("receipt-250".to_owned()));
+    test.shutdown().await.unwrap();
+}
+
+#[orchestrator]
+async fn waits_for_go(ctx: Context) -> u64 {
+    ctx.wait_event("go").await
+}
+
+#[tokio::test]
+async fn waiting_for_an_event_nobody_raises_is_an_error_not_a_hang() {
+    let test = TestRuntime::start(Runtime::builder().orchestrator(waits_for_go))
+        .await
+        .unwrap();
+    let h = test.client().start(waits_for_go, ()).await.unwrap();
+    let err = test.wait(&h).await.unwrap_err();
+    assert!(matches!(err, Error::WaitsForever { .. }), "{err}");
+    test.shutdown().await.unwrap();
+}
