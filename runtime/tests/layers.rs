@@ -10,7 +10,7 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     &["history", "bytes"],
     &[
-        "ids", "config", "policy", "retry", "shutdown", "status", "unwind",
+        "ids", "clock", "config", "policy", "retry", "shutdown", "status", "unwind",
     ],
     &["store"],
     &["error"],
