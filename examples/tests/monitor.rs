@@ -1,12 +1,15 @@
-//! The monitor: done when the job reports done, given up at the deadline,
-//! and a history of one round either way, on a real SQLite file.
+//! The monitor on the test kit's virtual clock: hourly checks for a day
+//! take milliseconds, and the count of checks before the deadline is exact.
+//! On a real SQLite file.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{builder, PATIENCE};
+use durable::testing::TestRuntime;
 use durable_examples::monitor::{self, watch_job, Job, Outcome, Watch};
+
+const HOUR: Duration = Duration::from_secs(3_600);
 
 fn job(done_on_check: Option<u32>) -> Job {
     Job {
@@ -17,36 +20,32 @@ fn job(done_on_check: Option<u32>) -> Job {
 
 #[tokio::test]
 async fn the_monitor_stops_when_the_job_is_done_or_the_deadline_passes() {
-    let (_dir, builder) = builder();
-    let rt = monitor::register(builder).start().await.unwrap();
-    let client = rt.client();
-    let every = Duration::from_millis(2);
+    let (_dir, builder) = common::builder();
+    let test = TestRuntime::start(monitor::register(builder))
+        .await
+        .unwrap();
+    let client = test.client();
+    let start = test.now();
     let done = client
-        .start(watch_job, Watch::new(job(Some(5)), every, PATIENCE))
+        .start(watch_job, Watch::new(job(Some(5)), HOUR, 24 * HOUR))
         .await
         .unwrap();
     let hangs = client
-        .start(
-            watch_job,
-            Watch::new(job(None), every, Duration::from_millis(50)),
-        )
+        .start(watch_job, Watch::new(job(None), HOUR, 24 * HOUR))
         .await
         .unwrap();
-
+    assert_eq!(test.wait(&done).await.unwrap(), Outcome::Done { checks: 5 });
+    // One check an hour from the start to the deadline, both included.
     assert_eq!(
-        done.result_timeout(PATIENCE).await.unwrap(),
-        Outcome::Done { checks: 5 }
+        test.wait(&hangs).await.unwrap(),
+        Outcome::GaveUp { checks: 25 }
     );
-    // How many checks fit before the deadline depends on the machine's speed.
-    assert!(matches!(
-        hangs.result_timeout(PATIENCE).await.unwrap(),
-        Outcome::GaveUp { .. }
-    ));
+    assert_eq!(test.now().duration_since(start).unwrap(), 24 * HOUR);
     // Each round continued as new: only the last one is in the history
     // (started, its check, the end), not every check so far.
     for id in [done.id(), hangs.id()] {
         let len = client.history(id).await.unwrap().len();
         assert!(len <= 4, "{id}: {len} events");
     }
-    rt.shutdown().await.unwrap();
+    test.shutdown().await.unwrap();
 }
