@@ -1,8 +1,10 @@
-//! The workload the crash tests run: sequences, fan-outs, timers and
-//! external events, with activities that record when each attempt starts
-//! and its side effect in an append-only file outside the database, keyed
-//! by idempotency key. Every output depends on the order and the count of
-//! what its instance was delivered, so a duplicate or a reorder shows.
+//! The workload the crash tests run: sequences, fan-outs, timers, external
+//! events, child orchestrations, continue-as-new, retried activities and
+//! instances suspended and resumed from the client, with activities that
+//! record when each attempt starts and how it ends (its side effect, or its
+//! failure) in an append-only file outside the database, keyed by
+//! idempotency key. Every output depends on the order and the count of what
+//! its instance was delivered, so a duplicate or a reorder shows.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -11,7 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use durable::{activity, orchestrator, ActivityInfo, Builder, Client, Context, Error};
+use durable::{
+    activity, orchestrator, ActivityInfo, Builder, Client, Context, Error, RetryPolicy,
+    RuntimeStatus,
+};
 
 /// How long a `step` takes, in milliseconds (8 unless set).
 pub static STEP_MS: AtomicU64 = AtomicU64::new(8);
@@ -47,6 +52,9 @@ pub enum Mark {
     Start,
     /// The attempt did its side effect and is about to return.
     Done,
+    /// The attempt failed on purpose ([`flaky`]) and is about to return
+    /// its error.
+    Fail,
 }
 
 impl Mark {
@@ -54,11 +62,13 @@ impl Mark {
         match self {
             Self::Start => "start",
             Self::Done => "done",
+            Self::Fail => "fail",
         }
     }
 }
 
-/// One line of the effects log: `<start|done> <idempotency key> <attempt> <pid>`.
+/// One line of the effects log:
+/// `<start|done|fail> <idempotency key> <attempt> <pid>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Effect {
     /// Begun or done.
@@ -82,6 +92,7 @@ impl Effect {
         let mark = match words.next() {
             Some("start") => Mark::Start,
             Some("done") => Mark::Done,
+            Some("fail") => Mark::Fail,
             _ => return Err(bad()),
         };
         let key = words.next().ok_or_else(bad)?.to_owned();
@@ -231,6 +242,99 @@ pub async fn gate(ctx: Context, seed: u64) -> u64 {
     ctx.call(step, (acc, count)).await.unwrap_or(u64::MAX)
 }
 
+/// How many attempts of each [`flaky`] call fail before one succeeds.
+pub const FLAKY_FAILURES: u32 = 2;
+
+/// The retry policy of [`retrying`]'s calls: room for every planned
+/// failure, with short waits between attempts (kept in the store with the
+/// queued call, not as timers in history).
+pub fn flaky_policy() -> RetryPolicy {
+    RetryPolicy::attempts(FLAKY_FAILURES + 3).backoff(Duration::from_millis(20))
+}
+
+/// A step that fails its first [`FLAKY_FAILURES`] attempts (by the call's
+/// attempt counter, which counts lost attempts too) and then succeeds.
+#[activity]
+pub async fn flaky(seed: u64, k: u64) -> Result<u64, String> {
+    let _attempt = Attempt::begin();
+    let attempt = ActivityInfo::current().map_or(1, |i| i.attempt());
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    if attempt <= FLAKY_FAILURES {
+        record(Mark::Fail);
+        return Err(format!("attempt {attempt} fails on purpose"));
+    }
+    record(Mark::Done);
+    Ok(mix(seed, k))
+}
+
+/// Two flaky steps in sequence, each retried until it succeeds.
+#[orchestrator]
+pub async fn retrying(ctx: Context, seed: u64) -> u64 {
+    let Ok(first) = ctx.call_with_retry(flaky, (seed, 1), flaky_policy()).await else {
+        return u64::MAX;
+    };
+    ctx.call_with_retry(flaky, (first, 2), flaky_policy())
+        .await
+        .unwrap_or(u64::MAX)
+}
+
+/// How many children a [`parent`] calls.
+pub const CHILDREN: u64 = 3;
+
+/// A child orchestration: one step, and a second one for an odd input.
+#[orchestrator]
+pub async fn child(ctx: Context, x: u64) -> u64 {
+    let Ok(first) = ctx.call(step, (x, 1)).await else {
+        return u64::MAX;
+    };
+    if x.is_multiple_of(2) {
+        return first;
+    }
+    ctx.call(step, (first, 2)).await.unwrap_or(u64::MAX)
+}
+
+/// The input of a parent's `i`-th child.
+pub fn child_input(seed: u64, i: u64) -> u64 {
+    mix(seed, i)
+}
+
+/// A fan-out over [`CHILDREN`] child orchestrations (ids derived by the
+/// runtime), joined and folded in call order.
+#[orchestrator]
+pub async fn parent(ctx: Context, seed: u64) -> u64 {
+    let calls = (0..CHILDREN).map(|i| ctx.call_child(child, child_input(seed, i)));
+    durable::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap_or(u64::MAX / 1024))
+        .fold(seed, mix)
+}
+
+/// How many executions a [`laps`] instance runs.
+pub const LAPS: u64 = 4;
+
+/// An eternal orchestration: a step per execution, then continue-as-new
+/// with the value so far and one lap fewer, until the last lap returns.
+/// The custom status says which lap it is on.
+#[orchestrator]
+pub async fn laps(ctx: Context, lap: (u64, u64)) -> u64 {
+    let (acc, n) = lap;
+    ctx.set_custom_status(&n);
+    let Ok(v) = ctx.call(step, (acc, n)).await else {
+        return u64::MAX;
+    };
+    if n <= 1 {
+        return v;
+    }
+    ctx.continue_as_new((v, n - 1)).await
+}
+
+/// The input a [`laps`] instance started with `seed` has in its last
+/// execution: what its earlier laps made of it, and lap 1.
+pub fn last_lap_input(seed: u64) -> (u64, u64) {
+    ((2..=LAPS).rev().fold(seed, mix), 1)
+}
+
 /// The kinds of instance in the workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -242,6 +346,17 @@ pub enum Kind {
     Nap,
     /// [`gate`]
     Gate,
+    /// [`parent`]
+    Parent,
+    /// [`child`]: started by a [`parent`], never by the client.
+    Child,
+    /// [`laps`]
+    Laps,
+    /// [`retrying`]
+    Retrying,
+    /// [`gate`], suspended by the client before its events are raised and
+    /// resumed after.
+    Held,
 }
 
 /// One instance of the workload: its id, kind and input.
@@ -259,11 +374,15 @@ pub struct Spec {
 pub fn generation(g: u64, count: u64) -> Vec<Spec> {
     (0..count)
         .map(|i| {
-            let (kind, input) = match i % 4 {
+            let (kind, input) = match i % 8 {
                 0 => (Kind::Sequence, g * 100 + i),
-                1 => (Kind::Fan, 5 + i % 7),
+                1 => (Kind::Fan, 5 + (g + i) % 7),
                 2 => (Kind::Nap, 20 + (g * 37 + i * 11) % 200),
-                _ => (Kind::Gate, g * 1000 + i),
+                3 => (Kind::Gate, g * 1000 + i),
+                4 => (Kind::Parent, g * 10_000 + i),
+                5 => (Kind::Laps, g * 100_000 + i),
+                6 => (Kind::Retrying, g * 1_000_000 + i),
+                _ => (Kind::Held, g * 10_000_000 + i),
             };
             Spec {
                 id: format!("g{g}-{i}"),
@@ -274,14 +393,40 @@ pub fn generation(g: u64, count: u64) -> Vec<Spec> {
         .collect()
 }
 
+/// What a [`child`] with input `x` must return.
+fn child_output(x: u64) -> u64 {
+    let first = mix(x, 1);
+    if x.is_multiple_of(2) {
+        first
+    } else {
+        mix(first, 2)
+    }
+}
+
 /// What the instance must return.
 pub fn expected(spec: &Spec) -> u64 {
     let x = spec.input;
     match spec.kind {
         Kind::Sequence => (0..5).fold(x, mix),
         Kind::Fan => (0..x).map(|i| i * i).fold(0, mix),
-        Kind::Nap => mix(mix(x, 1), 2),
-        Kind::Gate => mix(GO.into_iter().fold(x, mix), GO.len() as u64),
+        Kind::Nap | Kind::Retrying => mix(mix(x, 1), 2),
+        Kind::Gate | Kind::Held => mix(GO.into_iter().fold(x, mix), GO.len() as u64),
+        Kind::Parent => (0..CHILDREN)
+            .map(|i| child_output(child_input(x, i)))
+            .fold(x, mix),
+        Kind::Child => child_output(x),
+        Kind::Laps => (1..=LAPS).rev().fold(x, mix),
+    }
+}
+
+/// The children a [`Kind::Parent`] instance must have called, in call
+/// order: their kind and input (their ids are the runtime's to derive).
+pub fn children(spec: &Spec) -> Vec<(Kind, u64)> {
+    match spec.kind {
+        Kind::Parent => (0..CHILDREN)
+            .map(|i| (Kind::Child, child_input(spec.input, i)))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -290,10 +435,15 @@ pub fn register(builder: Builder) -> Builder {
     builder
         .activity(step)
         .activity(square)
+        .activity(flaky)
         .orchestrator(sequence)
         .orchestrator(fan)
         .orchestrator(nap)
         .orchestrator(gate)
+        .orchestrator(parent)
+        .orchestrator(child)
+        .orchestrator(laps)
+        .orchestrator(retrying)
 }
 
 /// Starts `spec`; an instance that already exists (started by an earlier,
@@ -315,8 +465,24 @@ pub async fn start(client: &Client, spec: &Spec) -> Result<(), Error> {
             .start_with_id(nap, &spec.id, spec.input)
             .await
             .map(|_| ()),
-        Kind::Gate => client
+        Kind::Gate | Kind::Held => client
             .start_with_id(gate, &spec.id, spec.input)
+            .await
+            .map(|_| ()),
+        Kind::Parent => client
+            .start_with_id(parent, &spec.id, spec.input)
+            .await
+            .map(|_| ()),
+        Kind::Child => client
+            .start_with_id(child, &spec.id, spec.input)
+            .await
+            .map(|_| ()),
+        Kind::Laps => client
+            .start_with_id(laps, &spec.id, (spec.input, LAPS))
+            .await
+            .map(|_| ()),
+        Kind::Retrying => client
+            .start_with_id(retrying, &spec.id, spec.input)
             .await
             .map(|_| ()),
     };
@@ -342,6 +508,33 @@ pub async fn open_gate(client: &Client, id: &str) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Opens a [`Kind::Held`] gate: suspends the instance, raises its `go`
+/// events while it is suspended, then resumes it, so that a run killed
+/// anywhere in between and started again finishes the job: a suspend or a
+/// resume the instance's state refuses (it is suspended already, or
+/// running, or finished) counts as done, and the events' keys make a
+/// second raise a no-op.
+///
+/// # Errors
+/// Any error but those.
+pub async fn open_held_gate(client: &Client, id: &str) -> Result<(), Error> {
+    // Not before its first turn: an instance suspended while still pending
+    // (its `Started` not yet run) never runs once resumed, a runtime bug
+    // this workload steps around so that it can test the rest.
+    while client.status(id).await?.runtime_status == RuntimeStatus::Pending {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    match client.suspend(id, "held by the workload").await {
+        Ok(()) | Err(Error::InvalidState { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    open_gate(client, id).await?;
+    match client.resume(id, "released by the workload").await {
+        Ok(()) | Err(Error::InvalidState { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether every instance in the file has finished and no message or task

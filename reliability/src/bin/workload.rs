@@ -3,7 +3,8 @@
 //!
 //! `workload <db> <effects-log> <generation> <count> [final]`: starts the
 //! instances of `generation` (ids `g<generation>-<i>`) and raises the `go`
-//! events of its gates, each under its own key (with `final`: of every
+//! events of its gates, each under its own key, suspending held gates
+//! before and resuming them after (with `final`: does this for every
 //! generation up to it), then runs the runtime until the file is drained
 //! and none of its own activity attempts is still running.
 
@@ -52,8 +53,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         for spec in &specs {
             workload::start(&client, spec).await?;
         }
-        for spec in specs.iter().filter(|s| s.kind == Kind::Gate) {
-            workload::open_gate(&client, &spec.id).await?;
+        for spec in &specs {
+            match spec.kind {
+                Kind::Gate => workload::open_gate(&client, &spec.id).await?,
+                Kind::Held => workload::open_held_gate(&client, &spec.id).await?,
+                _ => {}
+            }
         }
     }
     // Drained, and no attempt of this process still running: one it held
