@@ -305,3 +305,31 @@ async fn list_filters_and_pages_newest_first_while_instances_are_created() {
     assert!(matches!(bad, Error::InvalidToken { .. }), "{bad}");
     rt.shutdown().await.unwrap();
 }
+
+/// Regression (found by the crash tests): an instance suspended before its
+/// first turn recorded `Suspended` before `Started` and never ran after
+/// the resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_suspended_before_it_started_runs_once_resumed() {
+    let db = db();
+    let rt = builder(&db).orchestrator(quick).start().await.unwrap();
+    let client = rt.client();
+    let options = durable::StartOptions::new()
+        .id("p")
+        .at(std::time::SystemTime::now() + std::time::Duration::from_millis(300));
+    client.start_with(quick, 4, options).await.unwrap();
+    assert_eq!(
+        client.status("p").await.unwrap().runtime_status,
+        RuntimeStatus::Pending
+    );
+    client.suspend("p", "hold").await.unwrap();
+    client.resume("p", "go on").await.unwrap();
+    let done = within(client.wait("p")).await.unwrap();
+    assert_eq!(done.output::<u64>().unwrap(), Some(4));
+    let history = client.history("p").await.unwrap();
+    assert!(
+        matches!(history[0].event, durable::history::Event::Started { .. }),
+        "{history:?}"
+    );
+    rt.shutdown().await.unwrap();
+}

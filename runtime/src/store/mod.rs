@@ -776,7 +776,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Suspends (`suspend`) or resumes a live instance, recording
     /// `Suspended` or `Resumed` with `reason` in its history (which refuses
-    /// a turn computed before). A suspended instance is fetched by no one
+    /// a turn computed before); an instance not started yet (no history)
+    /// records nothing, so its history still opens with `Started`, and is
+    /// pending again once resumed. A suspended instance is fetched by no one
     /// and keeps what arrives for it; resuming releases any lock on it.
     ///
     /// # Errors

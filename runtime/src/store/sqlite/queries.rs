@@ -1354,22 +1354,27 @@ fn suspend_or_resume(
     } else {
         Event::Resumed { reason }
     };
-    let rec = HistoryRecord {
-        index: row.history_len,
-        turn: u64::try_from(turn).unwrap_or(0),
-        at,
-        event,
-    };
-    insert_history(tx, instance, &rec)?;
-    let status = if suspend {
-        RuntimeStatus::Suspended
-    } else {
-        RuntimeStatus::Running
+    // An instance that has not started yet has no history to record it
+    // in: its history must open with `Started`. Resumed, it is pending again.
+    let started = row.history_len > 0;
+    if started {
+        let rec = HistoryRecord {
+            index: row.history_len,
+            turn: u64::try_from(turn).unwrap_or(0),
+            at,
+            event,
+        };
+        insert_history(tx, instance, &rec)?;
+    }
+    let status = match (suspend, started) {
+        (true, _) => RuntimeStatus::Suspended,
+        (false, true) => RuntimeStatus::Running,
+        (false, false) => RuntimeStatus::Pending,
     };
     let (output, failure, reason_col): (Option<String>, Option<String>, Option<String>) = tx
         .prepare_cached("SELECT output, failure, reason FROM instances WHERE id = ?1")?
         .query_row([instance], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    let new_len = count(row.history_len + 1);
+    let new_len = count(row.history_len + u64::from(started));
     let sum = instance_sum(
         &row.name,
         status.as_str(),
