@@ -190,7 +190,7 @@ mod tests {
             ),
         );
         assert!(
-            out.contains("compile_error ! { \"expected `name`\" }"),
+            out.contains("compile_error ! { \"expected `name` or `version`\" }"),
             "{out}"
         );
         assert!(out.contains("add `async` before `fn`"), "{out}");

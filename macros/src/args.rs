@@ -43,7 +43,7 @@ impl Args {
                 return Ok(());
             }
             if !meta.path.is_ident("name") {
-                return Err(meta.error("expected `name`"));
+                return Err(meta.error("expected `name` or `version`"));
             }
             if args.name.is_some() {
                 return Err(meta.error("duplicate argument: expected `name` at most once"));
@@ -53,6 +53,12 @@ impl Args {
                 return Err(syn::Error::new_spanned(
                     &name,
                     "the stored name must not be empty: write `name = \"...\"` with a name, or remove it to use the function's name",
+                ));
+            }
+            if name.value().starts_with('@') {
+                return Err(syn::Error::new_spanned(
+                    &name,
+                    "stored names beginning with `@` are reserved: the runtime keeps entities under them",
                 ));
             }
             args.name = Some(name);
@@ -97,8 +103,24 @@ mod tests {
     #[test]
     fn unknown_argument_says_what_is_valid() {
         assert_eq!(
-            parse(quote!(version = 2)),
-            (None, vec!["expected `name`".to_owned()])
+            parse(quote!(retries = 2)),
+            (None, vec!["expected `name` or `version`".to_owned()])
+        );
+    }
+
+    #[test]
+    fn a_version_is_a_whole_number_from_one() {
+        assert_eq!(
+            parse(quote!(name = "A", version = 2)).1,
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            parse(quote!(version = 0)).1,
+            vec!["a version is a whole number from 1: `version = 2`".to_owned()]
+        );
+        assert_eq!(
+            parse(quote!(name = "@x")).1,
+            vec!["stored names beginning with `@` are reserved: the runtime keeps entities under them".to_owned()]
         );
     }
 

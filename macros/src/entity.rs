@@ -3,7 +3,7 @@
 //! the typed proxy (`<Type>Ops<M>`) whose methods are the operations.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, ToTokens};
 use syn::{FnArg, ImplItem, ItemImpl, Pat, ReturnType, Type};
 
 use crate::args::Args;
@@ -19,6 +19,24 @@ struct Op {
     takes_ctx: bool,
     args: Vec<(syn::Ident, Type)>,
     output: Type,
+}
+
+/// `tokens` with every `Self` replaced by `with`: the proxy is another
+/// type, where `Self` would mean the proxy.
+fn replace_self(tokens: TokenStream, with: &TokenStream) -> TokenStream {
+    tokens
+        .into_iter()
+        .flat_map(|tt| match tt {
+            proc_macro2::TokenTree::Ident(id) if id == "Self" => with.clone(),
+            proc_macro2::TokenTree::Group(g) => {
+                let mut group =
+                    proc_macro2::Group::new(g.delimiter(), replace_self(g.stream(), with));
+                group.set_span(g.span());
+                quote!(#group)
+            }
+            other => quote!(#other),
+        })
+        .collect()
 }
 
 /// Whether `ty` is `&mut EntityContext` (any path ending so).
@@ -179,19 +197,23 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     if !errors.is_empty() {
         return quote!(#errors #imp);
     }
+    let self_ty = quote!(#ty);
     let methods = ops.iter().map(|op| {
         let name = &op.name;
         let op_name = name.to_string();
-        let out = &op.output;
-        let params = op.args.iter().map(|(n, t)| quote!(#n: #t));
+        let out = replace_self(op.output.to_token_stream(), &self_ty);
+        let params = op.args.iter().map(|(n, t)| {
+            let t = replace_self(t.to_token_stream(), &self_ty);
+            quote!(#n: #t)
+        });
         let names = op.args.iter().map(|(n, _)| n);
         let doc = format!("Operation `{op_name}` of the entity.");
         quote! {
             #[doc = #doc]
             #[track_caller]
             #[allow(clippy::unused_unit)]
-            pub fn #name(self, #(#params),*) -> <M as ::durable::entity::Mode>::Out<#out> {
-                <M as ::durable::entity::Mode>::op::<#out, _>(self.0, #op_name, &(#(#names,)*))
+            pub fn #name(self, #(#params),*) -> <__M as ::durable::entity::Mode>::Out<#out> {
+                <__M as ::durable::entity::Mode>::op::<#out, _>(self.0, #op_name, &(#(#names,)*))
             }
         }
     });
@@ -231,22 +253,22 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         #imp
 
         #[doc = #ops_doc]
-        pub struct #ops_ty<M>(M);
+        pub struct #ops_ty<__M>(__M);
 
-        impl<M> ::core::convert::From<M> for #ops_ty<M> {
-            fn from(mode: M) -> Self {
+        impl<__M> ::core::convert::From<__M> for #ops_ty<__M> {
+            fn from(mode: __M) -> Self {
                 Self(mode)
             }
         }
 
         #[allow(private_interfaces)]
-        impl<M: ::durable::entity::Mode> #ops_ty<M> {
+        impl<__M: ::durable::entity::Mode> #ops_ty<__M> {
             #(#methods)*
         }
 
-        impl<M: ::durable::entity::Signals> #ops_ty<M> {
+        impl<__M: ::durable::entity::Signals> #ops_ty<__M> {
             /// One-way: each operation is sent, nobody waits for its result.
-            pub fn signal(self) -> #ops_ty<<M as ::durable::entity::Signals>::Signal> {
+            pub fn signal(self) -> #ops_ty<<__M as ::durable::entity::Signals>::Signal> {
                 #ops_ty(::durable::entity::Signals::signal(self.0))
             }
 
@@ -254,14 +276,14 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             pub fn signal_at(
                 self,
                 at: ::std::time::SystemTime,
-            ) -> #ops_ty<<M as ::durable::entity::Signals>::Signal> {
+            ) -> #ops_ty<<__M as ::durable::entity::Signals>::Signal> {
                 #ops_ty(::durable::entity::Signals::signal_at(self.0, at))
             }
         }
 
         impl ::durable::Entity for #ty {
             const NAME: &'static str = #stored;
-            type Ops<M> = #ops_ty<M>;
+            type Ops<__M> = #ops_ty<__M>;
 
             fn __is_read(__op: &str) -> bool {
                 #is_read

@@ -130,6 +130,8 @@ pub(crate) fn type_of(id: &str) -> &str {
 pub struct Call<'a> {
     ctx: &'a Context,
     id: String,
+    /// The key was refused (the instance failed): nothing is sent.
+    refused: bool,
 }
 
 /// An orchestrator signalling an entity: each operation is queued for the
@@ -139,6 +141,7 @@ pub struct Signal<'a> {
     ctx: &'a Context,
     id: String,
     at: i64,
+    refused: bool,
 }
 
 impl Mode for Call<'_> {
@@ -150,6 +153,9 @@ impl Mode for Call<'_> {
         op: &'static str,
         args: &A,
     ) -> EntityCall<R> {
+        if self.refused {
+            return self.ctx.never_called(op);
+        }
         let args = self.ctx.encode_args(args, op);
         self.ctx.call_entity(self.id, op, args, Location::caller())
     }
@@ -163,6 +169,7 @@ impl<'a> Signals for Call<'a> {
             ctx: self.ctx,
             id: self.id,
             at: 0,
+            refused: self.refused,
         }
     }
 
@@ -171,6 +178,7 @@ impl<'a> Signals for Call<'a> {
             ctx: self.ctx,
             id: self.id,
             at: history::micros(at),
+            refused: self.refused,
         }
     }
 }
@@ -180,6 +188,9 @@ impl Mode for Signal<'_> {
 
     #[track_caller]
     fn op<R: DeserializeOwned + 'static, A: Serialize>(self, op: &'static str, args: &A) {
+        if self.refused {
+            return;
+        }
         let args = self.ctx.encode_args(args, op);
         self.ctx
             .signal_entity(self.id, op, args, self.at, Location::caller());
@@ -212,12 +223,14 @@ impl Context {
     /// ```
     #[track_caller]
     pub fn entity<T: Entity>(&self, key: &str) -> T::Ops<Call<'_>> {
+        let refused = crate::ids::check_name("entity key", key).is_err();
         if let Err(e) = crate::ids::check_name("entity key", key) {
             self.refuse(format!("an entity key is refused: {}", e.reason));
         }
         T::Ops::from(Call {
             ctx: self,
             id: history::entity_id(T::NAME, key),
+            refused,
         })
     }
 
@@ -233,6 +246,13 @@ impl Context {
         let mut ids: Vec<String> = entities.into_iter().map(|e| e.id).collect();
         ids.sort();
         ids.dedup();
+        if let Some(bad) = ids
+            .iter()
+            .find_map(|id| crate::ids::check_name("entity key", key_of(id)).err())
+        {
+            self.refuse(format!("an entity key is refused: {}", bad.reason));
+            ids.clear();
+        }
         self.lock_entities(ids, Location::caller())
     }
 }
@@ -469,28 +489,7 @@ pub(crate) fn load<T: Entity>(
     state: Option<&Payload>,
     limit: usize,
 ) -> Result<Box<dyn Live>, EntityError> {
-    let current = match state {
-        None => None,
-        Some(p) => {
-            // Decoding runs user code (`Deserialize`): a panic is damage too.
-            let decoded = catch_unwind(AssertUnwindSafe(|| {
-                p.decode::<T>(&format!(
-                    "the state of entity `{}`",
-                    crate::ids::Escaped(id)
-                ))
-            }));
-            match decoded {
-                Ok(Ok(v)) => Some(v),
-                Ok(Err(e)) => return Err(EntityError::BadState(e.to_string())),
-                Err(panic) => {
-                    return Err(EntityError::BadState(format!(
-                        "decoding it panicked: {}",
-                        panic_message(panic.as_ref())
-                    )))
-                }
-            }
-        }
-    };
+    let current = decode_state::<T>(id, state)?;
     Ok(Box::new(Loaded::<T> {
         id: id.to_owned(),
         current,
@@ -516,50 +515,57 @@ impl<T: Entity> Live for Loaded<T> {
         now: SystemTime,
         effects: &mut Effects,
     ) -> Result<Payload, EntityError> {
-        let existed = self.current.is_some();
+        let existed = self.encoded.is_some();
         let read = T::__is_read(op);
-        let mut value = self.current.take().unwrap_or_default();
         let mut ctx = EntityContext::new(&self.id, now, self.limit);
-        let ran = catch_unwind(AssertUnwindSafe(|| value.__apply(op, input, &mut ctx)));
-        let result = match ran {
-            Ok(Ok(out)) => match ctx.error.take() {
-                Some(e) => Err(e),
-                None => Ok(out),
-            },
-            Ok(Err(e)) => Err(e),
-            Err(panic) => Err(EntityError::Panicked(panic_message(panic.as_ref()))),
+        let (current, id, limit) = (self.current.take(), self.id.clone(), self.limit);
+        let encoded = self.encoded.clone();
+        // Everything that runs user code (`Default`, the operation,
+        // `Serialize`, `Deserialize`) is inside the guard: a panic anywhere
+        // fails this operation, never the dispatcher.
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            let mut value = match current {
+                Some(v) => v,
+                None => decode_state::<T>(&id, encoded.as_ref())?.unwrap_or_default(),
+            };
+            let out = value.__apply(op, input, &mut ctx)?;
+            if let Some(e) = ctx.error.take() {
+                return Err(e);
+            }
+            let stored = if ctx.deleted || read {
+                None
+            } else {
+                Some(
+                    Payload::encode(
+                        &value,
+                        &format!("the state of entity `{}`", crate::ids::Escaped(&id)),
+                        limit,
+                    )
+                    .map_err(|e| {
+                        EntityError::BadInput(format!("the operation was rolled back: {e}"))
+                    })?,
+                )
+            };
+            Ok((value, stored, out))
+        }));
+        let (value, stored, out) = match ran {
+            Ok(Ok(done)) => done,
+            // Rolled back: the state is decoded again from the last stored
+            // encoding when next needed.
+            Ok(Err(e)) => return Err(e),
+            Err(panic) => return Err(EntityError::Panicked(panic_message(panic.as_ref()))),
         };
-        if result.is_err() {
-            // Rolled back: the state as it was before the operation.
-            self.current = self.restore();
-            return result;
-        }
         if ctx.deleted {
-            self.current = None;
             self.encoded = None;
         } else if read {
             self.current = existed.then_some(value);
         } else {
-            match Payload::encode(
-                &value,
-                &format!("the state of entity `{}`", crate::ids::Escaped(&self.id)),
-                self.limit,
-            ) {
-                Ok(p) => {
-                    self.encoded = Some(p);
-                    self.current = Some(value);
-                }
-                Err(e) => {
-                    self.current = self.restore();
-                    return Err(EntityError::BadInput(format!(
-                        "the operation was rolled back: {e}"
-                    )));
-                }
-            }
+            self.encoded = stored;
+            self.current = Some(value);
         }
         effects.sends.append(&mut ctx.sends);
         effects.starts.append(&mut ctx.starts);
-        result
+        Ok(out)
     }
 
     fn state(&self) -> Option<Payload> {
@@ -567,10 +573,25 @@ impl<T: Entity> Live for Loaded<T> {
     }
 }
 
-impl<T: Entity> Loaded<T> {
-    /// The state as last stored or changed, decoded again.
-    fn restore(&self) -> Option<T> {
-        self.encoded.as_ref().and_then(|p| p.decode::<T>("").ok())
+/// Decodes an entity's stored state; a decoding that fails or panics is
+/// [`EntityError::BadState`].
+fn decode_state<T: Entity>(id: &str, state: Option<&Payload>) -> Result<Option<T>, EntityError> {
+    let Some(p) = state else {
+        return Ok(None);
+    };
+    let decoded = catch_unwind(AssertUnwindSafe(|| {
+        p.decode::<T>(&format!(
+            "the state of entity `{}`",
+            crate::ids::Escaped(id)
+        ))
+    }));
+    match decoded {
+        Ok(Ok(v)) => Ok(Some(v)),
+        Ok(Err(e)) => Err(EntityError::BadState(e.to_string())),
+        Err(panic) => Err(EntityError::BadState(format!(
+            "decoding it panicked: {}",
+            panic_message(panic.as_ref())
+        ))),
     }
 }
 
@@ -585,6 +606,11 @@ pub(crate) struct EntityTurn {
     pub(crate) starts: Vec<NewInstance>,
     /// Operations applied (for metrics and logs).
     pub(crate) applied: usize,
+    /// How many of the fetched messages (the first ones) the turn consumed.
+    pub(crate) consumed: usize,
+    /// Why the entity must be set aside after this turn, its next message
+    /// still queued.
+    pub(crate) set_aside: Option<EntityError>,
 }
 
 /// Runs one entity turn: the deferred messages of `record` first, then
@@ -607,11 +633,19 @@ pub(crate) fn run_turn(
         mut given_up,
         ..
     } = record;
-    let mut queue: VecDeque<Event> = before.into_iter().chain(messages).collect();
+    let total = messages.len();
+    // Each with where it came from: the record (`None`), or the fetched
+    // message at that index, not consumed unless the turn gets past it.
+    let mut queue: VecDeque<(Option<usize>, Event)> = before
+        .into_iter()
+        .map(|e| (None, e))
+        .chain(messages.into_iter().enumerate().map(|(i, e)| (Some(i), e)))
+        .collect();
     let mut deferred = Vec::new();
     let mut effects = Effects::default();
     let mut applied = 0;
-    while let Some(msg) = queue.pop_front() {
+    let mut set_aside = None;
+    while let Some((origin, msg)) = queue.pop_front() {
         match msg {
             Event::Operation {
                 op,
@@ -642,6 +676,22 @@ pub(crate) fn run_turn(
                     }
                     None => live.apply(&op, &input, now, &mut effects),
                 };
+                // A signal that this code cannot take (its arguments do not
+                // decode, its operation is gone: a deploy changed them) is
+                // not dropped: the entity is set aside with it still queued.
+                if let (None, Err(e @ EntityError::BadInput(_))) = (&reply_to, &result) {
+                    set_aside = Some(e.clone());
+                    queue.push_front((
+                        origin,
+                        Event::Operation {
+                            op,
+                            input,
+                            reply_to,
+                            holder: from,
+                        },
+                    ));
+                    break;
+                }
                 applied += 1;
                 if let Some(ParentRef { id: caller, seq }) = reply_to {
                     let event = match result {
@@ -708,9 +758,10 @@ pub(crate) fn run_turn(
                     .is_some_and(|(h, s)| *h == from && *s == seq)
                 {
                     holder = None;
-                    // What waited for the lock goes first, in its order.
+                    // What waited for the lock goes first, in its order
+                    // (in the record now, whatever it came with).
                     for d in deferred.drain(..).rev() {
-                        queue.push_front(d);
+                        queue.push_front((None, d));
                     }
                 } else {
                     // The request has not reached this entity (or is
@@ -727,6 +778,16 @@ pub(crate) fn run_turn(
             }
         }
     }
+    // What the turn did not get past: from the record, it goes back there
+    // after what was deferred; from the fetched messages, it stays queued
+    // (a suffix: the turn took them in order).
+    let mut consumed = total;
+    for (origin, event) in queue {
+        match origin {
+            None => deferred.push(event),
+            Some(i) => consumed = consumed.min(i),
+        }
+    }
     EntityTurn {
         record: Record {
             state: live.state(),
@@ -737,6 +798,8 @@ pub(crate) fn run_turn(
         sends: effects.sends,
         starts: effects.starts,
         applied,
+        consumed,
+        set_aside,
     }
 }
 

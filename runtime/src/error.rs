@@ -96,7 +96,7 @@ pub enum Error {
     },
     /// An entity's stored state no longer decodes into its type (the code
     /// changed): it is set aside as it is, never reset.
-    #[error("the state of entity `{id}` does not decode: {reason}; deploy code that reads it, or purge the entity")]
+    #[error("the state of entity `{id}` does not decode: {reason}; deploy code that reads it (the entity waits, its state and queued operations kept)")]
     EntityState {
         /// The entity's instance id.
         id: String,

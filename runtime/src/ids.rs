@@ -76,6 +76,12 @@ pub(crate) fn check_name(what: &'static str, value: &str) -> Result<(), NameErro
             c.escape_unicode()
         ));
     }
+    if what.ends_with("instance id") && value.starts_with(crate::history::ENTITY_PREFIX) {
+        return refuse(
+            "ids that begin with `@` are entities': reach an entity with `client.entity::<T>(key)`"
+                .to_owned(),
+        );
+    }
     Ok(())
 }
 

@@ -720,3 +720,195 @@ async fn a_client_lists_the_entities_of_a_type_paged() {
     assert!(instances.instances.is_empty(), "{:?}", instances.instances);
     rt.shutdown().await.unwrap();
 }
+
+/// An entity whose operations name `Self`, and a type named `M` (the
+/// proxy's own generic parameter is out of its way).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct M {
+    items: Vec<String>,
+}
+
+#[entity]
+impl M {
+    fn add(&mut self, item: String) -> Self {
+        self.items.push(item);
+        self.clone()
+    }
+}
+
+#[orchestrator]
+async fn uses_self(ctx: Context) -> M {
+    ctx.entity::<M>("cart")
+        .add("pen".to_owned())
+        .await
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operation_may_return_self() {
+    let db = db();
+    let rt = builder(&db)
+        .entity::<M>()
+        .orchestrator(uses_self)
+        .start()
+        .await
+        .unwrap();
+    let h = rt.client().start(uses_self, ()).await.unwrap();
+    assert_eq!(
+        within(h.result()).await.unwrap(),
+        M {
+            items: vec!["pen".to_owned()]
+        }
+    );
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_the_code_cannot_take_sets_the_entity_aside_and_is_kept() {
+    let db = db();
+    // A deploy whose `deposit` takes a String: the queued i64 does not fit.
+    let rt = builder(&db)
+        .entity::<WrongAccount>()
+        .stuck_retry(Duration::from_millis(10))
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    client
+        .entity::<Account>("kept")
+        .signal()
+        .deposit(5)
+        .await
+        .unwrap();
+    until("the entity to be set aside", || async {
+        client
+            .status("@Account@kept")
+            .await
+            .ok()
+            .filter(|s| s.runtime_status == durable::RuntimeStatus::Stuck)
+    })
+    .await;
+    rt.shutdown().await.unwrap();
+    // Code that takes it: the signal was kept and applies.
+    let rt = builder(&db).entity::<Account>().start().await.unwrap();
+    let client = rt.client();
+    let state = until("the kept signal", || async {
+        client.entity::<Account>("kept").state().await.unwrap()
+    })
+    .await;
+    assert_eq!(state.log, vec![5]);
+    rt.shutdown().await.unwrap();
+}
+
+/// Signals, locks and releases in the turn that continues as new.
+#[orchestrator]
+async fn rounds(ctx: Context, n: u32) -> u32 {
+    ctx.entity::<Account>("rounds")
+        .signal()
+        .deposit(i64::from(n));
+    let lock = ctx.lock([EntityId::of::<Account>("rounds")]).await;
+    let _ = ctx.entity::<Account>("rounds").balance().await;
+    lock.release();
+    if n == 4 {
+        return n;
+    }
+    ctx.continue_as_new(n + 1).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_and_releases_in_a_continue_as_new_turn_go_out() {
+    let db = db();
+    let rt = builder(&db)
+        .entity::<Account>()
+        .orchestrator(rounds)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client.start(rounds, 1).await.unwrap();
+    assert_eq!(within(h.result()).await.unwrap(), 4);
+    let state = until("every round's deposit", || async {
+        client
+            .entity::<Account>("rounds")
+            .state()
+            .await
+            .unwrap()
+            .filter(|a| a.log.len() == 4)
+    })
+    .await;
+    assert_eq!(state.log, vec![1, 2, 3, 4]);
+    rt.shutdown().await.unwrap();
+}
+
+/// Gives up waiting for a lock after a while, then locks another entity.
+#[orchestrator]
+async fn impatient(ctx: Context) -> String {
+    let first = durable::select(
+        ctx.lock([EntityId::of::<Account>("busy")]),
+        ctx.sleep(Duration::from_millis(50)),
+    )
+    .await;
+    let gave_up = matches!(first, durable::Either::Right(()));
+    let lock = ctx.lock([EntityId::of::<Account>("free")]).await;
+    let b = ctx.entity::<Account>("free").balance().await.unwrap_or(-1);
+    lock.release();
+    format!("gave up {gave_up}, free {b}")
+}
+
+#[orchestrator]
+async fn strays(ctx: Context) -> u64 {
+    let _lock = ctx.lock([EntityId::of::<Account>("mine")]).await;
+    // Calling an entity outside the section could deadlock: refused.
+    let _ = ctx.entity::<Account>("theirs").balance().await;
+    1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_wait_abandoned_lets_go_and_calls_outside_a_section_are_refused() {
+    let db = db();
+    let rt = builder(&db)
+        .entity::<Account>()
+        .orchestrator(holds_and_waits)
+        .orchestrator(impatient)
+        .orchestrator(strays)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let holder = client
+        .start(holds_and_waits, "busy".to_owned())
+        .await
+        .unwrap();
+    until("the holder's lock", || async {
+        let history = client.history(holder.id()).await.unwrap();
+        history
+            .iter()
+            .any(|r| matches!(r.event, durable::history::Event::LockGranted { .. }))
+            .then_some(())
+    })
+    .await;
+    let h = client.start(impatient, ()).await.unwrap();
+    assert_eq!(within(h.result()).await.unwrap(), "gave up true, free 0");
+    // The holder goes; the abandoned request is granted and let go at once.
+    client.terminate(holder.id(), "done").await.unwrap();
+    client
+        .entity::<Account>("busy")
+        .signal()
+        .deposit(3)
+        .await
+        .unwrap();
+    until("the busy account to take signals again", || async {
+        client
+            .entity::<Account>("busy")
+            .state()
+            .await
+            .unwrap()
+            .filter(|a| a.balance == 3)
+    })
+    .await;
+    let s = client.start(strays, ()).await.unwrap();
+    let status = within(client.wait(s.id())).await.unwrap();
+    let failure = status.failure.expect("refused");
+    assert!(failure.message.contains("critical section"), "{failure}");
+    rt.shutdown().await.unwrap();
+}

@@ -153,7 +153,10 @@ impl<'a, T: Entity> EntityRef<'a, T> {
                     })?,
                 None => Record::default(),
             };
-            if record.holder.is_some() || !record.deferred.is_empty() {
+            // A lock request given up on its way would lock it again once
+            // it arrives: not idle either.
+            if record.holder.is_some() || !record.deferred.is_empty() || !record.given_up.is_empty()
+            {
                 return Err(Error::InvalidState {
                     id,
                     status: status.runtime_status,

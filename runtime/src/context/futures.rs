@@ -525,6 +525,16 @@ impl LockWait {
     }
 }
 
+impl Drop for LockWait {
+    fn drop(&mut self) {
+        // Dropped before the grant (it lost a race with a timer, say): the
+        // locks are let go as soon as they are granted.
+        if !self.op.done && self.op.seq != u64::MAX {
+            self.ctx.abandon_lock(self.op.seq);
+        }
+    }
+}
+
 impl Future for LockWait {
     type Output = EntityLock;
 

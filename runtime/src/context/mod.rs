@@ -140,6 +140,18 @@ pub(crate) enum Completion {
     Timer,
 }
 
+/// A critical section asked for and not released.
+#[derive(Debug)]
+pub(crate) struct LockRequest {
+    /// The entities, sorted.
+    pub(crate) entities: Vec<String>,
+    /// Every one of them is locked to this instance.
+    pub(crate) granted: bool,
+    /// Nobody waits for it any more (its future was dropped, say in a
+    /// race with a timer): released as soon as it is granted.
+    pub(crate) abandoned: bool,
+}
+
 /// The mutable state one instance's futures share.
 #[derive(Debug)]
 pub(crate) struct State {
@@ -181,7 +193,7 @@ pub(crate) struct State {
     pub(crate) dropped_calls: Vec<u64>,
     /// Critical sections asked for and not released, by the request's
     /// sequence number: the entities, and whether they are all held.
-    pub(crate) locks: std::collections::BTreeMap<u64, (Vec<String>, bool)>,
+    pub(crate) locks: std::collections::BTreeMap<u64, LockRequest>,
 }
 
 impl State {
@@ -327,19 +339,46 @@ impl State {
         seq
     }
 
-    /// A lock request was granted: its entities are held from now on.
+    /// A lock request was granted: its entities are held from now on; one
+    /// nobody waits for any more is released at once.
+    #[track_caller]
     pub(crate) fn grant(&mut self, seq: u64) {
-        if let Some((_, granted)) = self.locks.get_mut(&seq) {
-            *granted = true;
+        let abandoned = match self.locks.get_mut(&seq) {
+            Some(req) => {
+                req.granted = true;
+                req.abandoned
+            }
+            None => false,
+        };
+        if abandoned {
+            self.release(seq, Location::caller());
         }
         self.deliver(seq, Completion::Lock);
     }
 
-    /// Whether the instance holds `entity` locked.
+    /// Releases the locks of request `lock_seq`.
+    fn release(&mut self, lock_seq: u64, loc: &Location<'_>) {
+        let Some(req) = self.locks.remove(&lock_seq) else {
+            return;
+        };
+        let entities = req.entities;
+        self.schedule(OpKind::Unlock, "unlock", loc, |seq, _| Action::Unlock {
+            seq,
+            lock: lock_seq,
+            entities,
+        });
+    }
+
+    /// Whether the instance holds `entity` locked (a critical section it
+    /// still waits in).
     fn holds(&self, entity: &str) -> bool {
-        self.locks
-            .values()
-            .any(|(entities, granted)| *granted && entities.iter().any(|e| e == entity))
+        self.in_section()
+            .is_some_and(|req| req.entities.iter().any(|e| e == entity))
+    }
+
+    /// The critical section the code is in (granted and still wanted).
+    fn in_section(&self) -> Option<&LockRequest> {
+        self.locks.values().find(|r| r.granted && !r.abandoned)
     }
 
     /// Hands an operation's result to its future.
@@ -792,6 +831,22 @@ impl Context {
     ) -> EntityCall<R> {
         let mut st = lock(&self.state);
         let holder = st.holds(&entity);
+        if st.in_section().is_some() && !holder {
+            // Waiting on an entity outside the section while holding it
+            // could wait forever on an orchestration that waits for ours.
+            st.fail(Failure::new(
+                FailureKind::Payload,
+                format!(
+                    "inside a critical section an orchestration calls only the entities it locked; \
+                     `{}` is not one of them (operation `{op}` at {}): signal it instead, or release \
+                     the lock first",
+                    crate::ids::Escaped(&entity),
+                    site(loc)
+                ),
+            ));
+            drop(st);
+            return EntityCall::new(OpWait::new(self.state.clone(), u64::MAX), op);
+        }
         let seq = match args {
             Ok(input) => st.schedule(OpKind::EntityCall, op, loc, |seq, site| {
                 Action::EntityCall {
@@ -856,6 +911,12 @@ impl Context {
         )
     }
 
+    /// An entity call that is never sent (its key was refused and the
+    /// instance failed): it never completes.
+    pub(crate) fn never_called<R>(&self, op: &'static str) -> EntityCall<R> {
+        EntityCall::new(OpWait::new(self.state.clone(), u64::MAX), op)
+    }
+
     /// Fails the instance with a payload failure saying `why`.
     pub(crate) fn refuse(&self, why: String) {
         lock(&self.state).fail(Failure::new(FailureKind::Payload, why));
@@ -866,7 +927,7 @@ impl Context {
         let mut st = lock(&self.state);
         let refused = if entities.is_empty() {
             Some("a critical section needs at least one entity".to_owned())
-        } else if !st.locks.is_empty() {
+        } else if st.locks.values().any(|r| !r.abandoned) {
             Some(
                 "a critical section cannot be entered while another is held: release it first"
                     .to_owned(),
@@ -876,6 +937,9 @@ impl Context {
         };
         if let Some(why) = refused {
             st.fail(Failure::new(FailureKind::Payload, why));
+            drop(st);
+            // Never granted: the instance has failed.
+            return LockWait::new(OpWait::new(self.state.clone(), u64::MAX), self.clone());
         }
         let wanted = entities.clone();
         let seq = st.schedule(OpKind::Lock, "lock", loc, |seq, site| Action::Lock {
@@ -883,7 +947,14 @@ impl Context {
             entities,
             site,
         });
-        st.locks.insert(seq, (wanted, false));
+        st.locks.insert(
+            seq,
+            LockRequest {
+                entities: wanted,
+                granted: false,
+                abandoned: false,
+            },
+        );
         drop(st);
         LockWait::new(OpWait::new(self.state.clone(), seq), self.clone())
     }
@@ -891,13 +962,21 @@ impl Context {
     /// Releases every lock the instance holds.
     pub(crate) fn unlock_entities(&self, loc: &Location<'_>) {
         let mut st = lock(&self.state);
-        let Some((lock_seq, (entities, _))) = st.locks.pop_first() else {
-            return;
-        };
-        st.schedule(OpKind::Unlock, "unlock", loc, |seq, _| Action::Unlock {
-            seq,
-            lock: lock_seq,
-            entities,
-        });
+        let held = st
+            .locks
+            .iter()
+            .find(|(_, r)| r.granted && !r.abandoned)
+            .map(|(seq, _)| *seq);
+        if let Some(lock_seq) = held {
+            st.release(lock_seq, loc);
+        }
+    }
+
+    /// A lock request's future was dropped before it was granted: the
+    /// request is released once granted.
+    pub(crate) fn abandon_lock(&self, seq: u64) {
+        if let Some(req) = lock(&self.state).locks.get_mut(&seq) {
+            req.abandoned = true;
+        }
     }
 }

@@ -104,7 +104,14 @@ impl EntityDispatcher {
         let mut stuck = Vec::new();
         for w in work {
             match self.turn(w, now) {
-                Ok(commit) => commits.push(commit),
+                Ok((commit, None)) => commits.push(commit),
+                // What the turn got through commits, and the entity is set
+                // aside with the rest still queued (it keeps its lock to
+                // this process until then).
+                Ok((commit, Some(failure))) => {
+                    stuck.push((commit.instance.clone(), failure));
+                    commits.push(commit);
+                }
                 Err((id, failure)) => stuck.push((id, failure)),
             }
         }
@@ -135,7 +142,11 @@ impl EntityDispatcher {
 
     /// One entity's turn, or why it is set aside (its record or state does
     /// not decode, its type is not registered here).
-    fn turn(&self, w: InstanceWork, now: SystemTime) -> Result<TurnCommit, (String, Failure)> {
+    fn turn(
+        &self,
+        w: InstanceWork,
+        now: SystemTime,
+    ) -> Result<(TurnCommit, Option<Failure>), (String, Failure)> {
         let set_aside = |kind, msg: String| (w.id.clone(), Failure::new(kind, msg));
         if let Some(damage) = &w.damage {
             return Err(set_aside(FailureKind::Corrupt, damage.to_string()));
@@ -162,7 +173,7 @@ impl EntityDispatcher {
                     FailureKind::Payload,
                     format!(
                         "its stored state no longer decodes into its type (set aside, not reset: \
-                         deploy code that reads it, or purge it): {msg}"
+                         deploy code that reads it; its queued operations wait): {msg}"
                     ),
                 ))
             }
@@ -195,13 +206,24 @@ impl EntityDispatcher {
         let mut commit = TurnCommit::new(&w.id, w.history_len);
         commit.execution = w.execution;
         commit.entity_turn = true;
+        consumed.truncate(turn.consumed);
         commit.consumed = consumed;
+        let aside = turn.set_aside.map(|e| {
+            commit.keep_lock = Some(self.config.instance_lock);
+            Failure::new(
+                FailureKind::Payload,
+                format!(
+                    "a queued signal cannot be applied by this code (set aside, nothing dropped: \
+                     deploy code that takes it): {e}"
+                ),
+            )
+        });
         commit.status = Some(StatusUpdate {
             output: Some(encoded),
             ..StatusUpdate::new(RuntimeStatus::Running, history::micros(now))
         });
         commit.sends = turn.sends;
         commit.children = turn.starts;
-        Ok(commit)
+        Ok((commit, aside))
     }
 }

@@ -660,6 +660,16 @@ impl Execution {
         }
         let actions = match &outcome {
             Some(o) => {
+                // A lock asked for in the turn that ends the instance is
+                // never sent, so there is nothing to give up either.
+                {
+                    let mut st = lock(&self.state);
+                    for a in &actions {
+                        if let Action::Lock { seq, .. } = a {
+                            st.locks.remove(seq);
+                        }
+                    }
+                }
                 match o.clone() {
                     Outcome::Completed { output, failed } => {
                         events.push(Event::Completed { output, failed });
@@ -669,10 +679,22 @@ impl Execution {
                     Outcome::Terminated(_) => {}
                     // Nothing of this execution is kept: history starts
                     // again, and what it still had pending is dropped.
+                    // Signals and releases of locks still go out: they are
+                    // messages to others, not this execution's pending work.
                     Outcome::ContinuedAsNew { .. } => {
                         self.finished = true;
                         self.root = None;
-                        return Ok(self.close_turn(at, events, Vec::new(), outcome, Vec::new()));
+                        let sent = actions
+                            .into_iter()
+                            .filter(|a| match a {
+                                Action::EntitySignal { entity, .. } => {
+                                    registry.has_entity(crate::entity::type_of(entity))
+                                }
+                                Action::Unlock { .. } => true,
+                                _ => false,
+                            })
+                            .collect();
+                        return Ok(self.close_turn(at, events, sent, outcome, Vec::new()));
                     }
                 }
                 self.finished = true;
@@ -718,9 +740,7 @@ impl Execution {
         let locks = std::mem::take(&mut lock(&self.state).locks);
         sends.extend(unlock_messages(
             &self.instance_id,
-            locks
-                .into_iter()
-                .map(|(seq, (entities, _))| (seq, entities)),
+            locks.into_iter().map(|(seq, req)| (seq, req.entities)),
         ));
         sends
     }

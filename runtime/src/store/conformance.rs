@@ -696,7 +696,33 @@ pub fn starts_children_and_sends_messages(s: &dyn Store) {
 /// makes its messages takeable again. A finished instance can be purged
 /// (one not finished cannot); a list is newest first, filtered and paged.
 pub fn suspends_resumes_purges_and_lists(s: &dyn Store) {
+    // Not started yet: nothing is recorded (its history opens with
+    // `Started`), and resumed it is pending again.
+    create(s, "p");
+    assert_eq!(
+        ok(s.set_suspended("p", true, "early"), "set_suspended"),
+        Transition::Done
+    );
+    assert!(ok(s.fetch_work(OWNER, LONG, 10, ORCH), "fetch_work").is_empty());
+    assert_eq!(ok(s.history("p"), "history"), Some(Vec::new()));
+    ok(s.set_suspended("p", false, "go"), "set_suspended");
+    let p = ok(s.status("p"), "status").expect("p");
+    assert_eq!(
+        (p.runtime_status, p.history_len),
+        (RuntimeStatus::Pending, 0)
+    );
+    assert_eq!(seqs(s, OWNER, "p"), vec![0], "its start is taken");
+    let mut done = turn("p", 0, &[0]);
+    done.status = Some(StatusUpdate::new(RuntimeStatus::Completed, 0));
+    ok(s.commit_turns(OWNER, LONG, &[done]), "commit_turns");
+    // Started: suspending and resuming are recorded.
     create(s, "a");
+    assert_eq!(seqs(s, OWNER, "a"), vec![0]);
+    ok(
+        s.commit_turns(OWNER, LONG, &[turn("a", 0, &[0])]),
+        "commit_turns",
+    );
+    ok(s.enqueue("a", &event("x", "1"), None, false), "enqueue");
     assert_eq!(
         ok(s.set_suspended("a", true, "why"), "set_suspended"),
         Transition::Done
@@ -719,7 +745,7 @@ pub fn suspends_resumes_purges_and_lists(s: &dyn Store) {
     );
     let status = ok(s.status("a"), "status").expect("a");
     assert_eq!(status.runtime_status, RuntimeStatus::Suspended);
-    assert_eq!(status.history_len, 1);
+    assert_eq!(status.history_len, 2);
     assert_eq!(
         ok(s.purge("a"), "purge"),
         Transition::Refused(RuntimeStatus::Suspended)
@@ -728,8 +754,8 @@ pub fn suspends_resumes_purges_and_lists(s: &dyn Store) {
         ok(s.set_suspended("a", false, "go"), "set_suspended"),
         Transition::Done
     );
-    assert_eq!(seqs(s, OWNER, "a"), vec![0], "takeable again");
-    let mut end = turn("a", 2, &[0]);
+    assert_eq!(seqs(s, OWNER, "a"), vec![1], "takeable again");
+    let mut end = turn("a", 3, &[1]);
     end.status = Some(StatusUpdate::new(RuntimeStatus::Completed, 0));
     ok(s.commit_turns(OWNER, LONG, &[end]), "commit_turns");
     create(s, "b");
@@ -743,7 +769,7 @@ pub fn suspends_resumes_purges_and_lists(s: &dyn Store) {
     let ids = |list: &[crate::status::InstanceStatus]| -> Vec<String> {
         list.iter().map(|i| i.id.clone()).collect()
     };
-    assert_eq!(ids(&all), ["b", "a"], "newest first (ties by id)");
+    assert_eq!(ids(&all), ["p", "b", "a"], "newest first (ties by id)");
     let completed = ok(
         s.list(&ListQuery {
             statuses: vec![RuntimeStatus::Completed],
@@ -752,14 +778,14 @@ pub fn suspends_resumes_purges_and_lists(s: &dyn Store) {
         }),
         "list",
     );
-    assert_eq!(ids(&completed), ["a"]);
+    assert_eq!(ids(&completed), ["p", "a"]);
     assert_eq!(ok(s.purge("a"), "purge"), Transition::Done);
     assert_eq!(ok(s.status("a"), "status"), None);
     assert_eq!(ok(s.history("a"), "history"), None);
     assert_eq!(
         ok(s.purge_finished(i64::MAX, 10), "purge_finished"),
-        Vec::<String>::new(),
-        "b is not finished"
+        vec!["p".to_owned()],
+        "p finished, b is not"
     );
 }
 

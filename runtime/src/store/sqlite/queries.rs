@@ -1041,7 +1041,8 @@ fn write_turn(
             tx.prepare_cached(
                 "UPDATE instances SET history_len = ?2, status = ?3, output = ?4, failure = ?5, \
                  reason = ?6, updated_at = ?7, attempts = 0, sum = ?8, \
-                 consumed_through = max(coalesce(consumed_through, -1), coalesce(?9, -1)), \
+                 consumed_through = CASE WHEN ?9 IS NULL THEN consumed_through \
+                     ELSE max(coalesce(consumed_through, -1), ?9) END, \
                  lock_until = CASE WHEN lock_owner = ?10 THEN NULL ELSE lock_until END, \
                  lock_owner = CASE WHEN lock_owner = ?10 THEN NULL ELSE lock_owner END \
                  WHERE id = ?1",
@@ -1062,7 +1063,8 @@ fn write_turn(
         None => {
             tx.prepare_cached(
                 "UPDATE instances SET \
-                 consumed_through = max(coalesce(consumed_through, -1), coalesce(?2, -1)), \
+                 consumed_through = CASE WHEN ?2 IS NULL THEN consumed_through \
+                     ELSE max(coalesce(consumed_through, -1), ?2) END, \
                  lock_until = CASE WHEN lock_owner = ?3 THEN NULL ELSE lock_until END, \
                  lock_owner = CASE WHEN lock_owner = ?3 THEN NULL ELSE lock_owner END \
                  WHERE id = ?1",

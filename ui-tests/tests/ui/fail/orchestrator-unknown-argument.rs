@@ -1,6 +1,6 @@
 use durable::{orchestrator, Context};
 
-#[orchestrator(version = 2)]
+#[orchestrator(retries = 2)]
 async fn greet(_ctx: Context, name: String) -> String {
     format!("hello {name}")
 }
