@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::history::{Failure, HistoryExport, RuntimeStatus};
+use crate::history::{Failure, FailureKind, HistoryExport, RuntimeStatus};
 use crate::registry::Registry;
 use crate::replay::Execution;
 use crate::store::{ListQuery, Store};
@@ -68,12 +68,38 @@ pub(crate) fn database(
     loop {
         let page = store.list(&query)?;
         for status in &page {
-            let events = store.history(&status.id)?.unwrap_or_default();
+            let bad = |failure| Incompatible {
+                instance: status.id.clone(),
+                orchestrator: status.name.clone(),
+                status: Some(status.runtime_status),
+                failure,
+            };
+            // A damaged row stops only its own instance's check.
+            let events = match store.history(&status.id) {
+                Ok(events) => events.unwrap_or_default(),
+                Err(e) => {
+                    out.push(bad(Failure::new(FailureKind::Corrupt, e.to_string())));
+                    continue;
+                }
+            };
+            // Not started yet (scheduled, or suspended before its first
+            // turn): nothing to replay, but its orchestrator must be here.
+            if events.is_empty() {
+                if registry.versions(&status.name).is_empty() {
+                    out.push(bad(Failure::new(
+                        FailureKind::UnregisteredOrchestrator,
+                        format!(
+                            "orchestrator `{}` is not registered with this build (renamed? pin the old \
+                             stored name with `#[orchestrator(name = \"{}\")]`)",
+                            status.name, status.name
+                        ),
+                    )));
+                }
+                continue;
+            }
             let export = HistoryExport::new(status.id.clone(), events);
-            if let Err(mut bad) = history(registry, &export) {
-                bad.orchestrator.clone_from(&status.name);
-                bad.status = Some(status.runtime_status);
-                out.push(bad);
+            if let Err(found) = history(registry, &export) {
+                out.push(bad(found.failure));
             }
         }
         match page.last() {

@@ -144,6 +144,14 @@ impl Builder {
         let store: Arc<dyn Store> = match &self.store {
             None => return Err(Error::NoStore),
             Some(StoreSpec::Custom(s)) => Arc::clone(s),
+            // A path that holds no database is an error, never a new one
+            // reported as "nothing breaks".
+            Some(StoreSpec::Sqlite(path, _)) if !path.exists() => {
+                return Err(Error::InvalidSetting {
+                    setting: "sqlite",
+                    reason: format!("there is no database at {}", path.display()),
+                })
+            }
             Some(StoreSpec::Sqlite(path, options)) => {
                 Arc::new(SqliteStore::open_with(path, options)?)
             }

@@ -358,12 +358,15 @@ async fn sneaky(ctx: Context) -> u64 {
     ctx.call(old_step, at).await.unwrap_or(0)
 }
 
+/// The clock read in a side effect, and its value fed to a call: what
+/// the rules ask for, and verify mode must accept it.
 #[orchestrator]
 async fn honest(ctx: Context, x: u64) -> u64 {
     let at = ctx.side_effect(stamp);
+    let echoed = ctx.call(old_step, at).await.unwrap_or(0);
     let y = ctx.call(old_step, x).await.unwrap_or(0);
     ctx.sleep(std::time::Duration::from_millis(1)).await;
-    y + at.min(1)
+    y + u64::from(echoed == at + 1)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,4 +400,154 @@ async fn verify_mode_catches_a_clock_read_hidden_in_a_helper_on_the_first_run() 
     let ok = client.start(honest, 1).await.unwrap();
     assert_eq!(within(ok.result()).await.unwrap(), 3);
     rt.shutdown().await.unwrap();
+}
+
+/// Fails after deciding things in its last turn.
+#[orchestrator(name = "breaks")]
+async fn breaks(ctx: Context, x: u64) -> u64 {
+    let y = ctx.call(old_step, x).await.unwrap_or(0);
+    // Decided in the turn that fails: a call sent off, a side effect.
+    drop(ctx.call(new_step, y));
+    let _ = ctx.side_effect(|| 7_u64);
+    panic!("broken after {y}");
+}
+
+/// The same, but another call before the failure.
+#[orchestrator(name = "breaks")]
+async fn breaks_differently(ctx: Context, x: u64) -> u64 {
+    let y = ctx.call(old_step, x).await.unwrap_or(0);
+    drop(ctx.call(old_step, y));
+    let _ = ctx.side_effect(|| 7_u64);
+    panic!("broken after {y}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_history_checks_against_the_code_that_failed_it() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(old_step)
+        .activity(new_step)
+        .orchestrator(breaks)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client.start(breaks, 1).await.unwrap();
+    let status = within(client.wait(h.id())).await.unwrap();
+    assert_eq!(status.runtime_status, RuntimeStatus::Failed);
+    let export = client.export_history(h.id()).await.unwrap();
+    rt.shutdown().await.unwrap();
+    let steps = || {
+        durable::Runtime::builder()
+            .activity(old_step)
+            .activity(new_step)
+    };
+    steps().orchestrator(breaks).check_history(&export).unwrap();
+    let bad = steps()
+        .orchestrator(breaks_differently)
+        .check_history(&export)
+        .unwrap_err();
+    assert!(bad.failure.message.contains("new_step"), "{}", bad.failure);
+}
+
+/// Two patches at one point; the first one's call is removed later.
+#[orchestrator(name = "two_patches")]
+async fn two_patches(ctx: Context, x: u64) -> u64 {
+    let a = ctx.patched("a");
+    let b = ctx.patched("b");
+    let _: () = ctx.wait_event("go").await;
+    if a && b {
+        ctx.call(new_step, x).await.unwrap_or(0)
+    } else {
+        ctx.call(old_step, x).await.unwrap_or(0)
+    }
+}
+
+#[orchestrator(name = "two_patches")]
+async fn first_patch_removed(ctx: Context, x: u64) -> u64 {
+    let b = ctx.patched("b");
+    let _: () = ctx.wait_event("go").await;
+    if b {
+        ctx.call(new_step, x).await.unwrap_or(0)
+    } else {
+        ctx.call(old_step, x).await.unwrap_or(0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_one_patch_keeps_the_next_on_its_path() {
+    let db = db();
+    let steps = || {
+        builder(&db)
+            .activity(old_step)
+            .activity(new_step)
+            .cache_size(0)
+    };
+    let rt = steps().orchestrator(two_patches).start().await.unwrap();
+    let client = rt.client();
+    let h = client.start(two_patches, 1).await.unwrap();
+    until("both markers", || async {
+        let n = client
+            .history(h.id())
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| matches!(r.event, Event::Patched { .. }))
+            .count();
+        (n == 2).then_some(())
+    })
+    .await;
+    rt.shutdown().await.unwrap();
+    let rt = steps()
+        .orchestrator(first_patch_removed)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    client.raise_event(h.id(), "go", ()).await.unwrap();
+    let h = client.handle(first_patch_removed, h.id());
+    assert_eq!(within(h.result()).await.unwrap(), 101, "the new path");
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_check_sees_instances_not_started_and_refuses_a_missing_file() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(old_step)
+        .orchestrator(before_patch)
+        .start()
+        .await
+        .unwrap();
+    let options = durable::StartOptions::new()
+        .id("later")
+        .at(std::time::SystemTime::now() + std::time::Duration::from_secs(3_600));
+    rt.client()
+        .start_with(before_patch, 1, options)
+        .await
+        .unwrap();
+    rt.shutdown().await.unwrap();
+    // A build where `patchy` was renamed away.
+    let found = builder(&db).orchestrator(flow).check_database().unwrap();
+    assert_eq!(
+        found
+            .iter()
+            .map(|b| b.instance.as_str())
+            .collect::<Vec<_>>(),
+        ["later"]
+    );
+    assert!(
+        found[0].failure.message.contains("renamed"),
+        "{}",
+        found[0].failure
+    );
+    let missing = durable::Runtime::builder()
+        .sqlite(db.dir.path().join("typo.db"))
+        .check_database()
+        .unwrap_err();
+    assert!(
+        matches!(missing, durable::Error::InvalidSetting { .. }),
+        "{missing}"
+    );
+    assert!(!db.dir.path().join("typo.db").exists(), "nothing created");
 }

@@ -194,6 +194,10 @@ pub(crate) struct State {
     /// Critical sections asked for and not released, by the request's
     /// sequence number: the entities, and whether they are all held.
     pub(crate) locks: std::collections::BTreeMap<u64, LockRequest>,
+    /// Side-effect values to hand back instead of running the closure, by
+    /// sequence number: verify mode runs a turn a second time with the
+    /// values its first run recorded.
+    pub(crate) preset: HashMap<u64, Payload>,
 }
 
 impl State {
@@ -220,6 +224,7 @@ impl State {
             dropped_timers: Vec::new(),
             dropped_calls: Vec::new(),
             locks: std::collections::BTreeMap::new(),
+            preset: HashMap::new(),
         }
     }
 
@@ -312,24 +317,44 @@ impl State {
     /// Whether this point of the code takes the new path of patch `patch`:
     /// see `Context::patched`.
     fn patched(&mut self, patch: &str) -> bool {
-        let seq = self.next_seq;
-        if let Some(rec) = self.recorded.get(&seq) {
-            if rec.kind == OpKind::Patch && rec.name == patch {
-                self.recorded.remove(&seq);
-                self.next_seq += 1;
+        // This patch's marker, here or behind markers of patches whose
+        // calls were removed since (those are passed over).
+        let mut at = self.next_seq;
+        while let Some(rec) = self.recorded.get(&at).filter(|r| r.kind == OpKind::Patch) {
+            if rec.name == patch {
+                for seq in self.next_seq..=at {
+                    self.recorded.remove(&seq);
+                }
+                self.next_seq = at + 1;
                 return true;
             }
+            at += 1;
         }
         if self.replaying {
             // History from before the patch: no marker here, the old path.
             return false;
         }
-        self.next_seq += 1;
+        let seq = self.reserve();
         self.actions.push(Action::Patch {
             seq,
             patch: patch.to_owned(),
         });
         true
+    }
+
+    /// Drops the markers of patches the code no longer asks about, left
+    /// when replay ends, keeping their sequence numbers taken.
+    pub(crate) fn skip_patch_markers(&mut self) {
+        let left: Vec<u64> = self
+            .recorded
+            .iter()
+            .filter(|(_, r)| r.kind == OpKind::Patch)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in left {
+            self.recorded.remove(&seq);
+            self.next_seq = self.next_seq.max(seq + 1);
+        }
     }
 
     /// Takes the next sequence number for a new decision outside replay.
@@ -731,6 +756,19 @@ impl Context {
         // calls `f` makes (which it should not) cannot reorder the steps.
         let seq = st.reserve();
         let limit = st.max_payload;
+        if let Some(value) = st.preset.remove(&seq) {
+            // Verify mode's second run: the first run's value, as replay.
+            st.actions.push(Action::SideEffect {
+                seq,
+                value: value.clone(),
+                site: site(loc),
+            });
+            drop(st);
+            return match value.decode::<T>("the recorded value of a side effect") {
+                Ok(v) => v,
+                Err(e) => panic!("{e}"),
+            };
+        }
         drop(st);
         let value = f();
         match Payload::encode(&value, "the value of a side effect", limit) {

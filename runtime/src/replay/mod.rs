@@ -107,6 +107,22 @@ fn unregistered_entity(
     }
 }
 
+/// The sequence number of a decision event.
+fn decision_seq(event: &Event) -> Option<u64> {
+    match event {
+        Event::ActivityScheduled { seq, .. }
+        | Event::ChildScheduled { seq, .. }
+        | Event::TimerCreated { seq, .. }
+        | Event::SideEffect { seq, .. }
+        | Event::EntityCalled { seq, .. }
+        | Event::EntitySignaled { seq, .. }
+        | Event::LockRequested { seq, .. }
+        | Event::LocksReleased { seq, .. }
+        | Event::Patched { seq, .. } => Some(*seq),
+        _ => None,
+    }
+}
+
 /// What an instance that ends tells the entities of its critical sections,
 /// given each lock request's sequence number and entities: every lock it
 /// holds is released, every request still on its way is given up.
@@ -216,6 +232,12 @@ impl Execution {
             version: 1,
             execution: 0,
         }
+    }
+
+    /// Side-effect values for the next turn to hand back instead of running
+    /// their closures (verify mode's second run of a turn).
+    pub(crate) fn preset_side_effects(&mut self, values: impl IntoIterator<Item = (u64, Payload)>) {
+        lock(&self.state).preset.extend(values);
     }
 
     /// The orchestrator's stored name, once it started.
@@ -380,12 +402,22 @@ impl Execution {
             lock(&ex.state).now = at;
             let mut terminal = false;
             let mut returned = None;
+            // The code failed in this turn after making decisions (a panic,
+            // a payload): checking a whole history, it must fail again.
+            let mut failed_after_deciding = false;
             for rec in group {
                 if rec.event.is_terminal() {
                     terminal = true;
                 }
                 if let Event::Completed { output, failed } = &rec.event {
                     returned = Some((output.clone(), *failed));
+                }
+                if matches!(rec.event, Event::Failed { .. })
+                    && group
+                        .iter()
+                        .any(|r| r.event.is_decision() && !r.event.is_terminal())
+                {
+                    failed_after_deciding = true;
                 }
                 if !rec.event.is_decision() {
                     ex.apply(&rec.event, registry)?;
@@ -421,6 +453,42 @@ impl Execution {
                         }
                     }
                     terminal = false;
+                }
+                if failed_after_deciding {
+                    let polled = ex.poll();
+                    let fatal = lock(&ex.state).fatal.take();
+                    // A decision that differs is a difference, not the
+                    // failure history records.
+                    if let Some(f) = fatal
+                        .as_ref()
+                        .filter(|f| f.kind == FailureKind::Nondeterminism)
+                    {
+                        return Err(Parked(f.clone()));
+                    }
+                    let failed_again = fatal.is_some() || matches!(polled, Some(Err(_)));
+                    if !failed_again {
+                        return Err(Parked(Failure::new(
+                            FailureKind::Nondeterminism,
+                            format!("turn {turn}: history records the instance failing here, but the code now goes on"),
+                        )));
+                    }
+                    // Whatever it decided before failing must match too.
+                    let mut st = lock(&ex.state);
+                    let recorded_here = group.iter().filter_map(|r| match &r.event {
+                        e if e.is_decision() && !e.is_terminal() => decision_seq(e),
+                        _ => None,
+                    });
+                    if let Some(seq) = recorded_here.filter(|s| st.recorded.contains_key(s)).min() {
+                        let rec = st.recorded.remove(&seq).expect("invariant: just found");
+                        return Err(Parked(Failure::new(
+                            FailureKind::Nondeterminism,
+                            format!(
+                                "step {seq}: history records {} `{}` called at {} before the failure, which the code no longer makes",
+                                rec.kind, rec.name, rec.site
+                            ),
+                        )));
+                    }
+                    terminal = true;
                 }
             }
             let outcome = if terminal || had_return {
@@ -460,8 +528,9 @@ impl Execution {
         }
         let mut st = lock(&ex.state);
         st.replaying = false;
-        // Markers of patches the code no longer asks about are no loss.
-        st.recorded.retain(|_, r| r.kind != OpKind::Patch);
+        // Markers of patches the code no longer asks about are no loss; their
+        // numbers stay taken.
+        st.skip_patch_markers();
         if let Some((seq, rec)) = st.recorded.iter().min_by_key(|(s, _)| **s) {
             return Err(Parked(Failure::new(
                 FailureKind::Nondeterminism,
@@ -572,7 +641,7 @@ impl Execution {
                     if outcome.is_none() && registry.orchestrator(name, *version).is_none() {
                         outcome = Some(Outcome::Failed(Failure::new(
                             FailureKind::UnregisteredOrchestrator,
-                            format!("child orchestration `{name}` (called at {site}) is not registered with this runtime"),
+                            format!("child orchestration `{name}` version {version} (called at {site}) is not registered with this runtime"),
                         )));
                     }
                     events.push(Event::ChildScheduled {

@@ -1116,6 +1116,23 @@ pub fn keeps_entities_apart_and_versions_their_turns(s: &dyn Store) {
     assert!(ok(s.status("@Counter@idle"), "status").is_none());
 }
 
+/// What is under way and what comes next: a due message, or a leased or
+/// due task, is work under way; a delayed message is the next thing.
+pub fn looks_ahead(s: &dyn Store) {
+    assert_eq!(ok(s.lookahead(), "lookahead"), super::Lookahead::default());
+    create(s, "a");
+    assert!(ok(s.lookahead(), "lookahead").busy, "a start is due");
+    let seqs = seqs(s, OWNER, "a");
+    let mut t = turn("a", 0, &seqs);
+    let later = ok(s.now(), "now") + 3_600_000_000;
+    t.messages = vec![NewMessage::new(Event::TimerFired { seq: 0 }, later)];
+    ok(s.commit_turns(OWNER, LONG, &[t]), "commit_turns");
+    let ahead = ok(s.lookahead(), "lookahead");
+    assert!(!ahead.busy, "only a timer an hour away");
+    let next = ahead.next.expect("the timer");
+    assert!(next > Duration::from_secs(3_500) && next <= Duration::from_secs(3_600));
+}
+
 /// Generates one `#[test]` per conformance check for a store made by
 /// `$make`, a closure returning `(guard, store)`.
 #[macro_export]
@@ -1142,7 +1159,8 @@ macro_rules! store_conformance_tests {
             starts_children_and_sends_messages,
             suspends_resumes_purges_and_lists,
             cancels_calls_nobody_waits_for,
-            keeps_entities_apart_and_versions_their_turns
+            keeps_entities_apart_and_versions_their_turns,
+            looks_ahead
         );
     };
     (@each $make:expr; $($check:ident),*) => {
