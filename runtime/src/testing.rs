@@ -145,14 +145,6 @@ impl TestRuntime {
         let client = self.client();
         let mut busy_looks = 0_u32;
         loop {
-            if client
-                .status(handle.id())
-                .await?
-                .runtime_status
-                .is_finished()
-            {
-                return handle.result().await;
-            }
             let ahead = self.runtime.lookahead().await?;
             if ahead.busy {
                 busy_looks += 1;
@@ -166,31 +158,22 @@ impl TestRuntime {
                 continue;
             }
             busy_looks = 0;
-            // It may have finished since the first look: then no time
-            // passes for the others.
+            // Nothing under way and the clock stands still: what the store
+            // says now stays true until the clock moves.
             if client
                 .status(handle.id())
                 .await?
                 .runtime_status
                 .is_finished()
             {
-                continue;
+                return handle.result().await;
             }
             match ahead.next {
                 Some(d) => self.advance(d),
                 None => {
-                    // One more look: the last turn may have just ended it.
-                    if client
-                        .status(handle.id())
-                        .await?
-                        .runtime_status
-                        .is_finished()
-                    {
-                        continue;
-                    }
                     return Err(Error::WaitsForever {
                         id: handle.id().to_owned(),
-                    });
+                    })
                 }
             }
         }

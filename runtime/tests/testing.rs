@@ -45,7 +45,7 @@ async fn hourly(ctx: Context, hour: u64) -> u64 {
     ctx.continue_as_new(hour + 1).await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_monitor_of_a_thousand_hourly_polls_runs_on_the_virtual_clock() {
     let real = std::time::Instant::now();
     let test = TestRuntime::start(Runtime::builder().activity(poll_job).orchestrator(hourly))
