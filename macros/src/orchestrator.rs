@@ -23,6 +23,20 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             return tokens;
         }
     };
+    // Versions of one orchestrator share its stored name, and the function
+    // of an old version is renamed (`checkout_v1`): a version without a
+    // pinned name would silently become another orchestrator.
+    if let (Some(version), None) = (&args.version, &args.name) {
+        let fn_name = item.sig.ident.to_string();
+        errors.error_at(
+            version,
+            format!(
+                "a versioned orchestrator pins its stored name, which its versions share and a rename must keep: \
+                 write `#[orchestrator(name = \"{fn_name}\", version = {})]`",
+                version.base10_digits()
+            ),
+        );
+    }
     let orchestrator = Orchestrator::from_syn(&item);
     let mut expandable = check::signature(&item, Kind::Orchestrator, &mut errors);
     expandable &= check::context(&orchestrator, &mut errors);
