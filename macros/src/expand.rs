@@ -124,6 +124,7 @@ pub(crate) fn orchestrator(orchestrator: &Orchestrator<'_>, args: &Args) -> Toke
     );
     let activities = callee_names(&orchestrator.callees, &quote!(::durable::Activity));
     let children = callee_names(&orchestrator.callees, &quote!(::durable::Orchestrator));
+    let child_versions = callee_versions(&orchestrator.callees);
     let unit_struct = unit_struct(function);
     // Hidden: it needs a `Context`, which only the runtime makes.
     let run = run_method(function, &quote!(#[doc(hidden)]));
@@ -154,6 +155,9 @@ pub(crate) fn orchestrator(orchestrator: &Orchestrator<'_>, args: &Args) -> Toke
             }
             fn children() -> ::durable::__private::Vec<&'static str> {
                 #children
+            }
+            fn child_versions() -> ::durable::__private::Vec<(&'static str, u32)> {
+                #child_versions
             }
         }
     }
@@ -188,6 +192,33 @@ pub(crate) fn fallback(item: &ItemFn) -> TokenStream {
 /// Autoref dispatch leaves out a callee of the other kind, or of neither:
 /// its call in the body is already the one error to report.
 fn callee_names(callees: &[syn::Path], kind: &TokenStream) -> TokenStream {
+    callee_list(
+        callees,
+        kind,
+        &quote!(&'static str),
+        &quote!(<A as #kind>::NAME),
+    )
+}
+
+/// The stored names and versions of the orchestrators among `callees`.
+fn callee_versions(callees: &[syn::Path]) -> TokenStream {
+    let kind = quote!(::durable::Orchestrator);
+    callee_list(
+        callees,
+        &kind,
+        &quote!((&'static str, u32)),
+        &quote!((<A as #kind>::NAME, <A as #kind>::VERSION)),
+    )
+}
+
+/// What `value` says of each of `callees` that implements `kind`: autoref
+/// dispatch keeps the others out without naming them.
+fn callee_list(
+    callees: &[syn::Path],
+    kind: &TokenStream,
+    item: &TokenStream,
+    value: &TokenStream,
+) -> TokenStream {
     if callees.is_empty() {
         return quote!(::durable::__private::Vec::new());
     }
@@ -196,18 +227,18 @@ fn callee_names(callees: &[syn::Path], kind: &TokenStream) -> TokenStream {
         #[allow(dead_code)]
         struct Callee<T>(T);
         trait NamedCallee {
-            fn stored_name(&self) -> ::core::option::Option<&'static str>;
+            fn stored_name(&self) -> ::core::option::Option<#item>;
         }
         impl<A: #kind> NamedCallee for Callee<A> {
-            fn stored_name(&self) -> ::core::option::Option<&'static str> {
-                ::core::option::Option::Some(<A as #kind>::NAME)
+            fn stored_name(&self) -> ::core::option::Option<#item> {
+                ::core::option::Option::Some(#value)
             }
         }
         trait OtherCallee {
-            fn stored_name(&self) -> ::core::option::Option<&'static str>;
+            fn stored_name(&self) -> ::core::option::Option<#item>;
         }
         impl<T> OtherCallee for &Callee<T> {
-            fn stored_name(&self) -> ::core::option::Option<&'static str> {
+            fn stored_name(&self) -> ::core::option::Option<#item> {
                 ::core::option::Option::None
             }
         }

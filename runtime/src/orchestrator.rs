@@ -49,6 +49,12 @@ pub trait Orchestrator: Copy + Send + Sync + 'static {
     fn children() -> Vec<&'static str> {
         Vec::new()
     }
+
+    /// The child orchestrators the body calls with their versions, as far
+    /// as the macro can see them: each version must be registered.
+    fn child_versions() -> Vec<(&'static str, u32)> {
+        Vec::new()
+    }
 }
 
 /// Child orchestrations: the typed entry points live with the trait they

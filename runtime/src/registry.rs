@@ -35,6 +35,7 @@ pub(crate) struct OrchestratorEntry {
     pub(crate) start: Box<StartFn>,
     pub(crate) activities: Vec<&'static str>,
     pub(crate) children: Vec<&'static str>,
+    pub(crate) child_versions: Vec<(&'static str, u32)>,
 }
 
 /// What the runtime can run.
@@ -87,6 +88,7 @@ impl Registry {
             start: Box::new(start),
             activities: O::activities(),
             children: O::children(),
+            child_versions: O::child_versions(),
         };
         if self
             .orchestrators
@@ -223,6 +225,16 @@ impl Registry {
                 return Err(Error::UnregisteredChild {
                     orchestrator: (*name).to_owned(),
                     child: (*missing).to_owned(),
+                });
+            }
+            if let Some((child, version)) = entry
+                .child_versions
+                .iter()
+                .find(|(c, v)| self.orchestrator(c, *v).is_none())
+            {
+                return Err(Error::UnregisteredChild {
+                    orchestrator: (*name).to_owned(),
+                    child: format!("{child} (version {version})"),
                 });
             }
             if let Some(missing) = entry

@@ -551,3 +551,26 @@ async fn the_database_check_sees_instances_not_started_and_refuses_a_missing_fil
     );
     assert!(!db.dir.path().join("typo.db").exists(), "nothing created");
 }
+
+/// Starts version 1 of `flow` as a child.
+#[orchestrator]
+async fn parent_of_v1(ctx: Context, x: u64) -> String {
+    ctx.call_child(flow_v1, x).await.unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_child_of_a_version_not_registered_is_refused_at_start() {
+    let db = db();
+    let err = builder(&db)
+        .activity(old_step)
+        .activity(new_step)
+        .orchestrator(flow)
+        .orchestrator(parent_of_v1)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, durable::Error::UnregisteredChild { child, .. } if child.contains("version 1")),
+        "{err}"
+    );
+}
