@@ -102,10 +102,19 @@ orchestrator!(Foreign(ctx, x: u64) -> u64 {
     rx.await.unwrap_or(x)
 });
 
-static EFFECTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+thread_local! {
+    /// Side-effect runs on this thread: tests run in parallel, each on its
+    /// own thread, and the code of a turn runs on the thread that runs it.
+    static EFFECTS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
 
 orchestrator!(Effects(ctx, x: u64) -> (u64, u64, String, u64) {
-    let effect = ctx.side_effect(|| EFFECTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1000);
+    let effect = ctx.side_effect(|| {
+        EFFECTS.with(|n| {
+            n.set(n.get() + 1);
+            n.get() + 999
+        })
+    });
     let r = ctx.random();
     let id = ctx.uuid();
     let after = ctx.call(AddOne, x).await.unwrap_or(0);
@@ -517,7 +526,7 @@ fn side_effects_random_numbers_and_ids_replay_to_the_same_values() {
     let t0 = first
         .run_turn(0, vec![started("Effects", 1)], &reg)
         .expect("ok");
-    let runs_after_first = EFFECTS.load(std::sync::atomic::Ordering::SeqCst);
+    let runs_after_first = EFFECTS.with(std::cell::Cell::get);
     let Some(Event::SideEffect { value, .. }) = t0
         .events
         .iter()
@@ -534,7 +543,7 @@ fn side_effects_random_numbers_and_ids_replay_to_the_same_values() {
 
     let mut again = Execution::replay("effects", &t0.events, &reg).expect("fits");
     assert_eq!(
-        EFFECTS.load(std::sync::atomic::Ordering::SeqCst),
+        EFFECTS.with(std::cell::Cell::get),
         runs_after_first,
         "replay does not run the side effect again"
     );
