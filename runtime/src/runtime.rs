@@ -493,7 +493,13 @@ impl Runtime {
 
     /// Whether work is under way, and when the next delayed work is due.
     pub(crate) async fn lookahead(&self) -> Result<crate::store::Lookahead, Error> {
-        Ok(self.store.call(|s, _| s.lookahead()).await?)
+        Ok(self.store.call_quietly(|s, _| s.lookahead()).await?)
+    }
+
+    /// Notified each time a store call of the runtime or its clients ends
+    /// (not [`lookahead`](Self::lookahead)'s own).
+    pub(crate) fn store_call_ended(&self) -> &tokio::sync::Notify {
+        self.store.ended()
     }
 
     /// A client to start instances, raise events and read results.

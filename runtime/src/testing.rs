@@ -37,9 +37,12 @@ use crate::clock::Clock;
 use crate::error::Error;
 use crate::orchestrator::Orchestrator;
 use crate::runtime::{Builder, Runtime};
+use crate::store::Lookahead;
 
-/// How often a wait looks at the store while work is under way.
-const LOOK_AGAIN: Duration = Duration::from_millis(1);
+/// How long a wait waits for a store call to end before it looks at the
+/// store again while work is under way: a fallback, as work under way
+/// ends with a store call that wakes the wait.
+const LOOK_AGAIN: Duration = Duration::from_millis(5);
 
 impl Builder {
     /// Runs `f` in place of `activity`'s body (for a test): the same name,
@@ -127,10 +130,23 @@ impl TestRuntime {
     /// # Errors
     /// Store errors.
     pub async fn settle(&self) -> Result<(), Error> {
-        while self.runtime.lookahead().await?.busy {
-            tokio::time::sleep(LOOK_AGAIN).await;
-        }
+        while self.look().await?.busy {}
         Ok(())
+    }
+
+    /// Looks at what is under way; when something is, returns once a
+    /// store call has ended since the look (or after [`LOOK_AGAIN`]), so
+    /// the caller's next look may find it over.
+    async fn look(&self) -> Result<Lookahead, Error> {
+        let ended = self.runtime.store_call_ended().notified();
+        tokio::pin!(ended);
+        // Registered before the look: a call ending during it still counts.
+        ended.as_mut().enable();
+        let ahead = self.runtime.lookahead().await?;
+        if ahead.busy {
+            let _ = tokio::time::timeout(LOOK_AGAIN, ended).await;
+        }
+        Ok(ahead)
     }
 
     /// Waits for `handle`'s instance to finish and returns its result:
@@ -143,21 +159,11 @@ impl TestRuntime {
     /// for an event nobody raised).
     pub async fn wait<O: Orchestrator>(&self, handle: &Handle<O>) -> Result<O::Output, Error> {
         let client = self.client();
-        let mut busy_looks = 0_u32;
         loop {
-            let ahead = self.runtime.lookahead().await?;
+            let ahead = self.look().await?;
             if ahead.busy {
-                busy_looks += 1;
-                // Most work under way ends within a few scheduler rounds:
-                // look again at once a few times, then at a slower pace.
-                if busy_looks < 64 {
-                    tokio::task::yield_now().await;
-                } else {
-                    tokio::time::sleep(LOOK_AGAIN).await;
-                }
                 continue;
             }
-            busy_looks = 0;
             // Nothing under way and the clock stands still: what the store
             // says now stays true until the clock moves.
             if client

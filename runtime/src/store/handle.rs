@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 use super::{Store, StoreError};
 
@@ -15,12 +15,14 @@ use super::{Store, StoreError};
 const STORE_CALLS: usize = 64;
 
 /// A cheap, cloneable handle: the store, this process's owner name in
-/// leases and locks, and the bound on calls in flight.
+/// leases and locks, the bound on calls in flight, and a notice of each
+/// call that ended (what the test kit waits on instead of polling).
 #[derive(Clone)]
 pub(crate) struct StoreHandle {
     store: Arc<dyn Store>,
     owner: Arc<str>,
     calls: Arc<Semaphore>,
+    ended: Arc<Notify>,
 }
 
 impl StoreHandle {
@@ -29,6 +31,7 @@ impl StoreHandle {
             store,
             owner: Arc::from(owner),
             calls: Arc::new(Semaphore::new(STORE_CALLS)),
+            ended: Arc::new(Notify::new()),
         }
     }
 
@@ -48,6 +51,18 @@ impl StoreHandle {
         T: Send + 'static,
         F: FnOnce(&dyn Store, &str) -> Result<T, StoreError> + Send + 'static,
     {
+        let out = self.call_quietly(f).await;
+        self.ended.notify_waiters();
+        out
+    }
+
+    /// [`call`](Self::call) without the notice to [`ended`](Self::ended):
+    /// for a look that changes nothing, made by who waits on that notice.
+    pub(crate) async fn call_quietly<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store, &str) -> Result<T, StoreError> + Send + 'static,
+    {
         let Ok(_permit) = self.calls.acquire().await else {
             return Err(StoreError::Closed);
         };
@@ -55,6 +70,12 @@ impl StoreHandle {
         tokio::task::spawn_blocking(move || f(store.as_ref(), &owner))
             .await
             .unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Notified each time a [`call`](Self::call) ends: something may have
+    /// changed in the store.
+    pub(crate) fn ended(&self) -> &Notify {
+        &self.ended
     }
 
     /// Runs a store call on the calling thread: for the last words of a

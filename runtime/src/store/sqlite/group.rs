@@ -118,7 +118,11 @@ fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
             Some(format!("injected failure of `{sql}`")),
         ));
     }
-    conn.execute_batch(sql)
+    if sql.contains(';') {
+        return conn.execute_batch(sql);
+    }
+    // Several per turn: kept prepared rather than parsed each time.
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// No work of the leader's own: a batch of queued jobs only.
