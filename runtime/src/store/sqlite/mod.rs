@@ -22,7 +22,6 @@ pub use error::SqliteError;
 
 use group::GroupWriter;
 
-/// `PRAGMA application_id` of a durable database: "DURA".
 /// Prepared statements kept per connection: more than the store's distinct
 /// statements (about 70), so none is parsed again on its next use. With
 /// rusqlite's default of 16, parsing SQL took a quarter of the CPU time of
@@ -42,6 +41,7 @@ fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
     .map(|_| ())
 }
 
+/// `PRAGMA application_id` of a durable database: "DURA".
 const APPLICATION_ID: i32 = 0x4455_5241;
 /// The schema this release reads and writes (`PRAGMA user_version`).
 pub(crate) const SCHEMA_VERSION: i64 = 4;
