@@ -26,6 +26,7 @@
 pub mod conformance;
 mod error;
 pub(crate) mod handle;
+mod rows;
 mod sqlite;
 
 use std::time::Duration;

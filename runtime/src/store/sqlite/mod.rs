@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
-use crate::history::{Event, RuntimeStatus};
 use crate::store::StoreError;
 
 mod error;
@@ -229,80 +228,6 @@ fn pragma(name: &'static str, expected: impl ToString, found: impl ToString) -> 
     })
 }
 
-fn corrupt(what: impl Into<String>, detail: impl ToString) -> StoreError {
-    StoreError::Corrupt {
-        what: what.into(),
-        detail: detail.to_string(),
-    }
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    // Our own event types always encode; an error here is a bug, reported as such.
-    serde_json::to_string(value).map_err(|e| corrupt("an event being written", e))
-}
-
-fn decode_event(text: &str, what: impl FnOnce() -> String) -> Result<Event, StoreError> {
-    serde_json::from_str(text).map_err(|e| corrupt(what(), e))
-}
-
-/// A word-at-a-time hash over the parts, each marked present or absent (and
-/// by its length): a row whose
-/// payload columns were damaged no longer matches its stored sum, so it is
-/// reported as corrupt instead of read as a wrong value.
-fn checksum(parts: &[Option<&str>]) -> i64 {
-    checksum_with(&[], parts)
-}
-
-/// [`checksum`] over some integer columns, then the text parts.
-fn checksum_with(numbers: &[i64], parts: &[Option<&str>]) -> i64 {
-    // Eight bytes a step: each step (xor, odd multiply, rotate) is a
-    // bijection of the state, so any change confined to one word always
-    // changes the sum; more scattered damage goes unseen with odds of 2^-64.
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |w: u64| h = (h ^ w).wrapping_mul(K).rotate_left(29);
-    for n in numbers {
-        eat(u64::from_ne_bytes(n.to_ne_bytes()));
-    }
-    for part in parts {
-        match part {
-            None => eat(u64::MAX),
-            Some(text) => {
-                eat(text.len() as u64);
-                let mut words = text.as_bytes().chunks_exact(8);
-                for w in words.by_ref() {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(w);
-                    eat(u64::from_le_bytes(b));
-                }
-                let mut b = [0u8; 8];
-                b[..words.remainder().len()].copy_from_slice(words.remainder());
-                eat(u64::from_le_bytes(b));
-            }
-        }
-    }
-    i64::from_ne_bytes(h.to_ne_bytes())
-}
-
-/// Checks a row's stored checksum against its integer columns, then its
-/// text parts.
-fn verify_with(
-    sum: i64,
-    numbers: &[i64],
-    parts: &[Option<&str>],
-    what: impl FnOnce() -> String,
-) -> Result<(), StoreError> {
-    if checksum_with(numbers, parts) == sum {
-        Ok(())
-    } else {
-        Err(corrupt(what(), "the row does not match its checksum"))
-    }
-}
-
-fn count(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` with default options.
     ///
@@ -495,11 +420,6 @@ impl SqliteStore {
     {
         self.writer.write_shared(f)
     }
-}
-
-fn status_of(text: &str, id: &str) -> Result<RuntimeStatus, StoreError> {
-    text.parse()
-        .map_err(|e| corrupt(format!("the status of instance `{id}`"), e))
 }
 
 #[cfg(test)]

@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{
-    checksum, checksum_with, corrupt, count, decode_event, status_of, to_json, verify_with,
-    SqliteStore,
-};
-use crate::history::{
-    self, duration_micros, ChildFailure, Event, Failure, HistoryRecord, Payload, RuntimeStatus,
-};
+use super::SqliteStore;
+use crate::history::{self, ChildFailure, Event, Failure, HistoryRecord, Payload, RuntimeStatus};
 use crate::status::InstanceStatus;
+use crate::store::rows::{
+    checksum_with, corrupt, count, decode_event, instance_sum, message_sum, micros_from_now,
+    seq_of, status_of, task_sum, to_json, until, verify_with,
+};
 use crate::store::{
     CommitOutcome, Created, Due, Enqueued, InstanceWork, LeasedTask, ListQuery, Lookahead,
     Messages, Names, NewInstance, Outgoing, Progress, Restart, Store, StoreError, TaskOutcome,
@@ -34,23 +33,6 @@ pub(super) const FETCH_DUE: &str = "SELECT m.instance FROM messages m INDEXED BY
        AND i.name IN (SELECT value FROM json_each(?4)) AND i.status <> 'suspended' \
      GROUP BY m.instance ORDER BY min(m.visible_at) LIMIT ?2";
 
-/// The checksum of an instance row's history length and text columns
-/// (the counters and locks are not covered: a damaged one can only delay
-/// or repeat work, which the history's own checks catch).
-fn instance_sum(
-    name: &str,
-    status: &str,
-    output: Option<&str>,
-    failure: Option<&str>,
-    reason: Option<&str>,
-    history_len: i64,
-) -> i64 {
-    checksum_with(
-        &[history_len],
-        &[Some(name), Some(status), output, failure, reason],
-    )
-}
-
 fn insert_history(tx: &Connection, instance: &str, rec: &HistoryRecord) -> Result<(), StoreError> {
     let event = to_json(&rec.event)?;
     let (idx, turn) = (count(rec.index), count(rec.turn));
@@ -60,10 +42,6 @@ fn insert_history(tx: &Connection, instance: &str, rec: &HistoryRecord) -> Resul
     )?
     .execute(params![instance, idx, turn, rec.at, event, sum])?;
     Ok(())
-}
-
-fn message_sum(instance: &str, seq: i64, visible_at: i64, event: &str) -> i64 {
-    checksum_with(&[seq, visible_at], &[Some(instance), Some(event)])
 }
 
 /// Queues a message for a live instance under its next sequence number;
@@ -116,16 +94,6 @@ fn insert_messages<'a>(
     })?))
 }
 
-fn task_sum(instance: &str, seq: i64, name: &str, input: &str, retry: &str) -> i64 {
-    checksum(&[
-        Some(instance),
-        Some(&seq.to_string()),
-        Some(name),
-        Some(input),
-        Some(retry),
-    ])
-}
-
 /// Reads one leased task row, checking its checksum.
 fn leased_task(r: &Row<'_>) -> Result<LeasedTask, StoreError> {
     let id: i64 = r.get(0)?;
@@ -156,10 +124,6 @@ fn leased_task(r: &Row<'_>) -> Result<LeasedTask, StoreError> {
 /// The names a process runs, as a JSON array for `json_each`.
 fn names_json(names: Names<'_>) -> Result<String, StoreError> {
     to_json(&names.0)
-}
-
-fn seq_of(n: i64, what: impl FnOnce() -> String) -> Result<u64, StoreError> {
-    u64::try_from(n).map_err(|e| corrupt(what(), e))
 }
 
 /// What `fetch_work` reads of an instance row, decoded and checked.
@@ -278,14 +242,6 @@ fn due_messages(
         out.push((seq_of(seq, what)?, decode_event(text, what)?));
     }
     Ok(out)
-}
-
-fn micros_from_now(now: i64, d: Duration) -> i64 {
-    now.saturating_add(duration_micros(d))
-}
-
-fn until(now: i64, at: Option<i64>) -> Option<Duration> {
-    at.map(|t| Duration::from_micros(t.saturating_sub(now).max(0).unsigned_abs()))
 }
 
 impl Store for SqliteStore {
