@@ -52,6 +52,8 @@ impl Config {
 
 enum StoreSpec {
     Sqlite(PathBuf, SqliteOptions),
+    #[cfg(feature = "postgres")]
+    Postgres(String, crate::store::PostgresOptions),
     Custom(Arc<dyn Store>),
 }
 
@@ -94,6 +96,29 @@ impl Builder {
     /// [`Error::InvalidSetting`] (configure that store itself).
     pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
         self.synchronous = Some(synchronous);
+        self
+    }
+
+    /// Stores everything in the PostgreSQL database at `url`
+    /// (`postgres://user:password@host/db`, or `host=.. user=.. dbname=..`),
+    /// in the schema `durable`: worker processes on many machines, each
+    /// started with this URL and the same registrations, share the work.
+    /// A shortcut for `.store(PostgresStore::connect(url)?)` that connects
+    /// at `start()`; [`Builder::postgres_with`] names the schema, the pool
+    /// size and more.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(self, url: impl Into<String>) -> Self {
+        self.postgres_with(url, crate::store::PostgresOptions::default())
+    }
+
+    /// Uses the PostgreSQL database at `url` with these options.
+    #[cfg(feature = "postgres")]
+    pub fn postgres_with(
+        mut self,
+        url: impl Into<String>,
+        options: crate::store::PostgresOptions,
+    ) -> Self {
+        self.store = Some(StoreSpec::Postgres(url.into(), options));
         self
     }
 
@@ -154,6 +179,12 @@ impl Builder {
             }
             Some(StoreSpec::Sqlite(path, options)) => {
                 Arc::new(SqliteStore::open_with(path, options)?)
+            }
+            #[cfg(feature = "postgres")]
+            Some(StoreSpec::Postgres(url, options)) => {
+                let mut options = options.clone();
+                options.listen = false;
+                Arc::new(crate::store::PostgresStore::connect_with(url, &options)?)
             }
         };
         crate::check::database(&self.registry, &store)
@@ -329,7 +360,7 @@ impl Builder {
         registry.max_payload = config.max_payload;
         let store: Arc<dyn Store> = match store {
             None => return Err(Error::NoStore),
-            Some(StoreSpec::Custom(_)) if synchronous.is_some() => {
+            Some(spec) if synchronous.is_some() && !matches!(spec, StoreSpec::Sqlite(..)) => {
                 return Err(Error::InvalidSetting {
                     setting: "synchronous",
                     reason: "it applies to `.sqlite(..)` only; configure the store given to `.store(..)` itself".to_owned(),
@@ -347,6 +378,15 @@ impl Builder {
                         .unwrap_or(Err(StoreError::Closed))?;
                 Arc::new(opened)
             }
+            #[cfg(feature = "postgres")]
+            Some(StoreSpec::Postgres(url, options)) => {
+                let opened = tokio::task::spawn_blocking(move || {
+                    crate::store::PostgresStore::connect_with(&url, &options)
+                })
+                .await
+                .unwrap_or(Err(StoreError::Closed))?;
+                Arc::new(opened)
+            }
         };
         let threads = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(activity_threads)
@@ -357,9 +397,16 @@ impl Builder {
                 setting: "activity_threads",
                 reason: format!("the threads could not be started: {e}"),
             })?;
-        let store = StoreHandle::new(store, crate::ids::new_id());
         let registry = Arc::new(registry);
         let boxes = mailboxes(config.inbox_capacity, config.max_activities);
+        // Work another process queued wakes the parts that take it.
+        let wakes = [
+            Arc::clone(&boxes.inbox.wake),
+            Arc::clone(&boxes.inbox.entities),
+            Arc::clone(&boxes.to_worker.wake),
+        ];
+        store.watch(Arc::new(move || wakes.iter().for_each(|w| w.notify_one())));
+        let store = StoreHandle::new(store, crate::ids::new_id());
         let (drain, draining) = shutdown::channel();
         let (stop, stopping) = shutdown::channel();
         let waiters = Arc::new(Waiters::default());

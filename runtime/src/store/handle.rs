@@ -67,9 +67,13 @@ impl StoreHandle {
             return Err(StoreError::Closed);
         };
         let (store, owner) = (Arc::clone(&self.store), Arc::clone(&self.owner));
-        tokio::task::spawn_blocking(move || f(store.as_ref(), &owner))
-            .await
-            .unwrap_or(Err(StoreError::Closed))
+        tokio::task::spawn_blocking(move || {
+            #[cfg(feature = "postgres")]
+            super::postgres::mark_blocking_thread();
+            f(store.as_ref(), &owner)
+        })
+        .await
+        .unwrap_or(Err(StoreError::Closed))
     }
 
     /// Notified each time a [`call`](Self::call) ends: something may have

@@ -26,12 +26,16 @@
 pub mod conformance;
 mod error;
 pub(crate) mod handle;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod rows;
 mod sqlite;
 
 use std::time::Duration;
 
 pub use error::StoreError;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresError, PostgresOptions, PostgresStore};
 pub use sqlite::{SqliteError, SqliteOptions, SqliteStore, Synchronous};
 
 use crate::history::{Event, Failure, HistoryRecord, ParentRef, Payload, RuntimeStatus};
@@ -841,4 +845,12 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// When the store fails or the row does not decode.
     fn status(&self, instance: &str) -> Result<Option<InstanceStatus>, StoreError>;
+
+    /// Calls `wake` whenever another process may have queued work for
+    /// this one, so that it looks at once instead of at its next poll. A
+    /// store only one process uses, or one that cannot tell, keeps the
+    /// default (which never calls it): polling finds the work.
+    fn watch(&self, wake: std::sync::Arc<dyn Fn() + Send + Sync>) {
+        let _ = wake;
+    }
 }

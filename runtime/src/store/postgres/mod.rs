@@ -1,0 +1,664 @@
+//! The PostgreSQL store: worker processes on many machines share one
+//! database, with the same guarantees as the embedded store.
+//!
+//! - **One schema per application.** Tables live in a PostgreSQL schema the
+//!   user names (`durable` by default); the store creates it and records
+//!   its version there. Another application's schema, or another version
+//!   of this one, is a typed error: nothing is migrated or changed.
+//! - **The instance row is the lock.** A claim (`FOR UPDATE SKIP LOCKED`
+//!   over the due-message index) writes an owner, an expiry and a fencing
+//!   epoch bumped on every claim. A commit locks the rows of its turns and
+//!   checks, in the same transaction, the history length, the execution,
+//!   the consumed messages and that no other owner holds the instance now;
+//!   a turn that fails one check is refused whole.
+//! - **The database's clock.** Every expiry is computed from the server's
+//!   `clock_timestamp()`, never a worker's, so skew between machines
+//!   cannot expire a lease early.
+//! - **Message order.** A message takes its per-instance sequence number
+//!   under the instance row's lock, held to the commit: numbers of one
+//!   instance commit in order even with many writers.
+//! - **Wake-ups.** Commits that queue work send `NOTIFY` (delivered after
+//!   commit, coalesced by the server within a transaction); each store
+//!   keeps one `LISTEN` connection and wakes its runtime. Polling stays on
+//!   as the fallback, and [`PostgresOptions::listen`] turns `LISTEN` off
+//!   for connection poolers that break it.
+//! - **Unknown outcomes.** Only transactions the server rolled back
+//!   (serialization failures, deadlocks) are retried. A connection lost
+//!   around `COMMIT` is reported as [`StoreError::Unavailable`]; the
+//!   runtime then reads the instance back from the store (a committed
+//!   turn shows in its history length), never retries blindly.
+//!
+//! The [`Store`](crate::store::Store) trait is synchronous (one call, one
+//! transaction, run on tokio's blocking pool): the store drives its async
+//! driver on a small runtime of its own.
+
+mod queries;
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{AsyncMessage, NoTls, Socket};
+
+use crate::store::StoreError;
+
+/// The schema version this release reads and writes.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// What marks a schema as durable's, in its `meta` table.
+const APPLICATION: &str = "durable";
+
+/// How often a transaction the server rolled back (a serialization
+/// failure, a deadlock) is tried again before its error is returned.
+const RETRIES: u32 = 20;
+
+/// The tables, indexes and marks of one schema; `§` stands for the schema.
+const SCHEMA: &str = r#"
+CREATE TABLE §meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE §instances (
+    id               TEXT COLLATE "C" PRIMARY KEY,
+    name             TEXT COLLATE "C" NOT NULL,
+    status           TEXT NOT NULL,
+    output           TEXT,
+    failure          TEXT,
+    reason           TEXT,
+    created_at       BIGINT NOT NULL,
+    updated_at       BIGINT NOT NULL,
+    history_len      BIGINT NOT NULL DEFAULT 0,
+    attempts         BIGINT NOT NULL DEFAULT 0,
+    lock_owner       TEXT,
+    lock_until       BIGINT,
+    epoch            BIGINT NOT NULL DEFAULT 0,
+    next_message     BIGINT NOT NULL DEFAULT 0,
+    consumed_through BIGINT,
+    sum              BIGINT NOT NULL,
+    custom_status    TEXT,
+    custom_sum       BIGINT,
+    execution        BIGINT NOT NULL DEFAULT 0,
+    parent_id        TEXT COLLATE "C",
+    parent_seq       BIGINT
+);
+CREATE INDEX instances_created ON §instances (created_at, id);
+CREATE INDEX instances_updated ON §instances (updated_at);
+CREATE INDEX instances_parent ON §instances (parent_id) WHERE parent_id IS NOT NULL;
+CREATE TABLE §history (
+    instance TEXT COLLATE "C" NOT NULL,
+    idx      BIGINT NOT NULL,
+    turn     BIGINT NOT NULL,
+    at       BIGINT NOT NULL,
+    event    TEXT NOT NULL,
+    sum      BIGINT NOT NULL,
+    PRIMARY KEY (instance, idx)
+);
+CREATE TABLE §messages (
+    instance   TEXT COLLATE "C" NOT NULL,
+    seq        BIGINT NOT NULL,
+    visible_at BIGINT NOT NULL,
+    event      TEXT NOT NULL,
+    sum        BIGINT NOT NULL,
+    timer      BIGINT,
+    PRIMARY KEY (instance, seq)
+);
+CREATE INDEX messages_due ON §messages (visible_at, instance);
+CREATE TABLE §message_keys (
+    instance TEXT COLLATE "C" NOT NULL,
+    key      TEXT NOT NULL,
+    PRIMARY KEY (instance, key)
+);
+CREATE TABLE §tasks (
+    id          BIGSERIAL PRIMARY KEY,
+    instance    TEXT COLLATE "C" NOT NULL,
+    seq         BIGINT NOT NULL,
+    name        TEXT COLLATE "C" NOT NULL,
+    input       TEXT NOT NULL,
+    retry       TEXT NOT NULL,
+    attempt     BIGINT NOT NULL DEFAULT 0,
+    failures    BIGINT NOT NULL DEFAULT 0,
+    visible_at  BIGINT NOT NULL,
+    lease_owner TEXT,
+    sum         BIGINT NOT NULL,
+    cancelled   BOOLEAN NOT NULL DEFAULT false,
+    UNIQUE (instance, seq)
+);
+CREATE INDEX tasks_due ON §tasks (visible_at, id);
+"#;
+
+/// Settings of a [`PostgresStore`].
+///
+/// ```
+/// use durable::store::PostgresOptions;
+/// let mut options = PostgresOptions::default();
+/// options.schema = "billing".to_owned();
+/// options.pool_size = 32;
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PostgresOptions {
+    /// The PostgreSQL schema the tables live in: several applications
+    /// share one database under schemas of their own. Lowercase letters,
+    /// digits and `_`, starting with a letter or `_`, at most 63 bytes.
+    pub schema: String,
+    /// Connections in the pool (store calls in flight at once).
+    pub pool_size: usize,
+    /// Keep a `LISTEN` connection, so that work another process queues
+    /// wakes this one at once. Off: it is found by polling alone (for a
+    /// connection pooler in transaction mode, which breaks `LISTEN`).
+    pub listen: bool,
+    /// How long to wait for a connection from the pool, or to connect.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            schema: "durable".to_owned(),
+            pool_size: 16,
+            listen: true,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A failure particular to PostgreSQL, carried inside
+/// [`StoreError::Backend`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PostgresError {
+    /// The connection URL or a setting is not usable.
+    #[error("invalid PostgreSQL setting: {0}")]
+    Config(String),
+    /// The server reported an error.
+    #[error("postgres: {}", detail(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection could be taken from the pool.
+    #[error("postgres pool: {0}")]
+    Pool(String),
+}
+
+/// Called when another process may have queued work for this one.
+type Wake = Arc<dyn Fn() + Send + Sync>;
+
+/// The store, shared by every process that names the same database and
+/// schema.
+pub struct PostgresStore {
+    pool: Pool,
+    /// `"schema".`: the prefix of every table name.
+    prefix: String,
+    /// The `NOTIFY` channel of the schema.
+    channel: String,
+    location: String,
+    wakes: Arc<Mutex<Vec<Wake>>>,
+    /// The runtime that drives the connections (dropped in the background:
+    /// a store may be dropped on an async thread).
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// The server's own message when there is one (the driver's `Display`
+/// says only "db error").
+fn detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{db} (SQLSTATE {})", db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+fn config_error(what: impl Into<String>) -> StoreError {
+    StoreError::backend(PostgresError::Config(what.into()))
+}
+
+/// Classifies a driver error: lost connections are `Unavailable` (the
+/// outcome of a write may be unknown: the caller reads it back), a full
+/// disk is `Full`, the rest is the backend's own.
+pub(crate) fn classify(e: tokio_postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        if *code == SqlState::DISK_FULL || *code == SqlState::OUT_OF_MEMORY {
+            return StoreError::Full(db.to_string());
+        }
+        if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+            return StoreError::ReadOnly(db.to_string());
+        }
+        if *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+            || *code == SqlState::TOO_MANY_CONNECTIONS
+        {
+            return StoreError::Unavailable(db.to_string());
+        }
+        return StoreError::backend(PostgresError::Postgres(e));
+    }
+    if e.is_closed() || e.to_string().contains("connection") {
+        return StoreError::Unavailable(format!("{e} (the outcome of the call is unknown)"));
+    }
+    StoreError::backend(PostgresError::Postgres(e))
+}
+
+/// Whether the server rolled the transaction back for a reason that
+/// trying again resolves.
+fn retryable(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| {
+        *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    })
+}
+
+thread_local! {
+    /// Set on tokio's blocking-pool threads (see `StoreHandle::call`):
+    /// there the store may block on its own runtime directly.
+    static BLOCKING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the current thread as one that may block (a blocking-pool thread).
+pub(crate) fn mark_blocking_thread() {
+    BLOCKING.with(|b| b.set(true));
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user@host/db` or
+    /// `host=.. user=.. dbname=..`) without TLS, and creates or checks
+    /// the schema.
+    ///
+    /// # Errors
+    /// See [`PostgresStore::connect_with`].
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, &PostgresOptions::default())
+    }
+
+    /// Connects without TLS with these options.
+    ///
+    /// # Errors
+    /// A URL or setting that is not usable; [`StoreError::Unavailable`]
+    /// when the server cannot be reached; [`StoreError::ForeignDatabase`]
+    /// when the schema holds tables that are not durable's;
+    /// [`StoreError::SchemaVersion`] for another version of durable's.
+    pub fn connect_with(url: &str, options: &PostgresOptions) -> Result<Self, StoreError> {
+        Self::connect_tls(url, options, NoTls)
+    }
+
+    /// Connects with a TLS connector (`postgres-native-tls`,
+    /// `tokio-postgres-rustls`, ..).
+    ///
+    /// # Errors
+    /// As [`PostgresStore::connect_with`].
+    pub fn connect_tls<T>(url: &str, options: &PostgresOptions, tls: T) -> Result<Self, StoreError>
+    where
+        T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
+        T::Stream: Sync + Send,
+        T::TlsConnect: Sync + Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
+        let schema = &options.schema;
+        let valid = !schema.is_empty()
+            && schema.len() <= 63
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && !schema.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            return Err(config_error(format!(
+                "schema `{schema}`: use lowercase letters, digits and `_`, starting with a letter or `_`, at most 63 bytes"
+            )));
+        }
+        if options.pool_size == 0 {
+            return Err(config_error("pool_size must be above zero"));
+        }
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| config_error(format!("the connection URL: {e}")))?;
+        if config.get_application_name().is_none() {
+            config.application_name("durable");
+        }
+        config.connect_timeout(options.connect_timeout);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("durable-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| config_error(format!("its threads could not be started: {e}")))?;
+        let manager = Manager::from_config(
+            config.clone(),
+            tls.clone(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| config_error(e.to_string()))?;
+        let store = Self {
+            pool,
+            prefix: format!("\"{schema}\"."),
+            channel: format!("durable_{schema}"),
+            location: format!("schema `{schema}`"),
+            wakes: Arc::default(),
+            rt: Some(rt),
+        };
+        store.block(|| store.create_or_check_schema(schema))?;
+        if options.listen {
+            let (channel, wakes) = (store.channel.clone(), Arc::clone(&store.wakes));
+            store.runtime().spawn(listen(config, tls, channel, wakes));
+        }
+        Ok(store)
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.rt
+            .as_ref()
+            .expect("invariant: the runtime is there until the store is dropped")
+    }
+
+    /// Runs `make()`'s future to its end on the store's runtime. On a
+    /// thread that may block (a blocking-pool thread, a plain thread) it
+    /// blocks there; on an async worker it blocks a scoped thread instead,
+    /// as tokio forbids nesting.
+    fn block<T, F, Fut>(&self, make: F) -> T
+    where
+        T: Send,
+        F: FnOnce() -> Fut + Send,
+        Fut: Future<Output = T>,
+    {
+        let rt = self.runtime();
+        let may_block =
+            BLOCKING.with(std::cell::Cell::get) || tokio::runtime::Handle::try_current().is_err();
+        if may_block {
+            rt.block_on(make())
+        } else {
+            std::thread::scope(|s| {
+                s.spawn(|| rt.block_on(make()))
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            })
+        }
+    }
+
+    /// `sql` with `§` replaced by the schema's prefix.
+    fn sql(&self, sql: &str) -> String {
+        sql.replace('§', &self.prefix)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => classify(e),
+            other => StoreError::Unavailable(format!("no PostgreSQL connection: {other}")),
+        })
+    }
+
+    /// Runs `f` in one transaction and commits it, trying again (up to
+    /// [`RETRIES`] times) when the server rolled it back for a
+    /// serialization failure or a deadlock.
+    async fn transact<T>(
+        &self,
+        mut f: impl AsyncFnMut(&Tx<'_>) -> Result<T, TxError>,
+    ) -> Result<T, StoreError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut client = self.client().await?;
+            let result = async {
+                let tx = client.transaction().await.map_err(TxError::Pg)?;
+                let tx = Tx {
+                    tx,
+                    prefix: &self.prefix,
+                };
+                let value = f(&tx).await?;
+                tx.tx.commit().await.map_err(TxError::Pg)?;
+                Ok(value)
+            }
+            .await;
+            match result {
+                Ok(v) => return Ok(v),
+                Err(TxError::Pg(e)) if retryable(&e) && tries < RETRIES => {
+                    tokio::time::sleep(Duration::from_millis(u64::from(tries))).await;
+                }
+                Err(TxError::Pg(e)) => return Err(classify(e)),
+                Err(TxError::Store(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Creates the schema's tables, or checks that they are durable's, of
+    /// this version; under an advisory lock, so two processes starting at
+    /// once do not both create them.
+    async fn create_or_check_schema(&self, schema: &str) -> Result<(), StoreError> {
+        let location = self.location.clone();
+        let ddl = self.sql(SCHEMA);
+        self.transact(async |tx| {
+            tx.exec(
+                "SELECT pg_advisory_xact_lock(hashtext('durable schema ' || $1::text))",
+                &[&schema],
+            )
+            .await?;
+            tx.tx
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .await?;
+            let tables: i64 = tx
+                .one(
+                    "SELECT count(*) FROM pg_tables WHERE schemaname = $1",
+                    &[&schema],
+                )
+                .await?
+                .get(0);
+            if tables == 0 {
+                tx.tx.batch_execute(&ddl).await?;
+                tx.exec(
+                    "INSERT INTO §meta (key, value) VALUES ('application', $1), ('schema_version', $2)",
+                    &[&APPLICATION, &SCHEMA_VERSION.to_string()],
+                )
+                .await?;
+                return Ok(());
+            }
+            let has_meta: bool = tx
+                .one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = 'meta')",
+                    &[&schema],
+                )
+                .await?
+                .get(0);
+            let marks = if has_meta {
+                tx.rows("SELECT key, value FROM §meta", &[]).await?
+            } else {
+                Vec::new()
+            };
+            let mark = |key: &str| {
+                marks
+                    .iter()
+                    .find(|r| r.get::<_, &str>(0) == key)
+                    .map(|r| r.get::<_, String>(1))
+            };
+            if mark("application").as_deref() != Some(APPLICATION) {
+                return Err(TxError::Store(StoreError::ForeignDatabase {
+                    location: location.clone(),
+                    detail: format!("{tables} tables without durable's mark"),
+                }));
+            }
+            let found = mark("schema_version")
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(-1);
+            if found != SCHEMA_VERSION {
+                return Err(TxError::Store(StoreError::SchemaVersion {
+                    location: location.clone(),
+                    found,
+                    supported: SCHEMA_VERSION,
+                }));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Drops the schema and everything in it: for tests, which each make
+    /// their own.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub fn drop_schema(&self) -> Result<(), StoreError> {
+        let prefix = self.prefix.trim_end_matches('.').to_owned();
+        self.block(|| async move {
+            let client = self.client().await?;
+            client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS {prefix} CASCADE"))
+                .await
+                .map_err(classify)
+        })
+    }
+
+    /// Wakes every runtime watching this store.
+    fn wake_all(wakes: &Mutex<Vec<Wake>>) {
+        let wakes = wakes.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        for wake in wakes {
+            wake();
+        }
+    }
+}
+
+/// Keeps a `LISTEN` connection open and wakes the watchers on every
+/// notification; reconnects (backing off) when it is lost, and wakes them
+/// then too, as notifications may have been missed meanwhile.
+async fn listen<T>(
+    config: tokio_postgres::Config,
+    tls: T,
+    channel: String,
+    wakes: Arc<Mutex<Vec<Wake>>>,
+) where
+    T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
+    T::Stream: Sync + Send,
+    T::TlsConnect: Sync + Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        if let Ok((client, mut connection)) = config.connect(tls.clone()).await {
+            let notified = Arc::clone(&wakes);
+            let driver = tokio::spawn(async move {
+                while let Some(Ok(message)) =
+                    std::future::poll_fn(|cx| connection.poll_message(cx)).await
+                {
+                    if let AsyncMessage::Notification(_) = message {
+                        PostgresStore::wake_all(&notified);
+                    }
+                }
+            });
+            if client
+                .batch_execute(&format!("LISTEN {channel}"))
+                .await
+                .is_ok()
+            {
+                backoff = Duration::from_millis(50);
+                PostgresStore::wake_all(&wakes);
+            }
+            let _ = driver.await;
+        }
+        PostgresStore::wake_all(&wakes);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Why a transaction's body stopped: the server's error (which may be
+/// retried) or the store's own verdict.
+enum TxError {
+    Pg(tokio_postgres::Error),
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for TxError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Pg(e)
+    }
+}
+
+impl From<StoreError> for TxError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+type Params<'p> = &'p [&'p (dyn tokio_postgres::types::ToSql + Sync)];
+
+/// A transaction with the schema's prefix: statements name tables as
+/// `§table` and are prepared once per connection.
+struct Tx<'c> {
+    tx: deadpool_postgres::Transaction<'c>,
+    prefix: &'c str,
+}
+
+impl Tx<'_> {
+    async fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement, TxError> {
+        Ok(self
+            .tx
+            .prepare_cached(&sql.replace('§', self.prefix))
+            .await?)
+    }
+
+    /// Runs a statement; the rows it touched.
+    async fn exec(&self, sql: &str, params: Params<'_>) -> Result<u64, TxError> {
+        let stmt = self.prepare(sql).await?;
+        Ok(self.tx.execute(&stmt, params).await?)
+    }
+
+    async fn rows(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Vec<tokio_postgres::Row>, TxError> {
+        let stmt = self.prepare(sql).await?;
+        Ok(self.tx.query(&stmt, params).await?)
+    }
+
+    async fn opt(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Option<tokio_postgres::Row>, TxError> {
+        let stmt = self.prepare(sql).await?;
+        Ok(self.tx.query_opt(&stmt, params).await?)
+    }
+
+    async fn one(&self, sql: &str, params: Params<'_>) -> Result<tokio_postgres::Row, TxError> {
+        let stmt = self.prepare(sql).await?;
+        Ok(self.tx.query_one(&stmt, params).await?)
+    }
+
+    /// The database's time now, in microseconds since the Unix epoch.
+    async fn now(&self) -> Result<i64, TxError> {
+        Ok(self
+            .one(
+                "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint",
+                &[],
+            )
+            .await?
+            .get(0))
+    }
+
+    /// Tells every listening store that work was queued (delivered when
+    /// this transaction commits; repeats within it are coalesced).
+    async fn notify(&self, channel: &str) -> Result<(), TxError> {
+        self.exec("SELECT pg_notify($1, '')", &[&channel]).await?;
+        Ok(())
+    }
+}
