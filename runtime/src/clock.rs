@@ -11,18 +11,24 @@ use crate::history;
 
 /// Microseconds since the Unix epoch, from the machine or from a test.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Clock(Option<Arc<AtomicI64>>);
+pub(crate) struct Clock(Option<Arc<AtomicI64>>, i64);
 
 impl Clock {
+    /// The machine's clock, off by `skew` microseconds: for tests that
+    /// prove a shared store's leases do not depend on workers' clocks.
+    pub(crate) fn skewed(skew: i64) -> Self {
+        Self(None, skew)
+    }
+
     /// A virtual clock standing still at `start` until moved.
     pub(crate) fn virtual_at(start: SystemTime) -> Self {
-        Self(Some(Arc::new(AtomicI64::new(history::micros(start)))))
+        Self(Some(Arc::new(AtomicI64::new(history::micros(start)))), 0)
     }
 
     /// Now, in store units.
     pub(crate) fn now(&self) -> i64 {
         match &self.0 {
-            None => history::now_micros(),
+            None => history::now_micros().saturating_add(self.1),
             Some(t) => t.load(Ordering::SeqCst),
         }
     }
