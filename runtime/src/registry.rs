@@ -43,6 +43,9 @@ pub(crate) struct Registry {
     /// By stored name, then version.
     orchestrators: HashMap<&'static str, std::collections::BTreeMap<u32, OrchestratorEntry>>,
     activities: HashMap<&'static str, Arc<RunFn>>,
+    /// Activities a test replaced by a closure: registering one of them
+    /// again keeps the closure.
+    overridden: std::collections::HashSet<&'static str>,
     /// Entity types, by stored name with its prefix (`@Account`).
     entities: HashMap<String, Box<LoadFn>>,
     /// Names registered twice, reported when the runtime starts.
@@ -57,6 +60,7 @@ impl Default for Registry {
         Self {
             orchestrators: HashMap::new(),
             activities: HashMap::new(),
+            overridden: std::collections::HashSet::new(),
             entities: HashMap::new(),
             duplicates: Vec::new(),
             max_payload: DEFAULT_MAX_PAYLOAD,
@@ -102,6 +106,10 @@ impl Registry {
     }
 
     pub(crate) fn add_activity<A: Activity>(&mut self, activity: A) {
+        // A test's override wins whichever of the two was registered first.
+        if self.overridden.contains(A::NAME) {
+            return;
+        }
         if self.activities.contains_key(A::NAME) {
             self.duplicates.push(A::NAME);
         }
@@ -115,6 +123,7 @@ impl Registry {
         A: Activity,
         F: Fn(A::Input) -> BoxFuture<Result<A::Output, A::Error>> + Send + Sync + 'static,
     {
+        self.overridden.insert(A::NAME);
         self.put_activity::<A>(f);
     }
 

@@ -47,7 +47,9 @@ const LOOK_AGAIN: Duration = Duration::from_millis(5);
 impl Builder {
     /// Runs `f` in place of `activity`'s body (for a test): the same name,
     /// input, output and error types, so the orchestrator under test is
-    /// unchanged. Registers the activity if it was not.
+    /// unchanged. Registers the activity if it was not; registering it
+    /// afterwards (`.override_activity(a, f).activity(a)`, as a shared
+    /// builder function might) keeps the override.
     ///
     /// ```
     /// # use durable::{activity, Runtime};

@@ -96,10 +96,25 @@ async fn time_moves_when_the_test_says_so() {
         .raise_event(answered.id(), "answer", "yes".to_owned())
         .await
         .unwrap();
-    assert_eq!(test.wait(&answered).await.unwrap(), "yes");
-    // Two more minutes: the other one's deadline passes.
+    test.settle().await.unwrap();
+    assert_eq!(answered.result().await.unwrap(), "yes");
+    assert!(!client
+        .status(expired.id())
+        .await
+        .unwrap()
+        .runtime_status
+        .is_finished());
+    // Two more minutes: the other one's deadline passes. No `wait` here:
+    // it would skip to the deadline by itself.
     test.advance(Duration::from_secs(120));
-    assert_eq!(test.wait(&expired).await.unwrap(), "expired");
+    test.settle().await.unwrap();
+    assert!(client
+        .status(expired.id())
+        .await
+        .unwrap()
+        .runtime_status
+        .is_finished());
+    assert_eq!(expired.result().await.unwrap(), "expired");
     test.shutdown().await.unwrap();
 }
 
@@ -121,6 +136,21 @@ async fn an_activity_is_replaced_by_a_closure_in_one_test() {
     ))
     .await
     .unwrap();
+    let h = test.client().start(pay, 250).await.unwrap();
+    assert_eq!(test.wait(&h).await.unwrap(), Ok("receipt-250".to_owned()));
+    test.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_override_registered_before_its_activity_keeps_the_override() {
+    let builder = Runtime::builder()
+        .orchestrator(pay)
+        .override_activity(
+            charge,
+            |cents| async move { Ok(format!("receipt-{cents}")) },
+        )
+        .activity(charge);
+    let test = TestRuntime::start(builder).await.unwrap();
     let h = test.client().start(pay, 250).await.unwrap();
     assert_eq!(test.wait(&h).await.unwrap(), Ok("receipt-250".to_owned()));
     test.shutdown().await.unwrap();
