@@ -574,3 +574,76 @@ async fn a_child_of_a_version_not_registered_is_refused_at_start() {
         "{err}"
     );
 }
+
+/// Before a patch that branches at two places.
+#[orchestrator(name = "two_sites")]
+async fn two_sites_before(ctx: Context, x: u64) -> u64 {
+    let y = ctx.call(old_step, x).await.unwrap_or(0);
+    let _: () = ctx.wait_event("go").await;
+    ctx.call(old_step, y).await.unwrap_or(0)
+}
+
+/// One patch id asked at two call sites, the second one reached only after
+/// an old instance's history ends.
+#[orchestrator(name = "two_sites")]
+async fn two_sites_patched(ctx: Context, x: u64) -> u64 {
+    let y = if ctx.patched("steps") {
+        ctx.call(new_step, x).await.unwrap_or(0)
+    } else {
+        ctx.call(old_step, x).await.unwrap_or(0)
+    };
+    let _: () = ctx.wait_event("go").await;
+    if ctx.patched("steps") {
+        ctx.call(new_step, y).await.unwrap_or(0)
+    } else {
+        ctx.call(old_step, y).await.unwrap_or(0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_patch_id_at_two_call_sites_takes_one_path_per_instance() {
+    let db = db();
+    let steps = || {
+        builder(&db)
+            .activity(old_step)
+            .activity(new_step)
+            .cache_size(0)
+    };
+    let rt = steps()
+        .orchestrator(two_sites_before)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let old = client.start(two_sites_before, 1).await.unwrap();
+    waiting(&client, old.id()).await;
+    rt.shutdown().await.unwrap();
+
+    let rt = steps()
+        .orchestrator(two_sites_patched)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let new = client.start(two_sites_patched, 1).await.unwrap();
+    waiting(&client, new.id()).await;
+    client.raise_event(old.id(), "go", ()).await.unwrap();
+    client.raise_event(new.id(), "go", ()).await.unwrap();
+    let old = client.handle(two_sites_patched, old.id());
+    let new = client.handle(two_sites_patched, new.id());
+    assert_eq!(within(old.result()).await.unwrap(), 3, "the old path twice");
+    assert_eq!(
+        within(new.result()).await.unwrap(),
+        201,
+        "the new path twice"
+    );
+    for (id, markers) in [(old.id(), 0), (new.id(), 1)] {
+        let history = client.history(id).await.unwrap();
+        let found = history
+            .iter()
+            .filter(|r| matches!(r.event, Event::Patched { .. }))
+            .count();
+        assert_eq!(found, markers, "markers in {id}");
+    }
+    rt.shutdown().await.unwrap();
+}

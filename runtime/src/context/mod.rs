@@ -198,6 +198,9 @@ pub(crate) struct State {
     /// sequence number: verify mode runs a turn a second time with the
     /// values its first run recorded.
     pub(crate) preset: HashMap<u64, Payload>,
+    /// What `patched` answered for each patch id in this execution: the
+    /// first call decides, so every call site of one id takes the same path.
+    patches: HashMap<String, bool>,
 }
 
 impl State {
@@ -225,6 +228,7 @@ impl State {
             dropped_calls: Vec::new(),
             locks: std::collections::BTreeMap::new(),
             preset: HashMap::new(),
+            patches: HashMap::new(),
         }
     }
 
@@ -317,6 +321,17 @@ impl State {
     /// Whether this point of the code takes the new path of patch `patch`:
     /// see `Context::patched`.
     fn patched(&mut self, patch: &str) -> bool {
+        if let Some(&taken) = self.patches.get(patch) {
+            return taken;
+        }
+        let taken = self.patched_first(patch);
+        self.patches.insert(patch.to_owned(), taken);
+        taken
+    }
+
+    /// The first `patched` call of `patch` in this execution: finds its
+    /// marker in history, or records one outside replay.
+    fn patched_first(&mut self, patch: &str) -> bool {
         // This patch's marker, here or behind markers of patches whose
         // calls were removed since (those are passed over).
         let mut at = self.next_seq;
@@ -461,6 +476,7 @@ impl State {
     /// Sets where sequence numbers start (a continued execution's first).
     pub(crate) fn start_at(&mut self, first_seq: u64) {
         self.first_seq = first_seq;
+        self.patches.clear();
         self.next_seq = self.next_seq.max(first_seq);
     }
 
@@ -527,7 +543,10 @@ impl Context {
     /// history was written by the old code before this point. New instances,
     /// and running ones once they get past what their history records,
     /// take the new path, and the choice is recorded in history, so every
-    /// replay takes the same one.
+    /// replay takes the same one. The first call of an id in an execution
+    /// decides: later calls of the same id, at this call site or another,
+    /// answer the same without recording anything, so an instance never
+    /// takes the old path at one site and the new one at the next.
     ///
     /// Once no instance started before the patch is still running (the
     /// database check lists them), delete the old branch and the call: the
