@@ -549,8 +549,28 @@ impl Runtime {
     }
 
     /// Whether work is under way, and when the next delayed work is due.
+    /// Only what this runtime takes counts: another process's names,
+    /// instances another owner holds and cancelled attempts do not.
     pub(crate) async fn lookahead(&self) -> Result<crate::store::Lookahead, Error> {
-        Ok(self.store.call_quietly(|s, _| s.lookahead()).await?)
+        let registry = &self.client.registry;
+        let mut instances: Vec<String> = registry
+            .orchestrator_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        instances.extend(registry.entity_names());
+        let activities = registry.activity_names();
+        Ok(self
+            .store
+            .call_quietly(move |s, owner| {
+                let instances: Vec<&str> = instances.iter().map(String::as_str).collect();
+                s.lookahead(
+                    owner,
+                    crate::store::Names(&instances),
+                    crate::store::Names(&activities),
+                )
+            })
+            .await?)
     }
 
     /// Notified each time a store call of the runtime or its clients ends

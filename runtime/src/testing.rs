@@ -4,9 +4,13 @@
 //! Time stands still until the test moves it ([`TestRuntime::advance`]), or
 //! until [`TestRuntime::wait`] finds nothing under way (no message due, no
 //! activity running, no result on its way) and skips to the next timer or
-//! retry: the instance then runs exactly as it would have, with
-//! `ctx.now()` and every timer on the virtual clock. Activities can be
-//! replaced by closures in one test ([`Builder::override_activity`]).
+//! retry. Only this runtime's work counts: on a store shared with another
+//! process, what that process would take (its orchestrators and
+//! activities, instances it holds) does not stop the clock, nor does an
+//! attempt the orchestrator stopped waiting for. The instance then runs
+//! exactly as it would have, with `ctx.now()` and every timer on the
+//! virtual clock. Activities can be replaced by closures in one test
+//! ([`Builder::override_activity`]).
 //!
 //! ```
 //! use std::time::Duration;

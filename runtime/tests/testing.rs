@@ -3,8 +3,10 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use durable::history::{HistoryRecord, Payload};
+use durable::store::{Names, NewInstance, NewTask, SqliteStore, Store, TurnCommit};
 use durable::testing::TestRuntime;
-use durable::{activity, orchestrator, select, Context, Either, Error, Runtime};
+use durable::{activity, orchestrator, select, Context, Either, Error, RetryPolicy, Runtime};
 
 #[orchestrator]
 async fn month(ctx: Context) -> (u64, u64) {
@@ -169,5 +171,117 @@ async fn waiting_for_an_event_nobody_raises_is_an_error_not_a_hang() {
     let h = test.client().start(waits_for_go, ()).await.unwrap();
     let err = test.wait(&h).await.unwrap_err();
     assert!(matches!(err, Error::WaitsForever { .. }), "{err}");
+    test.shutdown().await.unwrap();
+}
+
+fn json(text: &str) -> Payload {
+    serde_json::from_str(text).expect("valid JSON")
+}
+
+/// A database where another process has work due: a start of an
+/// orchestrator this test does not register, a call of an activity it does
+/// not register, and an instance of its own orchestrator that the other
+/// process holds.
+fn a_store_shared_with_another_process(path: &std::path::Path) {
+    let store = SqliteStore::open(path).unwrap();
+    let now = store.now().unwrap();
+    let forever = Duration::from_secs(100 * 365 * 86_400);
+    store
+        .create_instances(&[
+            NewInstance::new("theirs", "elsewhere", json("1"), now),
+            NewInstance::new("their-call", "elsewhere", json("1"), now),
+            NewInstance::new("held", "month", json("null"), now),
+        ])
+        .unwrap();
+    let other = "another-process";
+    let taken = store
+        .fetch_work(other, forever, 10, Names(&["elsewhere", "month"]))
+        .unwrap();
+    let call = taken.iter().find(|w| w.id == "their-call").unwrap();
+    let mut turn = TurnCommit::new("their-call", 0);
+    turn.events = vec![HistoryRecord {
+        index: 0,
+        turn: 0,
+        at: now,
+        event: call.messages[0].1.clone(),
+    }];
+    turn.consumed = vec![call.messages[0].0];
+    turn.tasks = vec![NewTask::new(
+        0,
+        "remote_act",
+        json("1"),
+        RetryPolicy::default(),
+    )];
+    store.commit_turns(other, forever, &[turn]).unwrap();
+    // "theirs" is free again; "held" stays the other process's.
+    store
+        .commit_turns(other, forever, &[TurnCommit::new("theirs", 0)])
+        .unwrap();
+}
+
+#[tokio::test]
+async fn work_another_process_would_take_does_not_stop_the_virtual_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    a_store_shared_with_another_process(&path);
+    let test = TestRuntime::start(Runtime::builder().sqlite(&path).orchestrator(month))
+        .await
+        .unwrap();
+    let h = test.client().start(month, ()).await.unwrap();
+    let (before, after) = tokio::time::timeout(Duration::from_secs(30), test.wait(&h))
+        .await
+        .expect("the wait skips the month")
+        .unwrap();
+    assert!(after - before >= 30 * 86_400);
+    test.shutdown().await.unwrap();
+}
+
+#[activity]
+async fn slow_lookup(x: u64) -> u64 {
+    std::future::pending::<()>().await;
+    x
+}
+
+/// Gives up on a lookup after a minute, then waits an hour.
+#[orchestrator]
+async fn lookup_or_give_up(ctx: Context) -> String {
+    match select(ctx.call(slow_lookup, 1), ctx.sleep(Duration::from_secs(60))).await {
+        Either::Left(_) => "found".to_owned(),
+        Either::Right(()) => {
+            ctx.sleep(Duration::from_secs(3_600)).await;
+            "gave up".to_owned()
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_activity_abandoned_for_a_timer_does_not_stop_the_virtual_clock() {
+    let test = TestRuntime::start(
+        Runtime::builder()
+            .activity(slow_lookup)
+            .orchestrator(lookup_or_give_up)
+            .shutdown_grace(Duration::from_millis(10)),
+    )
+    .await
+    .unwrap();
+    let client = test.client();
+    let h = client.start(lookup_or_give_up, ()).await.unwrap();
+    // The lookup runs (for ever), so time stands still until moved.
+    loop {
+        let history = client.history(h.id()).await.unwrap();
+        if history
+            .iter()
+            .any(|r| matches!(r.event, durable::history::Event::TimerCreated { .. }))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    test.advance(Duration::from_secs(61));
+    let out = tokio::time::timeout(Duration::from_secs(30), test.wait(&h))
+        .await
+        .expect("the wait skips the hour")
+        .unwrap();
+    assert_eq!(out, "gave up");
     test.shutdown().await.unwrap();
 }

@@ -1116,21 +1116,63 @@ pub fn keeps_entities_apart_and_versions_their_turns(s: &dyn Store) {
     assert!(ok(s.status("@Counter@idle"), "status").is_none());
 }
 
-/// What is under way and what comes next: a due message, or a leased or
-/// due task, is work under way; a delayed message is the next thing.
+/// What is under way for one process and what comes next: a due message
+/// of an instance it runs and may take, an attempt it runs, or a due task
+/// of an activity it runs is work under way; a delayed message is the next
+/// thing. Work another process would take, an instance another owner
+/// holds, an attempt cancelled while it runs and an event for a start
+/// still to come are not.
 pub fn looks_ahead(s: &dyn Store) {
-    assert_eq!(ok(s.lookahead(), "lookahead"), super::Lookahead::default());
+    let look = |owner: &str, instances, activities| {
+        ok(s.lookahead(owner, instances, activities), "lookahead")
+    };
+    assert_eq!(look(OWNER, ORCH, ACTS), super::Lookahead::default());
     create(s, "a");
-    assert!(ok(s.lookahead(), "lookahead").busy, "a start is due");
-    let seqs = seqs(s, OWNER, "a");
-    let mut t = turn("a", 0, &seqs);
+    assert!(look(OWNER, ORCH, ACTS).busy, "a start is due");
+    assert!(
+        !look(OWNER, Names(&["other"]), ACTS).busy,
+        "not for a process that does not run it"
+    );
+    ok(s.fetch_work(OTHER, LONG, 10, ORCH), "fetch_work");
+    assert!(!look(OWNER, ORCH, ACTS).busy, "another owner holds it");
+    assert!(look(OTHER, ORCH, ACTS).busy, "its holder's turn");
+    let mut t = turn("a", 0, &[0]);
+    t.tasks = (0..2)
+        .map(|seq| NewTask::new(seq, A, payload("1"), RetryPolicy::default()))
+        .collect();
+    t.lease_tasks = 1;
     let later = ok(s.now(), "now") + 3_600_000_000;
-    t.messages = vec![NewMessage::new(Event::TimerFired { seq: 0 }, later)];
-    ok(s.commit_turns(OWNER, LONG, &[t]), "commit_turns");
-    let ahead = ok(s.lookahead(), "lookahead");
-    assert!(!ahead.busy, "only a timer an hour away");
+    t.messages = vec![NewMessage::new(Event::TimerFired { seq: 2 }, later)];
+    ok(s.commit_turns(OTHER, LONG, &[t]), "commit_turns");
+    assert!(look(OWNER, ORCH, ACTS).busy, "a call due for its worker");
+    assert!(
+        !look(OWNER, ORCH, Names(&["other"])).busy,
+        "a call of an activity it does not run, and one leased elsewhere"
+    );
+    assert!(look(OTHER, ORCH, Names(&[])).busy, "the attempt it runs");
+    let mut cancel = turn("a", 1, &[]);
+    cancel.cancel_tasks = vec![0, 1];
+    ok(s.commit_turns(OTHER, LONG, &[cancel]), "commit_turns");
+    let ahead = look(OTHER, ORCH, ACTS);
+    assert!(
+        !ahead.busy,
+        "only a timer an hour away, and an attempt nobody waits for"
+    );
     let next = ahead.next.expect("the timer");
     assert!(next > Duration::from_secs(3_500) && next <= Duration::from_secs(3_600));
+    assert_eq!(
+        look(OTHER, Names(&["other"]), ACTS).next,
+        None,
+        "another process's timer"
+    );
+    let mut scheduled = NewInstance::new("b", O, payload("1"), 0);
+    scheduled.visible_at = ok(s.now(), "now") + 7_200_000_000;
+    ok(s.create_instances(&[scheduled]), "create_instances");
+    ok(s.enqueue("b", &event("e", "1"), None, false), "enqueue");
+    assert!(
+        !look(OWNER, ORCH, ACTS).busy,
+        "an event for a start still to come waits for it"
+    );
 }
 
 /// Generates one `#[test]` per conformance check for a store made by

@@ -605,17 +605,20 @@ pub struct Due {
     pub task: Option<Duration>,
 }
 
-/// Whether anything is happening now, and when the next thing will
-/// ([`Store::lookahead`]): what a test's virtual clock skips by.
+/// Whether anything is happening now for one process, and when the next
+/// thing will ([`Store::lookahead`]): what a test's virtual clock skips by.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Lookahead {
-    /// A message of a live instance (not suspended, not set aside) is due
-    /// now, or an activity attempt is leased (running, or its result on the
-    /// way) or due now: work is under way.
+    /// Work the asking process takes or runs is under way: a message is
+    /// due for a live instance it runs (not suspended, not set aside, not
+    /// held by another owner, not a scheduled start still to come), or an
+    /// activity attempt it leased and nobody cancelled is running (or its
+    /// result is on the way), or an attempt of an activity it runs is due.
     pub busy: bool,
-    /// How long until the next message or task (a retry's backoff) falls
-    /// due, from now by the store's clock.
+    /// How long until the next message of an instance it runs, or the
+    /// next task (a retry's backoff) of an activity it runs, falls due,
+    /// from now by the store's clock.
     pub next: Option<Duration>,
 }
 
@@ -832,13 +835,22 @@ pub trait Store: Send + Sync + 'static {
     /// When the store fails.
     fn next_due(&self) -> Result<Due, StoreError>;
 
-    /// Whether work is under way anywhere in the store, and when the next
-    /// delayed work falls due: a test runtime moves its virtual clock only
-    /// when nothing is under way.
+    /// Whether work `owner` takes or runs is under way, and when the next
+    /// delayed work for it falls due (see [`Lookahead`]): `instances` are
+    /// the orchestrators and entity types it runs, `activities` its
+    /// activities. A test runtime moves its virtual clock only when nothing
+    /// is under way, so work it would never take (another process's
+    /// names, instances another owner holds, attempts cancelled while they
+    /// run) must not count.
     ///
     /// # Errors
     /// When the store fails.
-    fn lookahead(&self) -> Result<Lookahead, StoreError>;
+    fn lookahead(
+        &self,
+        owner: &str,
+        instances: Names<'_>,
+        activities: Names<'_>,
+    ) -> Result<Lookahead, StoreError>;
 
     /// An instance's status, `None` if it does not exist.
     ///

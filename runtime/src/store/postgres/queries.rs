@@ -923,18 +923,35 @@ impl Store for PostgresStore {
         })
     }
 
-    fn lookahead(&self) -> Result<Lookahead, StoreError> {
+    fn lookahead(
+        &self,
+        owner: &str,
+        instances: Names<'_>,
+        activities: Names<'_>,
+    ) -> Result<Lookahead, StoreError> {
+        let (instances, activities) = (names_of(instances), names_of(activities));
         self.block(|| {
             self.transact(async |tx| {
                 let now = tx.now().await?;
+                // See the SQLite store's: what `fetch_work` and
+                // `fetch_tasks` would take for `owner`, and what it runs.
                 let r = tx
                     .one(
                         "SELECT EXISTS (SELECT 1 FROM §messages m JOIN §instances i ON i.id = m.instance \
-                             WHERE m.visible_at <= $1 AND i.status NOT IN ('suspended', 'stuck')), \
-                         EXISTS (SELECT 1 FROM §tasks WHERE lease_owner IS NOT NULL OR visible_at <= $1), \
-                         least((SELECT min(visible_at) FROM §messages WHERE visible_at > $1), \
-                               (SELECT min(visible_at) FROM §tasks WHERE visible_at > $1 AND lease_owner IS NULL))",
-                        &[&now],
+                             WHERE m.visible_at <= $1 AND i.status NOT IN ('suspended', 'stuck') \
+                               AND i.name = ANY($3) \
+                               AND (i.lock_until IS NULL OR i.lock_until <= $1 OR i.lock_owner = $2) \
+                               AND (i.history_len > 0 OR i.name LIKE '@%' \
+                                    OR (SELECT f.visible_at FROM §messages f WHERE f.instance = i.id \
+                                        ORDER BY f.seq LIMIT 1) <= $1)), \
+                         EXISTS (SELECT 1 FROM §tasks WHERE NOT cancelled \
+                             AND ((lease_owner = $2 AND visible_at > $1) \
+                                  OR (visible_at <= $1 AND name = ANY($4)))), \
+                         least((SELECT min(m.visible_at) FROM §messages m JOIN §instances i ON i.id = m.instance \
+                                    WHERE m.visible_at > $1 AND i.name = ANY($3)), \
+                               (SELECT min(visible_at) FROM §tasks WHERE visible_at > $1 \
+                                    AND lease_owner IS NULL AND NOT cancelled AND name = ANY($4)))",
+                        &[&now, &owner, &instances, &activities],
                     )
                     .await?;
                 let (message_due, task_busy): (bool, bool) = (r.get(0), r.get(1));

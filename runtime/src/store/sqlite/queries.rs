@@ -718,26 +718,50 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn lookahead(&self) -> Result<Lookahead, StoreError> {
+    fn lookahead(
+        &self,
+        owner: &str,
+        instances: Names<'_>,
+        activities: Names<'_>,
+    ) -> Result<Lookahead, StoreError> {
+        let (instances, activities) = (names_json(instances)?, names_json(activities)?);
         let conn = self.read();
         let now = self.clock.now();
+        // What `fetch_work` would take: a free instance (or this owner's)
+        // of a name it runs, whose start is not still to come (the lowest
+        // message of an orchestration without history is its `Started`).
         let message_due = conn
             .prepare_cached(
                 "SELECT 1 FROM messages m JOIN instances i ON i.id = m.instance \
-                 WHERE m.visible_at <= ?1 AND i.status NOT IN ('suspended', 'stuck') LIMIT 1",
+                 WHERE m.visible_at <= ?1 AND i.status NOT IN ('suspended', 'stuck') \
+                   AND i.name IN (SELECT value FROM json_each(?3)) \
+                   AND (i.lock_until IS NULL OR i.lock_until <= ?1 OR i.lock_owner = ?2) \
+                   AND (i.history_len > 0 OR i.name LIKE '@%' \
+                        OR (SELECT f.visible_at FROM messages f WHERE f.instance = i.id \
+                            ORDER BY f.seq LIMIT 1) <= ?1) \
+                 LIMIT 1",
             )?
-            .exists([now])?;
+            .exists(params![now, owner, instances])?;
+        // Running here (a cancelled attempt's result is dropped: nobody
+        // waits for it), or due for this owner's worker to take.
         let task_busy = conn
             .prepare_cached(
-                "SELECT 1 FROM tasks WHERE lease_owner IS NOT NULL OR visible_at <= ?1 LIMIT 1",
+                "SELECT 1 FROM tasks WHERE cancelled = 0 \
+                   AND ((lease_owner = ?2 AND visible_at > ?1) \
+                        OR (visible_at <= ?1 AND name IN (SELECT value FROM json_each(?3)))) \
+                 LIMIT 1",
             )?
-            .exists([now])?;
+            .exists(params![now, owner, activities])?;
         let next: Option<i64> = conn
             .prepare_cached(
-                "SELECT min(t) FROM (SELECT min(visible_at) AS t FROM messages WHERE visible_at > ?1 \
-                 UNION ALL SELECT min(visible_at) FROM tasks WHERE visible_at > ?1 AND lease_owner IS NULL)",
+                "SELECT min(t) FROM (\
+                 SELECT min(m.visible_at) AS t FROM messages m JOIN instances i ON i.id = m.instance \
+                     WHERE m.visible_at > ?1 AND i.name IN (SELECT value FROM json_each(?2)) \
+                 UNION ALL SELECT min(visible_at) FROM tasks WHERE visible_at > ?1 \
+                     AND lease_owner IS NULL AND cancelled = 0 \
+                     AND name IN (SELECT value FROM json_each(?3)))",
             )?
-            .query_row([now], |r| r.get(0))?;
+            .query_row(params![now, instances, activities], |r| r.get(0))?;
         Ok(Lookahead {
             busy: message_due || task_busy,
             next: until(now, next),
