@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::history::{Failure, FailureKind, HistoryExport, RuntimeStatus};
+use crate::history::{Event, Failure, FailureKind, HistoryExport, RuntimeStatus};
 use crate::registry::Registry;
 use crate::replay::Execution;
 use crate::store::{ListQuery, Store};
@@ -82,18 +82,33 @@ pub(crate) fn database(
                     continue;
                 }
             };
-            // Not started yet (scheduled, or suspended before its first
-            // turn): nothing to replay, but its orchestrator must be here.
+            // Not run yet (a scheduled start, a child, an execution
+            // continued as new, one suspended before its first turn):
+            // nothing to replay, but the version its queued `Started`
+            // names must be here.
             if events.is_empty() {
-                if registry.versions(&status.name).is_empty() {
-                    out.push(bad(Failure::new(
-                        FailureKind::UnregisteredOrchestrator,
-                        format!(
-                            "orchestrator `{}` is not registered with this build (renamed? pin the old \
-                             stored name with `#[orchestrator(name = \"{}\")]`)",
-                            status.name, status.name
-                        ),
-                    )));
+                let queued = match store.queued(std::slice::from_ref(&status.id)) {
+                    Ok(queued) => queued,
+                    Err(e) => {
+                        out.push(bad(Failure::new(FailureKind::Corrupt, e.to_string())));
+                        continue;
+                    }
+                };
+                let started = queued
+                    .iter()
+                    .flat_map(|(_, m)| m)
+                    .find_map(|(_, e)| match e {
+                        Event::Started { name, version, .. } => Some((name.as_str(), *version)),
+                        _ => None,
+                    });
+                let missing = match started {
+                    Some((name, version)) => registry.orchestrator(name, version).is_none(),
+                    // No start queued: at least its orchestrator must be here.
+                    None => registry.versions(&status.name).is_empty(),
+                };
+                if missing {
+                    let (name, version) = started.unwrap_or((&status.name, 1));
+                    out.push(bad(crate::replay::unregistered(registry, name, version)));
                 }
                 continue;
             }

@@ -647,3 +647,47 @@ async fn one_patch_id_at_two_call_sites_takes_one_path_per_instance() {
     }
     rt.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_check_sees_the_version_of_a_start_still_to_come() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(old_step)
+        .activity(new_step)
+        .orchestrator(flow_v1)
+        .orchestrator(flow)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let later = || std::time::SystemTime::now() + std::time::Duration::from_secs(3_600);
+    let options = |id: &str| durable::StartOptions::new().id(id).at(later());
+    client
+        .start_with(flow_v1, 1, options("later-v1"))
+        .await
+        .unwrap();
+    client
+        .start_with(flow, 1, options("later-v2"))
+        .await
+        .unwrap();
+    rt.shutdown().await.unwrap();
+    // A build where version 1 is gone.
+    let found = builder(&db)
+        .activity(new_step)
+        .orchestrator(flow)
+        .check_database()
+        .unwrap();
+    assert_eq!(
+        found
+            .iter()
+            .map(|b| b.instance.as_str())
+            .collect::<Vec<_>>(),
+        ["later-v1"]
+    );
+    assert_eq!(found[0].failure.kind, FailureKind::UnregisteredOrchestrator);
+    assert!(
+        found[0].failure.message.contains("version 1"),
+        "{}",
+        found[0].failure
+    );
+}

@@ -107,6 +107,26 @@ fn unregistered_entity(
     }
 }
 
+/// Why version `version` of orchestrator `name` cannot run here (call it
+/// when `registry` lacks that version).
+pub(crate) fn unregistered(registry: &Registry, name: &str, version: u32) -> Failure {
+    let registered = registry.versions(name);
+    let message = if registered.is_empty() {
+        format!(
+            "orchestrator `{name}` is not registered with this runtime (renamed? a \
+             function's stored name is its name unless pinned: keep the old one with \
+             `#[orchestrator(name = \"{name}\")]`)"
+        )
+    } else {
+        format!(
+            "the instance runs version {version} of orchestrator `{name}`, which is not \
+             registered with this runtime (registered: {registered:?}): keep that version \
+             registered until its instances finish"
+        )
+    };
+    Failure::new(FailureKind::UnregisteredOrchestrator, message)
+}
+
 /// The sequence number of a decision event.
 fn decision_seq(event: &Event) -> Option<u64> {
     match event {
@@ -883,24 +903,7 @@ impl Execution {
                 self.execution = crate::history::execution_of(*seed);
                 lock(&self.state).start_at(*first_seq);
                 let Some(entry) = registry.orchestrator(name, *version) else {
-                    let registered = registry.versions(name);
-                    let message = if registered.is_empty() {
-                        format!(
-                            "orchestrator `{name}` is not registered with this runtime (renamed? a \
-                             function's stored name is its name unless pinned: keep the old one with \
-                             `#[orchestrator(name = \"{name}\")]`)"
-                        )
-                    } else {
-                        format!(
-                            "the instance runs version {version} of orchestrator `{name}`, which is not \
-                             registered with this runtime (registered: {registered:?}): keep that version \
-                             registered until its instances finish"
-                        )
-                    };
-                    return Err(Parked(Failure::new(
-                        FailureKind::UnregisteredOrchestrator,
-                        message,
-                    )));
+                    return Err(Parked(unregistered(registry, name, *version)));
                 };
                 lock(&self.state).max_payload = registry.max_payload;
                 let ctx = Context::new(self.instance_id.clone(), self.state.clone(), *seed);

@@ -628,6 +628,33 @@ pub fn keeps_the_lock_when_asked_and_peeks_without_taking(s: &dyn Store) {
     assert_eq!(seqs(s, OTHER, "a"), vec![1], "taken once the lock lapsed");
 }
 
+/// Reading everything queued for an instance, due or not, takes nothing:
+/// a scheduled start's `Started` is there before it falls due.
+pub fn reads_everything_queued_due_or_not(s: &dyn Store) {
+    let mut later = NewInstance::new("a", O, payload("1"), 0);
+    later.visible_at = ok(s.now(), "now") + 3_600_000_000;
+    later.version = 3;
+    ok(s.create_instances(&[later.clone()]), "create_instances");
+    ok(s.enqueue("a", &event("e", "1"), None, false), "enqueue");
+    let ids = ["a".to_owned(), "nope".to_owned()];
+    for _ in 0..2 {
+        assert_eq!(
+            ok(s.queued(&ids), "queued"),
+            vec![(
+                "a".to_owned(),
+                vec![(0, later.started()), (1, event("e", "1"))]
+            )],
+            "both, the start still to come included; nothing for an unknown id"
+        );
+    }
+    assert_eq!(
+        ok(s.peek_due(&ids), "peek_due"),
+        vec![("a".to_owned(), vec![(1, event("e", "1"))])],
+        "only the event is due"
+    );
+    assert!(ok(s.fetch_work(OWNER, LONG, 10, ORCH), "fetch_work").is_empty());
+}
+
 /// A turn starts its children (each with its parent in its `Started`) and
 /// queues its messages to other instances with itself; a child whose id is
 /// taken is not started and its parent is told at once; a message for an
@@ -1198,6 +1225,7 @@ macro_rules! store_conformance_tests {
             restarts_an_instance_afresh,
             completions_may_pass_messages_queued_after_them,
             keeps_the_lock_when_asked_and_peeks_without_taking,
+            reads_everything_queued_due_or_not,
             starts_children_and_sends_messages,
             suspends_resumes_purges_and_lists,
             cancels_calls_nobody_waits_for,

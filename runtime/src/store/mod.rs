@@ -782,6 +782,15 @@ pub trait Store: Send + Sync + 'static {
     /// When the store fails or a row does not decode.
     fn peek_due(&self, ids: &[String]) -> Result<Vec<(String, Messages)>, StoreError>;
 
+    /// Every message queued for each of `ids`, due or not, oldest first: a
+    /// read, nothing locked or consumed. The database check reads the
+    /// `Started` of an instance that has not run yet (a scheduled start, a
+    /// child, an execution continued as new) for the version it will run.
+    ///
+    /// # Errors
+    /// When the store fails or a row does not decode.
+    fn queued(&self, ids: &[String]) -> Result<Vec<(String, Messages)>, StoreError>;
+
     /// Suspends (`suspend`) or resumes a live instance, recording
     /// `Suspended` or `Resumed` with `reason` in its history (which refuses
     /// a turn computed before); an instance not started yet (no history)

@@ -767,6 +767,22 @@ impl Store for PostgresStore {
         })
     }
 
+    fn queued(&self, ids: &[String]) -> Result<Vec<(String, Messages)>, StoreError> {
+        self.block(|| {
+            self.transact(async |tx| {
+                let mut out = Vec::new();
+                // Due by the end of time: all of them.
+                for (id, queued) in ids.iter().zip(due_messages(tx, ids, i64::MAX).await?) {
+                    let queued = queued?;
+                    if !queued.is_empty() {
+                        out.push((id.clone(), queued));
+                    }
+                }
+                Ok(out)
+            })
+        })
+    }
+
     fn set_suspended(
         &self,
         instance: &str,

@@ -718,6 +718,19 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    fn queued(&self, ids: &[String]) -> Result<Vec<(String, Messages)>, StoreError> {
+        let conn = self.read();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            // Due by the end of time: all of them.
+            let queued = due_messages(&conn, id, i64::MAX)?;
+            if !queued.is_empty() {
+                out.push((id.clone(), queued));
+            }
+        }
+        Ok(out)
+    }
+
     fn lookahead(
         &self,
         owner: &str,
