@@ -159,12 +159,15 @@ impl Builder {
     /// Every live instance (pending, running, suspended, stuck) in the
     /// builder's store that the code registered on this builder could not
     /// replay, and where: run it against the production database before
-    /// deploying. The store is opened and read, never written; nothing is
-    /// started. It blocks while it reads and replays (call it from a
-    /// command or a test, or on a blocking thread).
+    /// deploying. The store is opened and read, never written (a SQLite
+    /// file is opened read-only); nothing is started. It blocks while it
+    /// reads and replays (call it from a command or a test, or on a
+    /// blocking thread).
     ///
     /// # Errors
-    /// [`Error::NoStore`], and store errors opening or reading it.
+    /// [`Error::NoStore`]; [`Error::InvalidSetting`] for a SQLite path
+    /// with no file, or a file that holds no durable database; store
+    /// errors opening or reading it.
     pub fn check_database(&self) -> Result<Vec<crate::Incompatible>, Error> {
         let store: Arc<dyn Store> = match &self.store {
             None => return Err(Error::NoStore),
@@ -177,8 +180,20 @@ impl Builder {
                     reason: format!("there is no database at {}", path.display()),
                 })
             }
+            // Opened read-only: an empty file stays empty.
             Some(StoreSpec::Sqlite(path, options)) => {
-                Arc::new(SqliteStore::open_with(path, options)?)
+                match SqliteStore::open_read_only(path, options)? {
+                    Some(store) => Arc::new(store),
+                    None => {
+                        return Err(Error::InvalidSetting {
+                            setting: "sqlite",
+                            reason: format!(
+                                "{} holds no durable database (it is empty)",
+                                path.display()
+                            ),
+                        })
+                    }
+                }
             }
             #[cfg(feature = "postgres")]
             Some(StoreSpec::Postgres(url, options)) => {

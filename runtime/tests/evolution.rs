@@ -691,3 +691,24 @@ async fn the_database_check_sees_the_version_of_a_start_still_to_come() {
         found[0].failure
     );
 }
+
+#[test]
+fn the_database_check_refuses_an_empty_file_and_leaves_it_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.db");
+    std::fs::write(&path, b"").unwrap();
+    let err = durable::Runtime::builder()
+        .sqlite(&path)
+        .orchestrator(flow)
+        .check_database()
+        .unwrap_err();
+    assert!(
+        matches!(&err, durable::Error::InvalidSetting { reason, .. } if reason.contains("no durable database")),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        0,
+        "nothing written"
+    );
+}

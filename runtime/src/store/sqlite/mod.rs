@@ -220,6 +220,25 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// Checks durable's mark on a database that is not empty: its application
+/// id and schema version.
+fn check_mark(app_id: i32, version: i64, path: &str) -> Result<(), StoreError> {
+    if app_id != APPLICATION_ID {
+        return Err(StoreError::ForeignDatabase {
+            location: format!("`{path}`"),
+            detail: format!("a SQLite database with application_id {app_id:#x}"),
+        });
+    }
+    if version != SCHEMA_VERSION {
+        return Err(StoreError::SchemaVersion {
+            location: format!("`{path}`"),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
 fn pragma(name: &'static str, expected: impl ToString, found: impl ToString) -> StoreError {
     StoreError::backend(SqliteError::Pragma {
         name,
@@ -355,6 +374,48 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Opens the database at `path` to read it only (the database check):
+    /// nothing is created, converted or written. `None` when the file
+    /// holds no database at all (it is empty).
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open_with`]; a missing file is an I/O error.
+    pub(crate) fn open_read_only(
+        path: &Path,
+        options: &SqliteOptions,
+    ) -> Result<Option<Self>, StoreError> {
+        let shown = path.display().to_string();
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| classify(e, &shown))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        stable_plans(&conn).map_err(|e| classify(e, &shown))?;
+        conn.busy_timeout(options.busy_timeout)
+            .map_err(|e| classify(e, &shown))?;
+        // The first read of the file: a file that is not SQLite fails here.
+        let app_id: i32 = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .map_err(|e| classify(e, &shown))?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| classify(e, &shown))?;
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(|e| classify(e, &shown))?;
+        if app_id == 0 && version == 0 && tables == 0 {
+            return Ok(None);
+        }
+        check_mark(app_id, version, &shown)?;
+        // Reads go through the one read-only connection.
+        Ok(Some(Self {
+            writer: GroupWriter::new(conn),
+            reader: None,
+            clock: options.clock.clone(),
+        }))
+    }
+
     /// Creates the schema in an empty database, or checks an existing one.
     fn check_schema(&self, app_id: i32, path: &str) -> Result<(), StoreError> {
         let mut conn = self.lock();
@@ -374,20 +435,7 @@ impl SqliteStore {
             tx.commit()?;
             return Ok(());
         }
-        if app_id_now != APPLICATION_ID {
-            return Err(StoreError::ForeignDatabase {
-                location: format!("`{path}`"),
-                detail: format!("a SQLite database with application_id {app_id_now:#x}"),
-            });
-        }
-        if version != SCHEMA_VERSION {
-            return Err(StoreError::SchemaVersion {
-                location: format!("`{path}`"),
-                found: version,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        Ok(())
+        check_mark(app_id_now, version, path)
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
