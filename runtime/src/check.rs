@@ -37,8 +37,20 @@ impl std::fmt::Display for Incompatible {
 }
 
 /// Replays `history` against `registry`'s code: `Err` with the first
-/// difference.
+/// difference. An export with no events checks nothing and is refused.
 pub(crate) fn history(registry: &Registry, history: &HistoryExport) -> Result<(), Incompatible> {
+    if history.events.is_empty() {
+        return Err(Incompatible {
+            instance: history.instance.clone(),
+            orchestrator: history.orchestrator.clone(),
+            status: None,
+            failure: Failure::new(
+                FailureKind::Corrupt,
+                "the export holds no events, so it checks nothing (taken before the instance's \
+                 first turn?): export the instance once it has run",
+            ),
+        });
+    }
     Execution::check(&history.instance, &history.events, registry).map_err(|failure| Incompatible {
         instance: history.instance.clone(),
         orchestrator: history.orchestrator.clone(),

@@ -700,7 +700,10 @@ impl HistoryExport {
 
     /// The document as pretty-printed JSON.
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default()
+        serde_json::to_string_pretty(self).expect(
+            "invariant: an export is strings, integers, enums and payloads that are JSON \
+             already, with no map keys or floats, which serde_json always writes",
+        )
     }
 
     /// Reads a document written by [`HistoryExport::to_json`].

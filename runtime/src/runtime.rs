@@ -148,7 +148,10 @@ impl Builder {
     /// value it returned must come out again. Nothing is started.
     ///
     /// # Errors
-    /// The first difference, as an [`Incompatible`](crate::Incompatible).
+    /// The first difference, as an [`Incompatible`](crate::Incompatible);
+    /// an export with no events (taken before the instance's first turn)
+    /// checks nothing and is refused, as
+    /// [`FailureKind::Corrupt`](crate::FailureKind::Corrupt).
     pub fn check_history(
         &self,
         history: &crate::history::HistoryExport,

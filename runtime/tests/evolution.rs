@@ -712,3 +712,17 @@ fn the_database_check_refuses_an_empty_file_and_leaves_it_empty() {
         "nothing written"
     );
 }
+
+#[test]
+fn an_export_with_no_events_checks_nothing_and_is_refused() {
+    // What an export taken before the instance's first turn holds.
+    let empty = HistoryExport::new("not-run-yet", Vec::new());
+    let err = durable::Runtime::builder()
+        .activity(old_step)
+        .activity(new_step)
+        .orchestrator(checkout)
+        .check_history(&empty)
+        .unwrap_err();
+    assert_eq!(err.failure.kind, FailureKind::Corrupt);
+    assert!(err.failure.message.contains("no events"), "{}", err.failure);
+}
