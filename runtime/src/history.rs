@@ -318,6 +318,10 @@ pub enum Event {
         input: Payload,
         /// Where in the source the call was made.
         site: String,
+        /// The child's orchestrator's version (histories written before
+        /// children's versions were recorded read as 1).
+        #[serde(default = "version_one", skip_serializing_if = "is_version_one")]
+        version: u32,
     },
     /// A child orchestration returned (its return value, `Err` included).
     ChildCompleted {

@@ -726,3 +726,103 @@ fn an_export_with_no_events_checks_nothing_and_is_refused() {
     assert_eq!(err.failure.kind, FailureKind::Corrupt);
     assert!(err.failure.message.contains("no events"), "{}", err.failure);
 }
+
+/// Calls version 1 of `flow` as a child.
+#[orchestrator(name = "parent_of_flow")]
+async fn parent_calls_v1(ctx: Context, x: u64) -> String {
+    ctx.call_child(flow_v1, x).await.unwrap_or_default()
+}
+
+/// The same parent, its child call moved to version 2 in place.
+#[orchestrator(name = "parent_of_flow")]
+async fn parent_calls_v2(ctx: Context, x: u64) -> String {
+    ctx.call_child(flow, x).await.unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_call_moved_to_another_version_is_a_difference() {
+    let db = db();
+    let steps = || {
+        builder(&db)
+            .activity(old_step)
+            .activity(new_step)
+            .orchestrator(flow_v1)
+            .orchestrator(flow)
+            .cache_size(0)
+    };
+    let rt = steps().orchestrator(parent_calls_v1).start().await.unwrap();
+    let client = rt.client();
+    let parent = client.start(parent_calls_v1, 1).await.unwrap();
+    let child = until("the child to be called", || async {
+        let h = client.history(parent.id()).await.unwrap();
+        h.iter().find_map(|r| match &r.event {
+            Event::ChildScheduled { id, version, .. } => Some((id.clone(), *version)),
+            _ => None,
+        })
+    })
+    .await;
+    assert_eq!(child.1, 1, "the child's version is recorded");
+    waiting(&client, &child.0).await;
+    let export = client.export_history(parent.id()).await.unwrap();
+    rt.shutdown().await.unwrap();
+
+    let bad = steps()
+        .orchestrator(parent_calls_v2)
+        .check_history(&export)
+        .unwrap_err();
+    assert_eq!(bad.failure.kind, FailureKind::Nondeterminism);
+    let message = &bad.failure.message;
+    assert!(
+        message.contains("version 1") && message.contains("version 2"),
+        "{message}"
+    );
+    assert_eq!(
+        message.matches("evolution.rs").count(),
+        2,
+        "both call sites: {message}"
+    );
+    steps()
+        .orchestrator(parent_calls_v1)
+        .check_history(&export)
+        .unwrap();
+    let found = steps()
+        .orchestrator(parent_calls_v2)
+        .check_database()
+        .unwrap();
+    assert_eq!(
+        found
+            .iter()
+            .map(|b| b.instance.as_str())
+            .collect::<Vec<_>>(),
+        [parent.id()],
+        "the parent, not its child"
+    );
+
+    // Deployed anyway: the parent is parked when it replays, not failed.
+    let rt = steps().orchestrator(parent_calls_v2).start().await.unwrap();
+    let client = rt.client();
+    client.raise_event(&child.0, "go", ()).await.unwrap();
+    let status = until("the parent to be parked", || async {
+        let s = client.status(parent.id()).await.unwrap();
+        (s.runtime_status == RuntimeStatus::Stuck).then_some(s)
+    })
+    .await;
+    let failure = status.failure.expect("a diagnostic");
+    assert_eq!(failure.kind, FailureKind::Nondeterminism, "{failure}");
+    rt.shutdown().await.unwrap();
+}
+
+#[test]
+fn a_child_call_recorded_before_versions_reads_as_version_one() {
+    let old = r#"{"ChildScheduled":{"seq":0,"name":"c","id":"p:0","input":1,"site":"here"}}"#;
+    let event: Event = serde_json::from_str(old).unwrap();
+    assert!(
+        matches!(event, Event::ChildScheduled { version: 1, .. }),
+        "{event:?}"
+    );
+    assert_eq!(
+        serde_json::to_string(&event).unwrap(),
+        old,
+        "written as before"
+    );
+}

@@ -64,6 +64,8 @@ pub(crate) struct Recorded {
     pub(crate) site: String,
     /// A side effect's recorded value.
     pub(crate) value: Option<Payload>,
+    /// A child's recorded version.
+    pub(crate) version: Option<u32>,
 }
 
 /// Something the orchestrator asked for in this turn, to be committed.
@@ -671,18 +673,39 @@ impl Context {
         // Drawn on every run, replay included, so later draws stay the same.
         let seed = st.next_random();
         let seq = match (encoded, checked) {
-            (Ok(input), Ok(())) => st.schedule(OpKind::Child, name, loc, |seq, site| {
-                let input = input.expect("invariant: new decisions are made only outside replay");
-                Action::Child {
-                    seq,
-                    name,
-                    version,
-                    id: child_id(seq),
-                    input,
-                    seed,
-                    site,
+            (Ok(input), Ok(())) => {
+                let (seq, replayed) =
+                    st.schedule_or_replay(OpKind::Child, name, loc, |seq, site| {
+                        let input =
+                            input.expect("invariant: new decisions are made only outside replay");
+                        Action::Child {
+                            seq,
+                            name,
+                            version,
+                            id: child_id(seq),
+                            input,
+                            seed,
+                            site,
+                        }
+                    });
+                // The same child in another version is another decision:
+                // the instance would wait on a child that runs other code.
+                if let Some(rec) = replayed.filter(|r| {
+                    r.kind == OpKind::Child && r.name == name && r.version != Some(version)
+                }) {
+                    st.fail(Failure::new(
+                        FailureKind::Nondeterminism,
+                        format!(
+                            "step {seq}: history records child orchestration `{name}` version {} called at {}, \
+                             but the code now makes child orchestration `{name}` version {version} at {}",
+                            rec.version.unwrap_or(1),
+                            rec.site,
+                            site(loc)
+                        ),
+                    ));
                 }
-            }),
+                seq
+            }
             (Err(e), _) => {
                 st.fail(Failure::new(FailureKind::Payload, e.to_string()));
                 u64::MAX

@@ -325,11 +325,16 @@ impl Execution {
                                 name: name.clone(),
                                 site: site.clone(),
                                 value: None,
+                                version: None,
                             },
                         );
                     }
                     Event::ChildScheduled {
-                        seq, name, site, ..
+                        seq,
+                        name,
+                        site,
+                        version,
+                        ..
                     } => {
                         st.recorded.insert(
                             *seq,
@@ -338,6 +343,7 @@ impl Execution {
                                 name: name.clone(),
                                 site: site.clone(),
                                 value: None,
+                                version: Some(*version),
                             },
                         );
                     }
@@ -349,6 +355,7 @@ impl Execution {
                                 name: "timer".to_owned(),
                                 site: site.clone(),
                                 value: None,
+                                version: None,
                             },
                         );
                     }
@@ -360,6 +367,7 @@ impl Execution {
                                 name: "side_effect".to_owned(),
                                 site: site.clone(),
                                 value: Some(value.clone()),
+                                version: None,
                             },
                         );
                     }
@@ -377,6 +385,7 @@ impl Execution {
                                 name: op.clone(),
                                 site: site.clone(),
                                 value: None,
+                                version: None,
                             },
                         );
                     }
@@ -388,6 +397,7 @@ impl Execution {
                                 name: "lock".to_owned(),
                                 site: site.clone(),
                                 value: None,
+                                version: None,
                             },
                         );
                     }
@@ -399,6 +409,7 @@ impl Execution {
                                 name: patch.clone(),
                                 site: "a patch marker".to_owned(),
                                 value: None,
+                                version: None,
                             },
                         );
                     }
@@ -410,6 +421,7 @@ impl Execution {
                                 name: "unlock".to_owned(),
                                 site: "an earlier release".to_owned(),
                                 value: None,
+                                version: None,
                             },
                         );
                     }
@@ -670,6 +682,7 @@ impl Execution {
                         id: id.clone(),
                         input: input.clone(),
                         site: site.clone(),
+                        version: *version,
                     });
                 }
                 Action::Timer { seq, fire_at, site } => events.push(Event::TimerCreated {
