@@ -27,9 +27,19 @@
 //! - `entities`: 10,000 signals to one entity, and 1,000 entities x 10
 //!   signals, in operations applied/s against SQLite's single-row commits/s.
 //! - `all`: every one of them, in this order.
+//!
+//! `--postgres URL` runs on the PostgreSQL server at `URL` instead (it
+//! needs `synchronous_commit=on`): `limit` (the server's single-row commit
+//! rate from 1 and 4 connections), `seq` with 1, 2 and 4 worker processes
+//! (the bench runs itself as workers) and a client that only starts and
+//! waits, `fanout` 1,000 and `latency` in one process; all four when none
+//! is named, then a markdown table of the medians. `--profile` adds a pass
+//! that times the workers' store calls and counts round trips per
+//! statement. Each run uses a schema of its own and drops it.
 
 mod entities;
 mod patterns;
+mod postgres;
 mod scale;
 mod workloads;
 
@@ -110,6 +120,9 @@ fn number<T: std::str::FromStr>(
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(postgres::procs::WORKER_ARG) {
+        return postgres::procs::worker_main(&args[1..]);
+    }
     let mut settings = Settings {
         synchronous: Synchronous::Full,
         runs: 5,
@@ -118,31 +131,52 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         seqstarts: 5_000,
     };
     let mut chosen = Vec::new();
+    let (mut postgres, mut profile, mut all) = (None, false, false);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
+            "--postgres" => {
+                postgres = Some(it.next().ok_or("--postgres takes a connection URL")?.clone());
+            }
+            "--profile" => profile = true,
             "--normal" => settings.synchronous = Synchronous::Normal,
             "--runs" => settings.runs = number(a, it.next())?,
             "--timers" => settings.timers = number(a, it.next())?,
             "--starts" => settings.starts = number(a, it.next())?,
             "--seqstarts" => settings.seqstarts = number(a, it.next())?,
-            "all" => chosen.extend(WORKLOADS),
+            "all" => {
+                all = true;
+                chosen.extend(WORKLOADS);
+            }
             w if WORKLOADS.contains(&w) => chosen.push(WORKLOADS[WORKLOADS.iter().position(|x| *x == w).unwrap_or(0)]),
             other => {
                 return Err(format!(
-                    "unknown argument `{other}`: expected one of {WORKLOADS:?}, `all`, `--normal`, `--runs N`, `--timers N`, `--starts N`, `--seqstarts N`"
+                    "unknown argument `{other}`: expected one of {WORKLOADS:?}, `all`, `--normal`, `--runs N`, `--timers N`, `--starts N`, `--seqstarts N`, `--postgres URL`, `--profile`"
                 )
                 .into())
             }
         }
     }
-    if chosen.is_empty() {
-        return Err(format!("name a workload: one of {WORKLOADS:?} or `all`").into());
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
+    if let Some(url) = postgres {
+        if chosen.is_empty() || all {
+            chosen = postgres::WORKLOADS.to_vec();
+        }
+        if let Some(w) = chosen.iter().find(|w| !postgres::WORKLOADS.contains(w)) {
+            return Err(format!(
+                "`{w}` does not run on PostgreSQL yet: name some of {:?}",
+                postgres::WORKLOADS
+            )
+            .into());
+        }
+        return rt.block_on(postgres::run(&url, settings, &chosen, profile));
+    }
+    if chosen.is_empty() {
+        return Err(format!("name a workload: one of {WORKLOADS:?} or `all`").into());
+    }
     println!(
         "durable-bench: file-backed SQLite, {}, WAL, {} runs per figure, {} cores",
         settings.label(),

@@ -31,7 +31,7 @@ async fn stamp(x: u64) -> u64 {
 
 /// Three activities in sequence.
 #[orchestrator]
-async fn three(ctx: Context, x: u64) -> u64 {
+pub(crate) async fn three(ctx: Context, x: u64) -> u64 {
     let a = ctx.call(noop, x).await.unwrap_or(0);
     let b = ctx.call(noop, a).await.unwrap_or(0);
     ctx.call(noop, b).await.unwrap_or(0)
@@ -45,7 +45,7 @@ pub(crate) async fn one(ctx: Context, x: u64) -> u64 {
 
 /// `n` activities at once, joined.
 #[orchestrator]
-async fn fan(ctx: Context, n: u64) -> u64 {
+pub(crate) async fn fan(ctx: Context, n: u64) -> u64 {
     durable::join_all((0..n).map(|i| ctx.call(noop, i)))
         .await
         .into_iter()
@@ -104,9 +104,13 @@ pub(crate) async fn runtime(
 
 /// The builder of [`runtime`], for a workload that changes a setting.
 pub(crate) fn builder(path: &std::path::Path, s: Settings) -> durable::Builder {
-    Runtime::builder()
-        .sqlite(path)
-        .synchronous(s.synchronous)
+    register(Runtime::builder().sqlite(path).synchronous(s.synchronous))
+}
+
+/// `builder` with every activity and orchestrator of the suite registered:
+/// what every process on a shared store runs.
+pub(crate) fn register(builder: durable::Builder) -> durable::Builder {
+    builder
         .activity(noop)
         .activity(stamp)
         .orchestrator(three)
