@@ -247,8 +247,20 @@ impl Store for FaultyStore {
         self.call("send", |s| s.send(messages))
     }
 
-    fn lookahead(&self) -> Result<durable::store::Lookahead, StoreError> {
-        self.call("lookahead", Store::lookahead)
+    fn lookahead(
+        &self,
+        owner: &str,
+        instances: durable::store::Names<'_>,
+        activities: durable::store::Names<'_>,
+    ) -> Result<durable::store::Lookahead, StoreError> {
+        self.call("lookahead", |s| s.lookahead(owner, instances, activities))
+    }
+
+    fn queued(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<(String, durable::store::Messages)>, StoreError> {
+        self.call("queued", |s| s.queued(ids))
     }
 
     fn list(&self, query: &ListQuery) -> Result<Vec<InstanceStatus>, StoreError> {
