@@ -1,7 +1,8 @@
 //! The server's own single-row commit rate: `INSERT` transactions of one
 //! row each, committed one by one, from one connection and from several at
 //! once (where the server flushes the WAL for several commits together).
-//! The ceiling of anything that commits once per step.
+//! The ceiling of anything that commits once per step. And the time of a
+//! round trip, the floor of every statement.
 
 use std::time::{Duration, Instant};
 
@@ -47,4 +48,18 @@ pub(crate) async fn commit_rate(admin: &Admin, schema: &str, connections: usize)
         total += n??;
     }
     Ok(f64::from(total) / began.elapsed().as_secs_f64())
+}
+
+/// The median time of a `SELECT 1` round trip on one connection, in µs,
+/// over 1,000: what every statement of a store call costs at least.
+pub(crate) async fn round_trip(admin: &Admin) -> Res<f64> {
+    let client = admin.connect().await?;
+    let select = client.prepare("SELECT 1").await?;
+    let mut samples = Vec::with_capacity(1_000);
+    for _ in 0..1_000 {
+        let began = Instant::now();
+        client.query_one(&select, &[]).await?;
+        samples.push(began.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok(crate::median(&mut samples))
 }

@@ -1,6 +1,8 @@
 //! CPU time from `/proc`: of processes (the workers, the client), of the
 //! server's processes, and of the whole machine, over a measured window.
 
+use std::collections::HashMap;
+
 /// Clock ticks per second of `/proc`'s CPU times (`USER_HZ`, 100 on every
 /// Linux this runs on).
 const TICKS: f64 = 100.0;
@@ -27,18 +29,21 @@ pub(crate) fn cpu_of(pid: u32) -> f64 {
     stat_of(&pid.to_string()).map_or(0.0, |(_, f)| (f[10] + f[11]) as f64 / TICKS)
 }
 
-/// CPU time of every `postgres` process on the machine, in seconds,
-/// reaped backends included (in their parent's child times): the server's
-/// work, and that of any other client of the server at the time.
-pub(crate) fn server_cpu() -> f64 {
+/// CPU time of each `postgres` process on the machine, in seconds, by
+/// process id: the server's work, and that of any other client of the
+/// server at the time.
+fn server_cpu() -> HashMap<u32, f64> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return f64::NAN;
+        return HashMap::new();
     };
     dir.filter_map(Result::ok)
-        .filter_map(|e| stat_of(&e.file_name().to_string_lossy()))
-        .filter(|(comm, _)| comm == "postgres")
-        .map(|(_, f)| (f[10] + f[11] + f[12] + f[13]) as f64 / TICKS)
-        .sum()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name.parse().ok()?;
+            let (comm, f) = stat_of(&name)?;
+            (comm == "postgres").then(|| (pid, (f[10] + f[11]) as f64 / TICKS))
+        })
+        .collect()
 }
 
 /// Busy and total CPU time of the machine (all cores), in ticks.
@@ -81,10 +86,10 @@ pub(super) struct Cpu {
 
 /// The counters a [`Cpu`] window is the difference of.
 pub(super) struct CpuMark {
-    pub(super) workers: f64,
-    pub(super) server: f64,
-    pub(super) client: f64,
-    pub(super) machine: (u64, u64),
+    workers: f64,
+    server: HashMap<u32, f64>,
+    client: f64,
+    machine: (u64, u64),
 }
 
 impl CpuMark {
@@ -102,7 +107,13 @@ impl CpuMark {
             / (self.machine.1 - before.machine.1).max(1) as f64;
         Cpu {
             workers: self.workers - before.workers,
-            server: self.server - before.server,
+            // Processes that ended meanwhile are left out, with their time
+            // before the window; those that began count from zero.
+            server: self
+                .server
+                .iter()
+                .map(|(pid, t)| t - before.server.get(pid).copied().unwrap_or(0.0))
+                .sum(),
             client: self.client - before.client,
             busy,
         }

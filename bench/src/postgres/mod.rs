@@ -154,6 +154,8 @@ async fn on_schema<T>(admin: &Admin, body: impl AsyncFnOnce(&str) -> Res<T>) -> 
 #[derive(Default)]
 struct Figures {
     commits: BTreeMap<usize, Vec<f64>>,
+    /// `SELECT 1` round trips, µs.
+    round_trips: Vec<f64>,
     seq: BTreeMap<usize, Vec<SeqRun>>,
     fanout: Vec<f64>,
     latency: Vec<f64>,
@@ -193,6 +195,9 @@ pub(crate) async fn run(url: &str, s: Settings, chosen: &[&str], profile: bool) 
                     );
                     f.commits.entry(c).or_default().push(rate);
                 }
+                let us = ceiling::round_trip(&admin).await?;
+                println!("limit: `SELECT 1` round trip: median {us:.0} µs (run {run})");
+                f.round_trips.push(us);
                 Ok(())
             })
             .await?;

@@ -35,6 +35,14 @@ pub(super) fn table(
     let mut rate = |c: usize| f.commits.get_mut(&c).map_or(f64::NAN, |v| median(v));
     let (one, many) = (rate(1), rate(CONNECTIONS[1]));
     let several = CONNECTIONS[1];
+    // x / rate, or a dash where the rate was not measured.
+    let ratio = |x: f64, rate: f64, digits: usize| {
+        if rate.is_nan() {
+            "—".to_owned()
+        } else {
+            format!("{:.digits$}", x / rate)
+        }
+    };
     println!(
         "PostgreSQL {version} on 127.0.0.1, `synchronous_commit=on`, {cores} cores shared with \
          the server; medians of {runs} runs; load average {load} at the start, {load_after} at the end.\n"
@@ -45,13 +53,20 @@ pub(super) fn table(
     println!("|---|---|---|---|");
     for c in CONNECTIONS {
         let r = if c == 1 { one } else { many };
+        if r.is_nan() {
+            continue;
+        }
         println!(
-            "| server alone: single-row `INSERT` commits, {c} connection{} | {} commits/s | {:.2} | {:.2} |",
+            "| server alone: single-row `INSERT` commits, {c} connection{} | {} commits/s | {} | {} |",
             if c == 1 { "" } else { "s" },
             thousands(r),
-            r / one,
-            r / many
+            ratio(r, one, 2),
+            ratio(r, many, 2)
         );
+    }
+    if !f.round_trips.is_empty() {
+        let us = median(&mut f.round_trips);
+        println!("| server alone: `SELECT 1` round trip, 1 connection | {us:.0} µs | — | — |");
     }
     let base = f
         .seq
@@ -61,22 +76,22 @@ pub(super) fn table(
         let r = median(&mut runs.iter().map(|r| r.rate).collect::<Vec<_>>());
         let scaling = base.map_or(String::new(), |b| format!(" ({:.2}× 1 worker)", r / b));
         println!(
-            "| `seq`: {SEQ} × 3 activities, {w} worker process{} | {} orchestrations/s{scaling} | {:.3} | {:.3} |",
+            "| `seq`: {SEQ} × 3 activities, {w} worker process{} | {} orchestrations/s{scaling} | {} | {} |",
             if *w == 1 { "" } else { "es" },
             thousands(r),
-            r / one,
-            r / many
+            ratio(r, one, 3),
+            ratio(r, many, 3)
         );
     }
     if !f.fanout.is_empty() {
         let secs = median(&mut f.fanout);
         let per = FANOUT as f64 / secs;
         println!(
-            "| `fanout`: one instance, {} activities, 1 process | {secs:.2} s, {} activities/s | {:.2} | {:.2} |",
+            "| `fanout`: one instance, {} activities, 1 process | {secs:.2} s, {} activities/s | {} | {} |",
             thousands(FANOUT as f64),
             thousands(per),
-            per / one,
-            per / many
+            ratio(per, one, 2),
+            ratio(per, many, 2)
         );
     }
     if !f.latency.is_empty() {
@@ -84,12 +99,19 @@ pub(super) fn table(
         let p50 = percentile(&mut f.latency, 50.0);
         let p99 = percentile(&mut f.latency, 99.0);
         // A latency against the time of one commit.
-        let commit_ms = 1e3 / one;
+        // A latency read as a count of single-row commit times.
+        let commits = if one.is_nan() {
+            "—".to_owned()
+        } else {
+            format!(
+                "p50 = {:.1} commit times, p99 = {:.1}",
+                p50 * one / 1e3,
+                p99 * one / 1e3
+            )
+        };
         println!(
             "| `latency`: start to result, one activity, 1 process ({n} samples) | p50 {p50:.2} ms, p99 {p99:.2} ms | \
-             p50 = {:.1} commit times, p99 = {:.1} | — |",
-            p50 / commit_ms,
-            p99 / commit_ms
+             {commits} | — |"
         );
     }
     if f.seq.is_empty() {
@@ -134,19 +156,24 @@ pub(super) fn add_calls(lines: &[String]) -> BTreeMap<String, (u64, u64, u64)> {
 /// The store calls of `calls` (all processes), per one of `n` instances.
 pub(super) fn print_calls(calls: &BTreeMap<String, (u64, u64, u64)>, n: u64) {
     println!(
-        "| store call | calls per instance | items per call | mean ms per call | ms per instance |"
+        "| store call | calls per instance | items per call | mean ms per call | ms per item | ms per instance |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for name in CALLS {
         let Some(&(count, nanos, items)) = calls.get(name) else {
             continue;
         };
         let c = count as f64;
         println!(
-            "| {name} | {:.2} | {:.1} | {:.2} | {:.2} |",
+            "| {name} | {:.2} | {:.1} | {:.2} | {} | {:.2} |",
             c / n as f64,
             items as f64 / c,
             nanos as f64 / 1e6 / c,
+            if items == 0 {
+                "—".to_owned()
+            } else {
+                format!("{:.2}", nanos as f64 / 1e6 / items as f64)
+            },
             nanos as f64 / 1e6 / n as f64
         );
     }
