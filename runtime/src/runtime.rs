@@ -427,17 +427,22 @@ impl Builder {
             })?;
         let registry = Arc::new(registry);
         let boxes = mailboxes(config.inbox_capacity, config.max_activities);
-        // Work another process queued wakes the parts that take it.
+        let waiters = Arc::new(Waiters::default());
+        // Work another process queued wakes the parts that take it; an
+        // instance it finished wakes the clients waiting here.
         let wakes = [
             Arc::clone(&boxes.inbox.wake),
             Arc::clone(&boxes.inbox.entities),
             Arc::clone(&boxes.to_worker.wake),
         ];
-        store.watch(Arc::new(move || wakes.iter().for_each(|w| w.notify_one())));
+        let finished = Arc::clone(&waiters);
+        store.watch(Arc::new(move |change| match change {
+            crate::store::Change::Finished(id) => finished.finished(id),
+            _ => wakes.iter().for_each(|w| w.notify_one()),
+        }));
         let store = StoreHandle::new(store, crate::ids::new_id());
         let (drain, draining) = shutdown::channel();
         let (stop, stopping) = shutdown::channel();
-        let waiters = Arc::new(Waiters::default());
         let health = Arc::new(Health::default());
         let leases: Leases = Arc::default();
         let stop_all = Arc::new((drain, stop));

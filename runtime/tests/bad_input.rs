@@ -167,6 +167,9 @@ async fn a_handle_of_the_wrong_orchestrator_is_an_error() {
 
 #[tokio::test]
 async fn a_file_that_is_not_sqlite_is_refused_and_left_alone() {
+    if common::on_postgres() {
+        return; // a SQLite file's case: PostgreSQL has no file to damage
+    }
     let db = db();
     let junk = b"this is not a database, it is a text file of some length..........".repeat(100);
     std::fs::write(&db.path, &junk).unwrap();
@@ -193,10 +196,15 @@ async fn a_database_of_another_schema_version_is_refused_not_migrated() {
     let db = db();
     let rt = builder(&db).start().await.unwrap();
     rt.shutdown().await.unwrap();
-    {
-        let conn = rusqlite::Connection::open(&db.path).unwrap();
-        conn.pragma_update(None, "user_version", 99).unwrap();
-    }
+    let (set, get) = if common::on_postgres() {
+        (
+            "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+        )
+    } else {
+        ("PRAGMA user_version = 99", "PRAGMA user_version")
+    };
+    common::execute(&db, set, &[]);
     let err = builder(&db).start().await.unwrap_err();
     assert!(
         matches!(
@@ -206,21 +214,20 @@ async fn a_database_of_another_schema_version_is_refused_not_migrated() {
         "{err}"
     );
     assert!(err.to_string().contains("newer release"), "{err}");
-    let conn = rusqlite::Connection::open(&db.path).unwrap();
-    let v: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
-    assert_eq!(v, 99, "nothing was changed");
+    assert_eq!(common::number(&db, get, &[]), 99, "nothing was changed");
 }
 
 #[tokio::test]
 async fn another_applications_database_is_refused() {
     let db = db();
-    {
-        let conn = rusqlite::Connection::open(&db.path).unwrap();
-        conn.execute_batch("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT);")
-            .unwrap();
+    if let Some(schema) = common::schema(&db) {
+        common::execute(&db, &format!("CREATE SCHEMA \"{schema}\""), &[]);
     }
+    common::execute(
+        &db,
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)",
+        &[],
+    );
     let err = builder(&db).start().await.unwrap_err();
     assert!(
         matches!(err, Error::Store(StoreError::ForeignDatabase { .. })),

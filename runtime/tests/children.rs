@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{builder, db, until, within};
 use durable::history::Event;
-use durable::{orchestrator, ChildError, Context, Error, FailureKind, Runtime, RuntimeStatus};
+use durable::{orchestrator, ChildError, Context, Error, FailureKind, RuntimeStatus};
 
 #[orchestrator]
 async fn square(_ctx: Context, x: u64) -> u64 {
@@ -287,8 +287,7 @@ async fn a_terminated_child_is_a_typed_error_for_its_parent() {
 #[tokio::test]
 async fn an_unregistered_child_is_refused_at_start() {
     let db = db();
-    let err = Runtime::builder()
-        .sqlite(&db.path)
+    let err = common::builder(&db)
         .orchestrator(parent_of_one)
         .orchestrator(square)
         .start()

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{builder, db, until, within};
-use durable::{orchestrator, Context, Error, FailureKind, Runtime, RuntimeStatus};
+use durable::{orchestrator, Context, Error, FailureKind, RuntimeStatus};
 
 /// A monitor: sleeps, then continues as new, until it has run `n` times.
 #[orchestrator]
@@ -34,11 +34,8 @@ async fn collects(ctx: Context, (got, n): (Vec<u32>, usize)) -> Vec<u32> {
 }
 
 fn history_len(db: &common::Db, id: &str) -> u64 {
-    let store = durable::store::SqliteStore::open(&db.path).unwrap();
-    durable::store::Store::status(&store, id)
-        .unwrap()
-        .unwrap()
-        .history_len
+    let store = common::store(db);
+    store.status(id).unwrap().unwrap().history_len
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,8 +122,7 @@ async fn grows(ctx: Context, s: String) -> usize {
 #[tokio::test]
 async fn continuing_with_an_input_over_the_limit_fails_the_instance() {
     let db = db();
-    let rt = Runtime::builder()
-        .sqlite(&db.path)
+    let rt = common::builder(&db)
         .max_payload(1_000)
         .orchestrator(grows)
         .start()

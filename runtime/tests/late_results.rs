@@ -73,16 +73,13 @@ async fn a_late_result_for_a_finished_instance_leaves_its_output_alone() {
     .await;
     // Its result is handled once nothing is left queued for the instance:
     // no message, no task.
-    let conn = rusqlite::Connection::open(&db.path).unwrap();
     until("the late result to be handled", || async {
-        let left: i64 = conn
-            .query_row(
-                "SELECT (SELECT count(*) FROM tasks WHERE instance = ?1) \
-                      + (SELECT count(*) FROM messages WHERE instance = ?1)",
-                [h.id()],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let left = common::number(
+            &db,
+            "SELECT (SELECT count(*) FROM tasks WHERE instance = ?1) \
+                  + (SELECT count(*) FROM messages WHERE instance = ?1)",
+            &[h.id()],
+        );
         (left == 0).then_some(())
     })
     .await;
@@ -162,10 +159,7 @@ async fn a_call_that_lost_a_race_is_cancelled() {
     .await;
     // Its result has come and gone: the task is not queued again.
     common::until("the task to be gone", || async {
-        let conn = rusqlite::Connection::open(&db.path).unwrap();
-        let n: i64 = conn
-            .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
-            .unwrap();
+        let n = common::number(&db, "SELECT count(*) FROM tasks", &[]);
         (n == 0).then_some(())
     })
     .await;

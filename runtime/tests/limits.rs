@@ -37,8 +37,7 @@ async fn echo(s: String) -> String {
 }
 
 async fn runtime(db: &common::Db) -> Runtime {
-    Runtime::builder()
-        .sqlite(&db.path)
+    common::builder(db)
         .max_payload(1_000)
         .activity(blow_up)
         .activity(echo)
@@ -139,8 +138,7 @@ async fn sums_vec(_ctx: Context, data: Vec<u8>) -> usize {
 #[tokio::test]
 async fn three_megabytes_of_bytes_fit_the_default_limit_as_bytes_not_as_a_vec() {
     let db = db();
-    let rt = Runtime::builder()
-        .sqlite(&db.path)
+    let rt = common::builder(&db)
         .activity(checksum)
         .orchestrator(sums_bytes)
         .orchestrator(sums_vec)

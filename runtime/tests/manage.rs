@@ -130,10 +130,7 @@ async fn a_result_that_arrives_while_suspended_waits_across_a_restart() {
     GATE.open();
     // The result is stored as a message for the suspended instance.
     until("the result to be stored", || async {
-        let conn = rusqlite::Connection::open(&db.path).unwrap();
-        let n: i64 = conn
-            .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
-            .unwrap();
+        let n = common::number(&db, "SELECT count(*) FROM tasks", &[]);
         (n == 0).then_some(())
     })
     .await;

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use common::{builder, db, has, until, within, Db};
 use durable::history::Event;
-use durable::store::{SqliteStore, Store};
 use durable::{activity, orchestrator, ActivityInfo, Context, Runtime, RuntimeStatus};
 use tokio::sync::Notify;
 
@@ -155,7 +154,7 @@ async fn instances_waiting_at_shutdown_finish_after_a_restart() {
 
     // What the first runtime left: every instance still waiting.
     {
-        let store = SqliteStore::open(&db.path).unwrap();
+        let store = common::store(&db);
         for (kind, id, _) in &ids {
             let history = store.history(id).unwrap().expect("exists");
             let status = store.status(id).unwrap().expect("exists");

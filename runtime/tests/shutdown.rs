@@ -15,21 +15,16 @@ use durable::{activity, orchestrator, ActivityInfo, Context, Runtime};
 
 /// Leases and instance locks held by anyone, as stored.
 fn held(db: &Db) -> (i64, i64) {
-    let conn = rusqlite::Connection::open(&db.path).unwrap();
-    let tasks = conn
-        .query_row(
-            "SELECT count(*) FROM tasks WHERE lease_owner IS NOT NULL",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let instances = conn
-        .query_row(
-            "SELECT count(*) FROM instances WHERE lock_owner IS NOT NULL AND status <> 'stuck'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let tasks = common::number(
+        db,
+        "SELECT count(*) FROM tasks WHERE lease_owner IS NOT NULL",
+        &[],
+    );
+    let instances = common::number(
+        db,
+        "SELECT count(*) FROM instances WHERE lock_owner IS NOT NULL AND status <> 'stuck'",
+        &[],
+    );
     (tasks, instances)
 }
 

@@ -119,8 +119,8 @@ async fn shutdown_gives_up_a_spinning_turn_and_the_next_runtime_runs_it() {
     })
     .await;
     within(rt.shutdown()).await.unwrap();
-    let s = durable::store::SqliteStore::open(&db.path).unwrap();
-    let status = durable::store::Store::status(&s, &id).unwrap().unwrap();
+    let s = common::store(&db);
+    let status = s.status(&id).unwrap().unwrap();
     assert!(
         matches!(
             status.runtime_status,

@@ -31,13 +31,7 @@ async fn six_way(ctx: Context) -> u64 {
 }
 
 fn queued_tasks(db: &common::Db, id: &str) -> i64 {
-    let conn = rusqlite::Connection::open(&db.path).unwrap();
-    conn.query_row(
-        "SELECT count(*) FROM tasks WHERE instance = ?1",
-        [id],
-        |r| r.get(0),
-    )
-    .unwrap()
+    common::number(db, "SELECT count(*) FROM tasks WHERE instance = ?1", &[id])
 }
 
 /// Regression: terminating an instance left its queued activity calls in
@@ -76,10 +70,8 @@ async fn terminating_an_instance_drops_its_queued_activity_calls() {
         1,
         "the queued five never ran"
     );
-    let status = durable::store::SqliteStore::open(&db.path).unwrap();
-    let s = durable::store::Store::status(&status, h.id())
-        .unwrap()
-        .unwrap();
+    let status = common::store(&db);
+    let s = status.status(h.id()).unwrap().unwrap();
     assert_eq!(s.runtime_status, RuntimeStatus::Terminated);
 }
 
@@ -165,8 +157,7 @@ async fn waits_go(ctx: Context) -> String {
 }
 
 fn raise_directly(db: &common::Db, id: &str, events: &[(&str, &str)]) {
-    use durable::store::Store;
-    let store = durable::store::SqliteStore::open(&db.path).unwrap();
+    let store = common::store(db);
     for (name, data) in events {
         let terminate = *name == "terminate";
         let event = if terminate {

@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime};
 
 use common::{builder, db, find, has, history_until, within};
 use durable::history::{Event, HistoryRecord};
-use durable::store::{SqliteStore, Store};
 use durable::{orchestrator, Context};
 
 #[orchestrator]
@@ -76,7 +75,7 @@ async fn a_timer_survives_a_restart_and_fires_at_its_time() {
     .await;
     rt.shutdown().await.unwrap();
     {
-        let store = SqliteStore::open(&db.path).unwrap();
+        let store = common::store(&db);
         let at_shutdown = store.history(h.id()).unwrap().expect("exists");
         assert!(
             !has(&at_shutdown, |e| matches!(e, Event::TimerFired { .. })),
@@ -141,14 +140,11 @@ async fn the_losing_timer_of_a_race_is_cancelled() {
         &history,
         |e| matches!(e, Event::TimerCancelled { seq: s } if s == seq)
     ));
-    let conn = rusqlite::Connection::open(&db.path).unwrap();
-    let pending: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM messages WHERE instance = ?1",
-            [h.id()],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let pending = common::number(
+        &db,
+        "SELECT count(*) FROM messages WHERE instance = ?1",
+        &[h.id()],
+    );
     assert_eq!(pending, 0, "the timer's message is gone");
     let id = h.id().to_owned();
     rt.shutdown().await.unwrap();

@@ -622,6 +622,16 @@ pub struct Lookahead {
     pub next: Option<Duration>,
 }
 
+/// What another process changed in a shared store ([`Store::watch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change<'a> {
+    /// Work may be due: messages, starts, tasks.
+    Work,
+    /// This instance finished.
+    Finished(&'a str),
+}
+
 /// What a process can run: work for anything else stays for a process that
 /// can (a rolling deploy, two services sharing one database).
 #[derive(Debug, Clone, Copy)]
@@ -868,10 +878,11 @@ pub trait Store: Send + Sync + 'static {
     fn status(&self, instance: &str) -> Result<Option<InstanceStatus>, StoreError>;
 
     /// Calls `wake` whenever another process may have queued work for
-    /// this one, so that it looks at once instead of at its next poll. A
+    /// this one, or finished an instance this one's clients may wait for,
+    /// so that it looks at once instead of at its next poll. A
     /// store only one process uses, or one that cannot tell, keeps the
     /// default (which never calls it): polling finds the work.
-    fn watch(&self, wake: std::sync::Arc<dyn Fn() + Send + Sync>) {
+    fn watch(&self, wake: std::sync::Arc<dyn Fn(Change<'_>) + Send + Sync>) {
         let _ = wake;
     }
 }

@@ -32,6 +32,11 @@ pub(crate) struct SchemaGuard {
 
 impl Drop for SchemaGuard {
     fn drop(&mut self) {
+        // To look at what a failed test left: `DURABLE_KEEP_SCHEMA=1`.
+        if std::env::var_os("DURABLE_KEEP_SCHEMA").is_some() {
+            eprintln!("kept schema {}", self.schema);
+            return;
+        }
         let mut options = PostgresOptions::default();
         options.schema = self.schema.clone();
         options.listen = false;

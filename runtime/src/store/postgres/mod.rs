@@ -52,6 +52,9 @@ pub(crate) const SCHEMA_VERSION: i64 = 1;
 /// What marks a schema as durable's, in its `meta` table.
 const APPLICATION: &str = "durable";
 
+/// The payload prefix of a notification that an instance finished.
+const FINISHED: &str = "f:";
+
 /// How often a transaction the server rolled back (a serialization
 /// failure, a deadlock) is tried again before its error is returned.
 const RETRIES: u32 = 20;
@@ -183,7 +186,7 @@ pub enum PostgresError {
 }
 
 /// Called when another process may have queued work for this one.
-type Wake = Arc<dyn Fn() + Send + Sync>;
+type Wake = Arc<dyn Fn(crate::store::Change<'_>) + Send + Sync>;
 
 /// The store, shared by every process that names the same database and
 /// schema.
@@ -527,11 +530,17 @@ impl PostgresStore {
         })
     }
 
-    /// Wakes every runtime watching this store.
-    fn wake_all(wakes: &Mutex<Vec<Wake>>) {
+    /// Tells every runtime watching this store what a notification's
+    /// `payload` says changed: `f:<id>` an instance finished, anything
+    /// else work was queued.
+    fn wake_all(wakes: &Mutex<Vec<Wake>>, payload: &str) {
+        let change = match payload.strip_prefix(FINISHED) {
+            Some(id) => crate::store::Change::Finished(id),
+            None => crate::store::Change::Work,
+        };
         let wakes = wakes.lock().unwrap_or_else(PoisonError::into_inner).clone();
         for wake in wakes {
-            wake();
+            wake(change);
         }
     }
 }
@@ -558,8 +567,8 @@ async fn listen<T>(
                 while let Some(Ok(message)) =
                     std::future::poll_fn(|cx| connection.poll_message(cx)).await
                 {
-                    if let AsyncMessage::Notification(_) = message {
-                        PostgresStore::wake_all(&notified);
+                    if let AsyncMessage::Notification(n) = message {
+                        PostgresStore::wake_all(&notified, n.payload());
                     }
                 }
             });
@@ -569,11 +578,11 @@ async fn listen<T>(
                 .is_ok()
             {
                 backoff = Duration::from_millis(50);
-                PostgresStore::wake_all(&wakes);
+                PostgresStore::wake_all(&wakes, "");
             }
             let _ = driver.await;
         }
-        PostgresStore::wake_all(&wakes);
+        PostgresStore::wake_all(&wakes, "");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
@@ -659,6 +668,19 @@ impl Tx<'_> {
     /// this transaction commits; repeats within it are coalesced).
     async fn notify(&self, channel: &str) -> Result<(), TxError> {
         self.exec("SELECT pg_notify($1, '')", &[&channel]).await?;
+        Ok(())
+    }
+
+    /// Tells every listening store that these instances finished, so that
+    /// clients waiting for them there read their results at once.
+    async fn notify_finished(&self, channel: &str, ids: &[&str]) -> Result<(), TxError> {
+        if !ids.is_empty() {
+            self.exec(
+                "SELECT pg_notify($1, $2 || id) FROM unnest($3::text[]) AS id",
+                &[&channel, &FINISHED, &ids],
+            )
+            .await?;
+        }
         Ok(())
     }
 }

@@ -504,7 +504,6 @@ impl Store for PostgresStore {
         let channel = &self.channel;
         self.block(|| {
             self.transact(async |tx| {
-                let now = tx.now().await?;
                 // The rows the turns write, locked in one order, so that two
                 // processes committing at once cannot deadlock on them.
                 let mut touched: Vec<&str> = turns
@@ -521,8 +520,12 @@ impl Store for PostgresStore {
                     &[&touched],
                 )
                 .await?;
+                // The time is read once the rows are locked: a message
+                // committed while this waited for them is not in its future.
+                let now = tx.now().await?;
                 let mut outcomes = Vec::with_capacity(turns.len());
                 let mut queued = false;
+                let mut finished = Vec::new();
                 for turn in turns {
                     // Every check before any write: a refused turn leaves no trace.
                     if let Some(name) = check_turn(tx, owner, turn, now).await? {
@@ -535,6 +538,9 @@ impl Store for PostgresStore {
                             || turn.restart.is_some()
                             || turn.terminate_children.is_some()
                             || !turn.messages.is_empty();
+                        if turn.status.as_ref().is_some_and(|s| s.status.is_finished()) {
+                            finished.push(turn.instance.as_str());
+                        }
                         outcomes.push(CommitOutcome::Committed { tasks });
                     } else {
                         outcomes.push(CommitOutcome::Conflict);
@@ -543,6 +549,7 @@ impl Store for PostgresStore {
                 if queued {
                     tx.notify(channel).await?;
                 }
+                tx.notify_finished(channel, &finished).await?;
                 Ok(outcomes)
             })
         })
@@ -631,7 +638,6 @@ impl Store for PostgresStore {
         let channel = &self.channel;
         self.block(|| {
             self.transact(async |tx| {
-                let now = tx.now().await?;
                 // Instance rows first, in one order (completions lock them).
                 let mut touched: Vec<&str> = results.iter().map(|r| r.instance.as_str()).collect();
                 touched.sort_unstable();
@@ -641,6 +647,7 @@ impl Store for PostgresStore {
                     &[&touched],
                 )
                 .await?;
+                let now = tx.now().await?;
                 for res in results {
                     let TaskRef { id, attempt } = res.task;
                     let attempt = i64::from(attempt);
@@ -836,7 +843,6 @@ impl Store for PostgresStore {
         let channel = &self.channel;
         self.block(|| {
             self.transact(async |tx| {
-                let now = tx.now().await?;
                 let mut targets: Vec<&str> = messages.iter().map(|m| m.instance.as_str()).collect();
                 targets.sort_unstable();
                 targets.dedup();
@@ -845,6 +851,7 @@ impl Store for PostgresStore {
                     &[&targets],
                 )
                 .await?;
+                let now = tx.now().await?;
                 for out in messages {
                     send_one(tx, out, now).await?;
                 }
@@ -993,7 +1000,7 @@ impl Store for PostgresStore {
         })
     }
 
-    fn watch(&self, wake: std::sync::Arc<dyn Fn() + Send + Sync>) {
+    fn watch(&self, wake: std::sync::Arc<dyn Fn(crate::store::Change<'_>) + Send + Sync>) {
         self.wakes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
