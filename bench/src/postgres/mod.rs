@@ -153,7 +153,8 @@ async fn on_schema<T>(admin: &Admin, body: impl AsyncFnOnce(&str) -> Res<T>) -> 
 /// Everything measured, per figure, over the runs.
 #[derive(Default)]
 struct Figures {
-    commits: BTreeMap<usize, Vec<f64>>,
+    /// Single-row commits/s by (with a `NOTIFY`, connections).
+    commits: BTreeMap<(bool, usize), Vec<f64>>,
     /// `SELECT 1` round trips, µs.
     round_trips: Vec<f64>,
     seq: BTreeMap<usize, Vec<SeqRun>>,
@@ -189,11 +190,13 @@ pub(crate) async fn run(url: &str, s: Settings, chosen: &[&str], profile: bool) 
         if chosen.contains(&"limit") {
             on_schema(&admin, async |schema| {
                 for c in CONNECTIONS {
-                    let rate = ceiling::commit_rate(&admin, schema, c).await?;
+                    let (plain, notified) = ceiling::commit_rates(&admin, schema, c).await?;
                     println!(
-                        "limit: {c} connection(s): {rate:.0} single-row commits/s (run {run})"
+                        "limit: {c} connection(s): {plain:.0} single-row commits/s, \
+                         {notified:.0} with a NOTIFY each (run {run})"
                     );
-                    f.commits.entry(c).or_default().push(rate);
+                    f.commits.entry((false, c)).or_default().push(plain);
+                    f.commits.entry((true, c)).or_default().push(notified);
                 }
                 let us = ceiling::round_trip(&admin).await?;
                 println!("limit: `SELECT 1` round trip: median {us:.0} µs (run {run})");

@@ -32,8 +32,13 @@ pub(super) fn table(
     runs: usize,
     (load, load_after): (&str, &str),
 ) {
-    let mut rate = |c: usize| f.commits.get_mut(&c).map_or(f64::NAN, |v| median(v));
-    let (one, many) = (rate(1), rate(CONNECTIONS[1]));
+    let mut rate = |notify: bool, c: usize| {
+        f.commits
+            .get_mut(&(notify, c))
+            .map_or(f64::NAN, |v| median(v))
+    };
+    let (one, many) = (rate(false, 1), rate(false, CONNECTIONS[1]));
+    let notifying = [rate(true, 1), rate(true, CONNECTIONS[1])];
     let several = CONNECTIONS[1];
     // x / rate, or a dash where the rate was not measured.
     let ratio = |x: f64, rate: f64, digits: usize| {
@@ -51,18 +56,20 @@ pub(super) fn table(
         "| workload | median | ÷ single-row commits/s, 1 connection | ÷ single-row commits/s, {several} connections |"
     );
     println!("|---|---|---|---|");
-    for c in CONNECTIONS {
-        let r = if c == 1 { one } else { many };
-        if r.is_nan() {
-            continue;
+    let plain = [one, many];
+    for (with, rates) in [("", plain), (" + `NOTIFY`", notifying)] {
+        for (c, r) in CONNECTIONS.into_iter().zip(rates) {
+            if r.is_nan() {
+                continue;
+            }
+            println!(
+                "| server alone: single-row `INSERT`{with} commits, {c} connection{} | {} commits/s | {} | {} |",
+                if c == 1 { "" } else { "s" },
+                thousands(r),
+                ratio(r, one, 2),
+                ratio(r, many, 2)
+            );
         }
-        println!(
-            "| server alone: single-row `INSERT` commits, {c} connection{} | {} commits/s | {} | {} |",
-            if c == 1 { "" } else { "s" },
-            thousands(r),
-            ratio(r, one, 2),
-            ratio(r, many, 2)
-        );
     }
     if !f.round_trips.is_empty() {
         let us = median(&mut f.round_trips);

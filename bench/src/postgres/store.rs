@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use durable::history::{Event, HistoryRecord};
 use durable::store::{
-    CommitOutcome, Created, Due, Enqueued, InstanceWork, LeasedTask, ListQuery, Lookahead,
+    Change, CommitOutcome, Created, Due, Enqueued, InstanceWork, LeasedTask, ListQuery, Lookahead,
     Messages, Names, NewInstance, Outgoing, PostgresStore, Progress, Store, StoreError, TaskRef,
     TaskResult, Transition, TurnCommit,
 };
@@ -318,7 +318,7 @@ impl Store for BenchStore {
         self.timed(Call::Status, |_| 0, || self.inner.status(instance))
     }
 
-    fn watch(&self, wake: Arc<dyn Fn() + Send + Sync>) {
+    fn watch(&self, wake: Arc<dyn Fn(Change<'_>) + Send + Sync>) {
         // A client takes no work: nothing for it to wake to.
         if self.claims {
             self.inner.watch(wake);
