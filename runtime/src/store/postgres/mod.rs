@@ -194,8 +194,8 @@ pub struct PostgresStore {
     pool: Pool,
     /// `"schema".`: the prefix of every table name.
     prefix: String,
-    /// The `NOTIFY` channel of the schema.
-    channel: String,
+    /// The `NOTIFY` channel of the schema, and this store's name on it.
+    channel: Channel,
     location: String,
     wakes: Arc<Mutex<Vec<Wake>>>,
     /// The runtime that drives the connections (dropped in the background:
@@ -356,7 +356,10 @@ impl PostgresStore {
         let store = Self {
             pool,
             prefix: format!("\"{schema}\"."),
-            channel: format!("durable_{schema}"),
+            channel: Channel {
+                name: format!("durable_{schema}"),
+                sender: crate::ids::new_id(),
+            },
             location: format!("schema `{schema}`"),
             wakes: Arc::default(),
             rt: Some(rt),
@@ -531,8 +534,8 @@ impl PostgresStore {
     }
 
     /// Tells every runtime watching this store what a notification's
-    /// `payload` says changed: `f:<id>` an instance finished, anything
-    /// else work was queued.
+    /// `payload` (after its sender's name) says changed: `f:<id>` an
+    /// instance finished, anything else work was queued.
     fn wake_all(wakes: &Mutex<Vec<Wake>>, payload: &str) {
         let change = match payload.strip_prefix(FINISHED) {
             Some(id) => crate::store::Change::Finished(id),
@@ -551,7 +554,7 @@ impl PostgresStore {
 async fn listen<T>(
     config: tokio_postgres::Config,
     tls: T,
-    channel: String,
+    channel: Channel,
     wakes: Arc<Mutex<Vec<Wake>>>,
 ) where
     T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
@@ -563,17 +566,24 @@ async fn listen<T>(
     loop {
         if let Ok((client, mut connection)) = config.connect(tls.clone()).await {
             let notified = Arc::clone(&wakes);
+            let (channel, listening) = (channel.clone(), channel.clone());
             let driver = tokio::spawn(async move {
                 while let Some(Ok(message)) =
                     std::future::poll_fn(|cx| connection.poll_message(cx)).await
                 {
                     if let AsyncMessage::Notification(n) = message {
-                        PostgresStore::wake_all(&notified, n.payload());
+                        // This store's own notices wake no one here: its
+                        // runtime hands its work over in memory.
+                        match n.payload().split_once('|') {
+                            Some((sender, _)) if sender == channel.sender => {}
+                            Some((_, change)) => PostgresStore::wake_all(&notified, change),
+                            None => PostgresStore::wake_all(&notified, n.payload()),
+                        }
                     }
                 }
             });
             if client
-                .batch_execute(&format!("LISTEN {channel}"))
+                .batch_execute(&format!("LISTEN {}", listening.name))
                 .await
                 .is_ok()
             {
@@ -586,6 +596,14 @@ async fn listen<T>(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+}
+
+/// A schema's `NOTIFY` channel, and the name a store signs its notices
+/// with (`<sender>|<change>`), so that its own listener skips them.
+#[derive(Debug, Clone)]
+struct Channel {
+    name: String,
+    sender: String,
 }
 
 /// Why a transaction's body stopped: the server's error (which may be
@@ -666,18 +684,21 @@ impl Tx<'_> {
 
     /// Tells every listening store that work was queued (delivered when
     /// this transaction commits; repeats within it are coalesced).
-    async fn notify(&self, channel: &str) -> Result<(), TxError> {
-        self.exec("SELECT pg_notify($1, '')", &[&channel]).await?;
+    async fn notify(&self, channel: &Channel) -> Result<(), TxError> {
+        let payload = format!("{}|", channel.sender);
+        self.exec("SELECT pg_notify($1, $2)", &[&channel.name, &payload])
+            .await?;
         Ok(())
     }
 
     /// Tells every listening store that these instances finished, so that
     /// clients waiting for them there read their results at once.
-    async fn notify_finished(&self, channel: &str, ids: &[&str]) -> Result<(), TxError> {
+    async fn notify_finished(&self, channel: &Channel, ids: &[&str]) -> Result<(), TxError> {
         if !ids.is_empty() {
+            let prefix = format!("{}|{FINISHED}", channel.sender);
             self.exec(
                 "SELECT pg_notify($1, $2 || id) FROM unnest($3::text[]) AS id",
-                &[&channel, &FINISHED, &ids],
+                &[&channel.name, &prefix, &ids],
             )
             .await?;
         }

@@ -242,7 +242,12 @@ impl Store for PostgresStore {
                 for new in instances {
                     out.push(create_instance(tx, new, now).await?);
                 }
-                tx.notify(channel).await?;
+                // An instance created locked to its creator is run there
+                // from memory: nobody else needs to look (and NOTIFY holds
+                // a server-wide lock to its commit's flush).
+                if instances.iter().any(|i| i.lock.is_none()) {
+                    tx.notify(channel).await?;
+                }
                 Ok(out)
             })
         })
