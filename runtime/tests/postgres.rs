@@ -10,7 +10,12 @@ use durable::store::{PostgresOptions, PostgresStore, StoreError};
 
 #[test]
 fn a_schema_name_that_is_not_a_plain_identifier_is_refused() {
-    for bad in ["", "Has-Dash", "1starts_with_digit", "x\"; DROP SCHEMA public; --"] {
+    for bad in [
+        "",
+        "Has-Dash",
+        "1starts_with_digit",
+        "x\"; DROP SCHEMA public; --",
+    ] {
         let mut options = PostgresOptions::default();
         options.schema = bad.to_owned();
         let err = PostgresStore::connect_with(&pg::url(), &options).unwrap_err();
