@@ -773,6 +773,7 @@ mod tests {
                 id: format!("{}:{seq}", parent.id),
                 input: json(&input.to_string()),
                 site: "here".to_owned(),
+                version: 1,
             });
         }
         for seq in (0..n).rev() {
