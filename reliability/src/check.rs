@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use durable::history::{Event, HistoryRecord, ParentRef};
-use durable::store::{SqliteStore, Store};
+use durable::store::{PostgresOptions, PostgresStore, SqliteStore, Store};
 use durable::RuntimeStatus;
 
 use crate::workload::{
@@ -410,6 +410,18 @@ fn check_earlier_laps(
     earlier
 }
 
+/// What a check reads from the store's tables directly, past the store's
+/// interface: the ids of every instance stored, and what is wrong at that
+/// level (rows left queued, history rows that do not match their
+/// instance).
+#[derive(Debug, Default)]
+pub struct Tables {
+    /// Every instance id stored.
+    pub ids: BTreeSet<String>,
+    /// What is wrong.
+    pub problems: Vec<String>,
+}
+
 /// Checks the database at `db` and the effects log against `specs` (the
 /// instances the client started; their children are found and checked too).
 ///
@@ -417,6 +429,58 @@ fn check_earlier_laps(
 /// When the database cannot be opened.
 pub fn check(db: &Path, effects_log: &Path, specs: &[Spec]) -> Report {
     let store = SqliteStore::open(db).expect("the database opens");
+    let conn = rusqlite::Connection::open(db).expect("the database opens");
+    let mut tables = Tables::default();
+    for table in ["messages", "tasks"] {
+        let n: i64 = conn
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .expect("counts");
+        if n != 0 {
+            tables.problems.push(format!("{n} rows left in {table}"));
+        }
+    }
+    tables.ids = conn
+        .prepare("SELECT id FROM instances")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .expect("lists the instances");
+    check_store(&store, tables, effects_log, specs)
+}
+
+/// [`check`] on the PostgreSQL schema `schema` at `url`, with the checks
+/// of its tables in [`pg::leftovers`](crate::pg::leftovers) (message keys
+/// left behind, histories whose rows do not match their instance).
+///
+/// # Panics
+/// When the server cannot be reached.
+pub fn check_postgres(url: &str, schema: &str, effects_log: &Path, specs: &[Spec]) -> Report {
+    let mut options = PostgresOptions::default();
+    options.schema = schema.to_owned();
+    options.listen = false;
+    options.pool_size = 2;
+    let store = PostgresStore::connect_with(url, &options).expect("the schema opens");
+    let sql = crate::pg::Sql::connect(url);
+    let tables = Tables {
+        ids: sql
+            .rows(&format!("SELECT id FROM \"{schema}\".instances"))
+            .iter()
+            .map(|r| r.get(0))
+            .collect(),
+        problems: sql.leftovers(schema),
+    };
+    check_store(&store, tables, effects_log, specs)
+}
+
+/// Checks `store` (whose tables hold `tables`) and the effects log against
+/// `specs`.
+pub fn check_store(
+    store: &dyn Store,
+    tables: Tables,
+    effects_log: &Path,
+    specs: &[Spec],
+) -> Report {
     let mut report = Report::default();
     let log = read_effects(effects_log).unwrap_or_else(|e| {
         report.problems.push(e);
@@ -535,25 +599,11 @@ pub fn check(db: &Path, effects_log: &Path, specs: &[Spec]) -> Report {
             problems.push(format!("{key}: failed, though its activity never fails"));
         }
     }
-    let conn = rusqlite::Connection::open(db).expect("the database opens");
-    for table in ["messages", "tasks"] {
-        let n: i64 = conn
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .expect("counts");
-        if n != 0 {
-            problems.push(format!("{n} rows left in {table}"));
-        }
-    }
-    let stored: BTreeSet<String> = conn
-        .prepare("SELECT id FROM instances")
-        .and_then(|mut stmt| {
-            stmt.query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()
-        })
-        .expect("lists the instances");
+    problems.extend(tables.problems);
+    let stored = tables.ids;
     if stored != ids {
         problems.push(format!(
-            "{} instances in the file, {} expected; not expected: {:?}; missing: {:?}",
+            "{} instances stored, {} expected; not expected: {:?}; missing: {:?}",
             stored.len(),
             ids.len(),
             stored.difference(&ids).collect::<Vec<_>>(),

@@ -432,13 +432,18 @@ pub fn children(spec: &Spec) -> Vec<(Kind, u64)> {
 
 /// Registers the workload's orchestrators and activities.
 pub fn register(builder: Builder) -> Builder {
+    register_without_timers(builder).orchestrator(nap)
+}
+
+/// Registers all of the workload but [`nap`], the one orchestrator that
+/// sets timers: its instances are left to processes that run it.
+pub fn register_without_timers(builder: Builder) -> Builder {
     builder
         .activity(step)
         .activity(square)
         .activity(flaky)
         .orchestrator(sequence)
         .orchestrator(fan)
-        .orchestrator(nap)
         .orchestrator(gate)
         .orchestrator(parent)
         .orchestrator(child)

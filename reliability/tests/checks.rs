@@ -141,5 +141,5 @@ fn the_checks_pass_a_whole_run_and_report_each_kind_of_damage() {
     drop(conn);
     let report = check(&db, &effects, &specs);
     assert_found(&report, &format!("{child}: missing"));
-    assert_found(&report, "instances in the file");
+    assert_found(&report, "instances stored");
 }
