@@ -350,10 +350,19 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::InstanceNotFound`], [`Error::InstanceFinished`],
-    /// [`Error::PayloadTooLarge`] for an over-long reason, and store errors.
+    /// [`Error::PayloadTooLarge`] for an over-long reason,
+    /// [`Error::InvalidName`] for a reason holding a NUL character (a text
+    /// column of PostgreSQL cannot hold it), and store errors.
     pub async fn terminate(&self, id: &str, reason: &str) -> Result<(), Error> {
         // The reason is stored like any payload, so it obeys the same limit.
         Payload::encode(reason, "the reason for terminating", self.max_payload)?;
+        if reason.contains('\0') {
+            return Err(crate::ids::NameError {
+                what: "the reason for terminating",
+                reason: "it contains a NUL character".to_owned(),
+            }
+            .into());
+        }
         let event = Event::Terminated {
             reason: reason.to_owned(),
         };

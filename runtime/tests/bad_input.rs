@@ -298,3 +298,29 @@ async fn an_in_memory_store_works_for_tests() {
     assert_eq!(within(h.result()).await.unwrap(), 42);
     rt.shutdown().await.unwrap();
 }
+
+/// A termination reason holding NUL is refused at the client: PostgreSQL's
+/// text columns cannot hold it, and a turn that could not be written
+/// would wedge the instance.
+#[tokio::test]
+async fn a_termination_reason_with_nul_is_refused_and_the_instance_goes_on() {
+    let db = db();
+    let rt = builder(&db)
+        .orchestrator(waits_forever)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client.start(waits_forever, ()).await.unwrap();
+    let err = client.terminate(h.id(), "bad\0reason").await.unwrap_err();
+    assert!(matches!(err, Error::InvalidName { .. }), "{err}");
+    client.terminate(h.id(), "a clean reason").await.unwrap();
+    let status = within(client.wait(h.id())).await.unwrap();
+    assert_eq!(status.terminated.as_deref(), Some("a clean reason"));
+    rt.shutdown().await.unwrap();
+}
+
+#[orchestrator]
+async fn waits_forever(ctx: Context) -> String {
+    ctx.wait_event::<String>("never").await
+}

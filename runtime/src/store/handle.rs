@@ -69,7 +69,8 @@ impl StoreHandle {
         let (store, owner) = (Arc::clone(&self.store), Arc::clone(&self.owner));
         tokio::task::spawn_blocking(move || {
             #[cfg(feature = "postgres")]
-            super::postgres::mark_blocking_thread();
+            return super::postgres::on_blocking_thread(|| f(store.as_ref(), &owner));
+            #[cfg(not(feature = "postgres"))]
             f(store.as_ref(), &owner)
         })
         .await

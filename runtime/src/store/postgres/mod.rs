@@ -146,7 +146,7 @@ CREATE INDEX tasks_due ON §tasks (visible_at, id);
 pub struct PostgresOptions {
     /// The PostgreSQL schema the tables live in: several applications
     /// share one database under schemas of their own. Lowercase letters,
-    /// digits and `_`, starting with a letter or `_`, at most 63 bytes.
+    /// digits and `_`, starting with a letter or `_`, at most 55 bytes.
     pub schema: String,
     /// Connections in the pool (store calls in flight at once).
     pub pool_size: usize,
@@ -253,10 +253,12 @@ pub(crate) fn classify(e: tokio_postgres::Error) -> StoreError {
         }
         return StoreError::backend(PostgresError::Postgres(e));
     }
-    if e.is_closed() || e.to_string().contains("connection") {
-        return StoreError::Unavailable(format!("{e} (the outcome of the call is unknown)"));
-    }
-    StoreError::backend(PostgresError::Postgres(e))
+    // No answer from the server (refused, lost, timed out): try again
+    // later; a write's outcome may be unknown, and is read back.
+    StoreError::Unavailable(format!(
+        "{} (the outcome of the call is unknown)",
+        detail(&e)
+    ))
 }
 
 /// Whether the server rolled the transaction back for a reason that
@@ -273,9 +275,18 @@ thread_local! {
     static BLOCKING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Marks the current thread as one that may block (a blocking-pool thread).
-pub(crate) fn mark_blocking_thread() {
-    BLOCKING.with(|b| b.set(true));
+/// Runs `f` marked as on a thread that may block (a blocking-pool
+/// thread): only for its duration, as tokio may later run an async worker
+/// on the same thread (after `block_in_place`).
+pub(crate) fn on_blocking_thread<T>(f: impl FnOnce() -> T) -> T {
+    struct Unmark(bool);
+    impl Drop for Unmark {
+        fn drop(&mut self) {
+            BLOCKING.with(|b| b.set(self.0));
+        }
+    }
+    let _unmark = Unmark(BLOCKING.with(|b| b.replace(true)));
+    f()
 }
 
 impl PostgresStore {
@@ -313,15 +324,17 @@ impl PostgresStore {
         <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
     {
         let schema = &options.schema;
+        // Its NOTIFY channel, `durable_<schema>`, must fit PostgreSQL's
+        // 63-byte identifiers too.
         let valid = !schema.is_empty()
-            && schema.len() <= 63
+            && schema.len() <= 55
             && schema
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
             && !schema.starts_with(|c: char| c.is_ascii_digit());
         if !valid {
             return Err(config_error(format!(
-                "schema `{schema}`: use lowercase letters, digits and `_`, starting with a letter or `_`, at most 63 bytes"
+                "schema `{schema}`: use lowercase letters, digits and `_`, starting with a letter or `_`, at most 55 bytes"
             )));
         }
         if options.pool_size == 0 {
