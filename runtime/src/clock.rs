@@ -25,6 +25,16 @@ impl Clock {
         Self(Some(Arc::new(AtomicI64::new(history::micros(start)))), 0)
     }
 
+    /// This clock moved to agree with another that read `there` when this
+    /// one read `here` (a store's, at start); a virtual clock stays as it
+    /// is (a test moves it).
+    pub(crate) fn aligned_to(&self, there: i64, here: i64) -> Self {
+        match &self.0 {
+            Some(_) => self.clone(),
+            None => Self(None, self.1.saturating_add(there.saturating_sub(here))),
+        }
+    }
+
     /// Now, in store units.
     pub(crate) fn now(&self) -> i64 {
         match &self.0 {

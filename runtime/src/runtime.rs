@@ -416,6 +416,18 @@ impl Builder {
                 Arc::new(opened)
             }
         };
+        // Turn times and timers run on the store's clock: on a shared
+        // server that is the server's, so a worker whose clock is off
+        // neither fires timers early nor late (within a round trip).
+        let mut config = config;
+        let mine = config.clock.now();
+        let aligned = {
+            let store = Arc::clone(&store);
+            tokio::task::spawn_blocking(move || store.now())
+                .await
+                .unwrap_or(Err(StoreError::Closed))?
+        };
+        config.clock = config.clock.aligned_to(aligned, mine);
         let threads = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(activity_threads)
             .thread_name("durable-activity")

@@ -51,3 +51,56 @@ fn a_schema_name_too_long_for_its_channel_is_refused() {
     let err = PostgresStore::connect_with(&pg::url(), &options).unwrap_err();
     assert!(err.to_string().contains("55 bytes"), "{err}");
 }
+
+#[durable::orchestrator]
+async fn nap(ctx: durable::Context, ms: u64) -> u64 {
+    ctx.sleep(std::time::Duration::from_millis(ms)).await;
+    ms
+}
+
+/// How long a 2 s durable sleep takes on a worker whose clock is off
+/// by `skew_micros`: the runtime keeps time by the server's clock.
+async fn nap_on(skew_micros: i64) -> std::time::Duration {
+    let schema = pg::unique_schema();
+    let _guard = pg::SchemaGuard {
+        schema: schema.clone(),
+    };
+    let runtime = durable::Runtime::builder()
+        .postgres_with(pg::url(), pg::options(&schema))
+        .orchestrator(nap)
+        .poll_interval(std::time::Duration::from_millis(50))
+        .clock_skew(skew_micros)
+        .start()
+        .await
+        .expect("starts");
+    let client = runtime.client();
+    let started = std::time::Instant::now();
+    client
+        .start_with_id(nap, "n", 2_000)
+        .await
+        .expect("started");
+    let done = client
+        .wait_timeout("n", std::time::Duration::from_secs(60))
+        .await;
+    let took = started.elapsed();
+    runtime.shutdown().await.expect("shuts down");
+    assert!(
+        done.is_ok(),
+        "a 2 s sleep on a clock {skew_micros} µs off: {done:?}"
+    );
+    took
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_on_a_worker_an_hour_fast_fires_after_its_duration() {
+    nap_on(3_600_000_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_on_a_worker_an_hour_slow_waits_its_duration() {
+    let took = nap_on(-3_600_000_000).await;
+    assert!(
+        took >= std::time::Duration::from_millis(2_000),
+        "a 2 s sleep ended after {took:?}"
+    );
+}
