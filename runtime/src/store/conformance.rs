@@ -1202,6 +1202,27 @@ pub fn looks_ahead(s: &dyn Store) {
     );
 }
 
+/// A suspend that lands between a fetch and the instance's first commit
+/// (it records nothing: the instance has no history yet) is not undone by
+/// that commit: the turn is refused and the instance stays suspended.
+pub fn a_suspend_before_the_first_commit_holds(s: &dyn Store) {
+    create(s, "a");
+    let seqs = seqs(s, OWNER, "a");
+    assert_eq!(
+        ok(s.set_suspended("a", true, "hold"), "set_suspended"),
+        Transition::Done
+    );
+    let mut t = turn("a", 0, &seqs);
+    t.status = Some(StatusUpdate::new(RuntimeStatus::Running, 0));
+    assert_eq!(
+        ok(s.commit_turns(OWNER, LONG, &[t]), "commit_turns"),
+        vec![CommitOutcome::Conflict]
+    );
+    let status = ok(s.status("a"), "status").expect("exists");
+    assert_eq!(status.runtime_status, RuntimeStatus::Suspended);
+    assert_eq!(ok(s.history("a"), "history").expect("exists").len(), 0);
+}
+
 /// Generates one `#[test]` per conformance check for a store made by
 /// `$make`, a closure returning `(guard, store)`.
 #[macro_export]
@@ -1230,7 +1251,8 @@ macro_rules! store_conformance_tests {
             suspends_resumes_purges_and_lists,
             cancels_calls_nobody_waits_for,
             keeps_entities_apart_and_versions_their_turns,
-            looks_ahead
+            looks_ahead,
+            a_suspend_before_the_first_commit_holds
         );
     };
     (@each $make:expr; $($check:ident),*) => {

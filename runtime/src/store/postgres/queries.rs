@@ -1014,8 +1014,9 @@ impl Store for PostgresStore {
 }
 
 /// Whether a turn may be written (see the SQLite store's `check_turn`,
-/// whose rules these are), with one more: no other owner holds the
-/// instance now (the fence against a worker that lost its claim).
+/// whose rules these are, a suspended instance refusing every turn), with
+/// one more: no other owner holds the instance now (the fence against a
+/// worker that lost its claim).
 /// `Some(name)` if so.
 async fn check_turn(
     tx: &Tx<'_>,
@@ -1026,7 +1027,8 @@ async fn check_turn(
     let row = tx
         .opt(
             "SELECT name, history_len, execution, \
-             lock_owner IS NOT NULL AND lock_owner <> $2 AND coalesce(lock_until, 0) > $3 \
+             (lock_owner IS NOT NULL AND lock_owner <> $2 AND coalesce(lock_until, 0) > $3) \
+                 OR status = 'suspended' \
              FROM §instances WHERE id = $1",
             &[&turn.instance, &owner, &now],
         )

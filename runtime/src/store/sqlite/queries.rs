@@ -928,12 +928,18 @@ fn check_turn(
     turn: &TurnCommit,
     now: i64,
 ) -> Result<Option<String>, StoreError> {
-    let row: Option<(String, i64, i64)> = tx
-        .prepare_cached("SELECT name, history_len, execution FROM instances WHERE id = ?1")?
-        .query_row([&turn.instance], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    // A suspended instance takes no turn: one computed before a suspend
+    // that recorded nothing (the instance had not started) is refused too.
+    let row: Option<(String, i64, i64, bool)> = tx
+        .prepare_cached(
+            "SELECT name, history_len, execution, status = 'suspended' FROM instances WHERE id = ?1",
+        )?
+        .query_row([&turn.instance], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
         .optional()?;
     let name = match row {
-        Some((name, len, execution))
+        Some((name, len, execution, false))
             if len == count(turn.expected_len) && execution == count(turn.execution) =>
         {
             name
