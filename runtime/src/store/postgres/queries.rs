@@ -511,18 +511,12 @@ impl Store for PostgresStore {
             self.transact(async |tx| {
                 // The rows the turns write, locked in one order, so that two
                 // processes committing at once cannot deadlock on them.
-                let mut touched: Vec<&str> = turns
-                    .iter()
-                    .flat_map(|t| {
+                lock_instances(
+                    tx,
+                    turns.iter().flat_map(|t| {
                         std::iter::once(t.instance.as_str())
                             .chain(t.sends.iter().map(|s| s.instance.as_str()))
-                    })
-                    .collect();
-                touched.sort_unstable();
-                touched.dedup();
-                tx.exec(
-                    "SELECT 1 FROM §instances WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-                    &[&touched],
+                    }),
                 )
                 .await?;
                 // The time is read once the rows are locked: a message
@@ -644,14 +638,7 @@ impl Store for PostgresStore {
         self.block(|| {
             self.transact(async |tx| {
                 // Instance rows first, in one order (completions lock them).
-                let mut touched: Vec<&str> = results.iter().map(|r| r.instance.as_str()).collect();
-                touched.sort_unstable();
-                touched.dedup();
-                tx.exec(
-                    "SELECT 1 FROM §instances WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-                    &[&touched],
-                )
-                .await?;
+                lock_instances(tx, results.iter().map(|r| r.instance.as_str())).await?;
                 let now = tx.now().await?;
                 for res in results {
                     let TaskRef { id, attempt } = res.task;
@@ -848,14 +835,7 @@ impl Store for PostgresStore {
         let channel = &self.channel;
         self.block(|| {
             self.transact(async |tx| {
-                let mut targets: Vec<&str> = messages.iter().map(|m| m.instance.as_str()).collect();
-                targets.sort_unstable();
-                targets.dedup();
-                tx.exec(
-                    "SELECT 1 FROM §instances WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-                    &[&targets],
-                )
-                .await?;
+                lock_instances(tx, messages.iter().map(|m| m.instance.as_str())).await?;
                 let now = tx.now().await?;
                 for out in messages {
                     send_one(tx, out, now).await?;
@@ -1013,6 +993,37 @@ impl Store for PostgresStore {
     }
 }
 
+/// Sequence numbers as SQL integers.
+fn counts(seqs: &[u64]) -> Vec<i64> {
+    seqs.iter().map(|s| count(*s)).collect()
+}
+
+/// Runs `sql` (taking the instance as `$1`, the numbers as `$2`) for
+/// `seqs` of instance `id`; nothing when there are none.
+async fn for_seqs(tx: &Tx<'_>, sql: &str, id: &str, seqs: &[u64]) -> Result<(), TxError> {
+    if !seqs.is_empty() {
+        tx.exec(sql, &[&id, &counts(seqs)]).await?;
+    }
+    Ok(())
+}
+
+/// Locks the rows of `ids` (any order, repeats allowed) in one order, so
+/// that transactions locking several instances cannot deadlock on them.
+async fn lock_instances<'a>(
+    tx: &Tx<'_>,
+    ids: impl Iterator<Item = &'a str>,
+) -> Result<(), TxError> {
+    let mut ids: Vec<&str> = ids.collect();
+    ids.sort_unstable();
+    ids.dedup();
+    tx.exec(
+        "SELECT 1 FROM §instances WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        &[&ids],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Whether a turn may be written (see the SQLite store's `check_turn`,
 /// whose rules these are, a suspended instance refusing every turn), with
 /// one more: no other owner holds the instance now (the fence against a
@@ -1062,7 +1073,7 @@ async fn check_turn(
             return Ok(None);
         }
     }
-    let consumed: Vec<i64> = turn.consumed.iter().map(|s| count(*s)).collect();
+    let consumed = counts(&turn.consumed);
     if !consumed.is_empty() {
         let present: i64 = tx
             .one(
@@ -1272,37 +1283,36 @@ async fn write_turn(
             ids.push(row.map_or(0, |r| r.get(0)));
         }
     }
-    if !turn.consumed.is_empty() {
-        let consumed: Vec<i64> = turn.consumed.iter().map(|s| count(*s)).collect();
-        tx.exec(
-            "DELETE FROM §messages WHERE instance = $1 AND seq = ANY($2)",
-            &[&id, &consumed],
-        )
-        .await?;
-    }
-    if !turn.cancel_timers.is_empty() {
-        let timers: Vec<i64> = turn.cancel_timers.iter().map(|s| count(*s)).collect();
-        tx.exec(
-            "DELETE FROM §messages WHERE instance = $1 AND timer = ANY($2)",
-            &[&id, &timers],
-        )
-        .await?;
-    }
+    for_seqs(
+        tx,
+        "DELETE FROM §messages WHERE instance = $1 AND seq = ANY($2)",
+        id,
+        &turn.consumed,
+    )
+    .await?;
+    for_seqs(
+        tx,
+        "DELETE FROM §messages WHERE instance = $1 AND timer = ANY($2)",
+        id,
+        &turn.cancel_timers,
+    )
+    .await?;
     // Calls nobody waits for: a queued one never runs; a running one is
     // marked, so that its worker is told at its next renewal.
-    if !turn.cancel_tasks.is_empty() {
-        let seqs: Vec<i64> = turn.cancel_tasks.iter().map(|s| count(*s)).collect();
-        tx.exec(
-            "DELETE FROM §tasks WHERE instance = $1 AND seq = ANY($2) AND lease_owner IS NULL",
-            &[&id, &seqs],
-        )
-        .await?;
-        tx.exec(
-            "UPDATE §tasks SET cancelled = true WHERE instance = $1 AND seq = ANY($2)",
-            &[&id, &seqs],
-        )
-        .await?;
-    }
+    for_seqs(
+        tx,
+        "DELETE FROM §tasks WHERE instance = $1 AND seq = ANY($2) AND lease_owner IS NULL",
+        id,
+        &turn.cancel_tasks,
+    )
+    .await?;
+    for_seqs(
+        tx,
+        "UPDATE §tasks SET cancelled = true WHERE instance = $1 AND seq = ANY($2)",
+        id,
+        &turn.cancel_tasks,
+    )
+    .await?;
     if let Some(restart) = &turn.restart {
         restart_instance(tx, id, restart, now).await?;
     }
