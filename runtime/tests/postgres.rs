@@ -104,3 +104,84 @@ async fn a_timer_on_a_worker_an_hour_slow_waits_its_duration() {
         "a 2 s sleep ended after {took:?}"
     );
 }
+
+/// `url` with its connections named `name` in `pg_stat_activity`.
+fn named(url: &str, name: &str) -> String {
+    if url.contains("://") {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}application_name={name}")
+    } else {
+        format!("{url} application_name={name}")
+    }
+}
+
+/// A store call whose connection is lost before its transaction commits
+/// is made again on a fresh connection: the server rolled the first try
+/// back, so nothing of it happened twice. Here the call waits on a table
+/// lock the test holds, the test terminates its backend, then lets go.
+#[test]
+fn a_call_whose_connection_is_lost_before_commit_is_made_again() {
+    use durable::store::{NewInstance, Store};
+    let schema = pg::unique_schema();
+    let _guard = pg::SchemaGuard {
+        schema: schema.clone(),
+    };
+    let name = format!("lost_{}", std::process::id());
+    let mut options = pg::options(&schema);
+    options.listen = false;
+    options.pool_size = 1;
+    let store = PostgresStore::connect_with(&named(&pg::url(), &name), &options)
+        .unwrap_or_else(|e| panic!("PostgreSQL at `{}`: {e}", pg::url()));
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let (mut admin, connection) = rt
+        .block_on(tokio_postgres::connect(&pg::url(), tokio_postgres::NoTls))
+        .expect("the test connects");
+    rt.spawn(connection);
+    let lock = rt.block_on(admin.transaction()).expect("begins");
+    rt.block_on(lock.batch_execute(&format!(
+        "LOCK TABLE {schema}.instances IN ACCESS EXCLUSIVE MODE"
+    )))
+    .expect("locks");
+
+    let input: durable::history::Payload = serde_json::from_str("1").expect("JSON");
+    let create = std::thread::spawn(move || {
+        let created = store.create_instances(&[NewInstance::new("a", "o", input, 0)]);
+        (store, created)
+    });
+    // The store's call waits on the lock; its backend is then terminated.
+    let waiting = format!(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = '{name}' \
+         AND wait_event_type = 'Lock'"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let pid: i32 = loop {
+        let rows = rt.block_on(lock.query(&waiting, &[])).expect("reads");
+        if let Some(row) = rows.first() {
+            break row.get(0);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call never waited on the lock"
+        );
+        std::thread::yield_now();
+    };
+    let killed: bool = rt
+        .block_on(lock.query_one("SELECT pg_terminate_backend($1)", &[&pid]))
+        .expect("terminates")
+        .get(0);
+    assert!(killed);
+    rt.block_on(lock.rollback()).expect("lets go");
+
+    let (store, created) = create.join().expect("the call does not panic");
+    let created = created.expect("the call is made again on a fresh connection");
+    assert_eq!(created.len(), 1);
+    let history = store.history("a").expect("reads").expect("the instance");
+    assert!(history.is_empty(), "{history:?}");
+    let queued = store.queued(&["a".to_owned()]).expect("reads");
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].1.len(), 1, "one Started message: {queued:?}");
+}

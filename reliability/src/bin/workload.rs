@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use durable::Runtime;
-use durable_reliability::target::{retrying, Target};
+use durable_reliability::target::{retrying, unreachable, Target};
 use durable_reliability::workload::{self, Kind};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -44,10 +44,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         workload::register
     };
-    let builder = register(Runtime::builder())
-        .activity_lease(Duration::from_millis(300))
-        .poll_interval(Duration::from_millis(25));
-    let runtime = target.configure(builder)?.start().await?;
+    // Starting reads the server's clock: a connection killed under it
+    // (again and again, in the test that kills them) is tried again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let runtime = loop {
+        let builder = register(Runtime::builder())
+            .activity_lease(Duration::from_millis(300))
+            .poll_interval(Duration::from_millis(25));
+        match target.configure(builder)?.start().await {
+            Err(durable::Error::Store(e))
+                if unreachable(&e) && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            started => break started?,
+        }
+    };
     let client = runtime.client();
     // A run starts its own generation; the final run starts (again, which
     // is harmless) every generation, so instances a killed run never got to

@@ -59,6 +59,10 @@ const FINISHED: &str = "f:";
 /// failure, a deadlock) is tried again before its error is returned.
 const RETRIES: u32 = 20;
 
+/// How many times a transaction whose connection was lost before `COMMIT`
+/// is run again on a fresh connection.
+const RECONNECTS: u32 = 3;
+
 /// The tables, indexes and marks of one schema; `§` stands for the schema.
 const SCHEMA: &str = r#"
 CREATE TABLE §meta (
@@ -261,6 +265,14 @@ pub(crate) fn classify(e: tokio_postgres::Error) -> StoreError {
     ))
 }
 
+/// Whether the connection was lost: closed under the call, or its backend
+/// shut down (`pg_terminate_backend`, a server stopping).
+fn lost(e: &tokio_postgres::Error) -> bool {
+    e.is_closed()
+        || e.code()
+            .is_some_and(|c| *c == SqlState::ADMIN_SHUTDOWN || *c == SqlState::CRASH_SHUTDOWN)
+}
+
 /// Whether the server rolled the transaction back for a reason that
 /// trying again resolves.
 fn retryable(e: &tokio_postgres::Error) -> bool {
@@ -429,15 +441,21 @@ impl PostgresStore {
 
     /// Runs `f` in one transaction and commits it, trying again (up to
     /// [`RETRIES`] times) when the server rolled it back for a
-    /// serialization failure or a deadlock.
+    /// serialization failure or a deadlock, and (up to [`RECONNECTS`]
+    /// times, on a fresh connection) when the connection was lost before
+    /// `COMMIT` was sent: the server then rolled the transaction back, so
+    /// nothing of it happened. A connection lost during `COMMIT` leaves
+    /// the outcome unknown, and is never tried again here.
     async fn transact<T>(
         &self,
         mut f: impl AsyncFnMut(&Tx<'_>) -> Result<T, TxError>,
     ) -> Result<T, StoreError> {
         let mut tries = 0;
+        let mut reconnects = 0;
         loop {
             tries += 1;
             let mut client = self.client().await?;
+            let mut committing = false;
             let result = async {
                 let tx = client.transaction().await.map_err(TxError::Pg)?;
                 let tx = Tx {
@@ -445,6 +463,7 @@ impl PostgresStore {
                     prefix: &self.prefix,
                 };
                 let value = f(&tx).await?;
+                committing = true;
                 tx.tx.commit().await.map_err(TxError::Pg)?;
                 Ok(value)
             }
@@ -453,6 +472,10 @@ impl PostgresStore {
                 Ok(v) => return Ok(v),
                 Err(TxError::Pg(e)) if retryable(&e) && tries < RETRIES => {
                     tokio::time::sleep(Duration::from_millis(u64::from(tries))).await;
+                }
+                Err(TxError::Pg(e)) if !committing && lost(&e) && reconnects < RECONNECTS => {
+                    reconnects += 1;
+                    tokio::time::sleep(Duration::from_millis(10 * u64::from(reconnects))).await;
                 }
                 Err(TxError::Pg(e)) => return Err(classify(e)),
                 Err(TxError::Store(e)) => return Err(e),
