@@ -202,6 +202,9 @@ impl Builder {
             Some(StoreSpec::Postgres(url, options)) => {
                 let mut options = options.clone();
                 options.listen = false;
+                // A check only reads: a misspelled schema is an error, not
+                // a new empty one.
+                options.create_schema = false;
                 Arc::new(crate::store::PostgresStore::connect_with(url, &options)?)
             }
         };

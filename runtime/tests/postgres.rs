@@ -185,3 +185,44 @@ fn a_call_whose_connection_is_lost_before_commit_is_made_again() {
     assert_eq!(queued.len(), 1, "{queued:?}");
     assert_eq!(queued[0].1.len(), 1, "one Started message: {queued:?}");
 }
+
+/// With `create_schema` off, a schema that holds no durable tables is a
+/// clear error and is left uncreated; one made beforehand is used.
+#[test]
+fn without_create_schema_a_missing_schema_is_an_error_and_stays_missing() {
+    use durable::store::PostgresError;
+    let schema = pg::unique_schema();
+    let _guard = pg::SchemaGuard {
+        schema: schema.clone(),
+    };
+    let mut options = pg::options(&schema);
+    options.listen = false;
+    options.create_schema = false;
+    let err = PostgresStore::connect_with(&pg::url(), &options).unwrap_err();
+    assert!(
+        matches!(
+            err.backend_error::<PostgresError>(),
+            Some(PostgresError::NoSchema(_))
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&schema), "{err}");
+
+    // The database check of a misspelled schema creates nothing either.
+    let err = durable::Runtime::builder()
+        .postgres_with(pg::url(), options.clone())
+        .check_database()
+        .unwrap_err();
+    assert!(err.to_string().contains("no durable tables"), "{err}");
+    let err = PostgresStore::connect_with(&pg::url(), &options).unwrap_err();
+    assert!(
+        err.to_string().contains("no durable tables"),
+        "still none: {err}"
+    );
+
+    // Made once by a role that may, the schema is then used as it is.
+    let mut creating = options.clone();
+    creating.create_schema = true;
+    drop(PostgresStore::connect_with(&pg::url(), &creating).expect("creates"));
+    PostgresStore::connect_with(&pg::url(), &options).expect("uses the schema made before");
+}

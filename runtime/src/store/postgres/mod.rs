@@ -160,6 +160,18 @@ pub struct PostgresOptions {
     pub listen: bool,
     /// How long to wait for a connection from the pool, or to connect.
     pub connect_timeout: Duration,
+    /// How long the server lets one of this store's transactions sit idle
+    /// before it ends it (`idle_in_transaction_session_timeout`): a worker
+    /// frozen mid-transaction (stopped, paused in a debugger, its machine
+    /// swapping) then stops holding the rows other workers wait for. Zero
+    /// leaves the server's own setting (for poolers that refuse startup
+    /// options).
+    pub stalled_transaction_timeout: Duration,
+    /// Create the schema and its tables when they do not exist. Off, a
+    /// missing schema is [`PostgresError::NoSchema`]: for tools that only
+    /// read, and for workers whose role may not create anything (the
+    /// schema made beforehand by a role that may).
+    pub create_schema: bool,
 }
 
 impl Default for PostgresOptions {
@@ -169,6 +181,8 @@ impl Default for PostgresOptions {
             pool_size: 16,
             listen: true,
             connect_timeout: Duration::from_secs(10),
+            stalled_transaction_timeout: Duration::from_secs(30),
+            create_schema: true,
         }
     }
 }
@@ -187,6 +201,12 @@ pub enum PostgresError {
     /// No connection could be taken from the pool.
     #[error("postgres pool: {0}")]
     Pool(String),
+    /// The schema holds no durable tables and the store was told not to
+    /// create them ([`PostgresOptions::create_schema`] off).
+    #[error(
+        "{0} holds no durable tables (create them by connecting once with `create_schema` on)"
+    )]
+    NoSchema(String),
 }
 
 /// Called when another process may have queued work for this one.
@@ -358,6 +378,26 @@ impl PostgresStore {
             config.application_name("durable");
         }
         config.connect_timeout(options.connect_timeout);
+        if !options.stalled_transaction_timeout.is_zero() {
+            let setting = format!(
+                "-c idle_in_transaction_session_timeout={}",
+                options.stalled_transaction_timeout.as_millis().max(1)
+            );
+            let merged = match config.get_options() {
+                Some(given) if given.contains("idle_in_transaction_session_timeout") => {
+                    given.to_owned()
+                }
+                Some(given) => format!("{given} {setting}"),
+                None => setting,
+            };
+            config.options(&merged);
+        }
+        // A connection whose peer vanished (a partition, a server machine
+        // lost) is found within minutes, not the system's two hours: the
+        // `LISTEN` connection would otherwise wait on it silently.
+        if config.get_keepalives_idle() >= Duration::from_secs(7200) {
+            config.keepalives_idle(Duration::from_secs(60));
+        }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("durable-postgres")
@@ -389,7 +429,7 @@ impl PostgresStore {
             wakes: Arc::default(),
             rt: Some(rt),
         };
-        store.block(|| store.create_or_check_schema(schema))?;
+        store.block(|| store.create_or_check_schema(schema, options.create_schema))?;
         if options.listen {
             let (channel, wakes) = (store.channel.clone(), Arc::clone(&store.wakes));
             store.runtime().spawn(listen(config, tls, channel, wakes));
@@ -486,18 +526,20 @@ impl PostgresStore {
     /// Creates the schema's tables, or checks that they are durable's, of
     /// this version; under an advisory lock, so two processes starting at
     /// once do not both create them.
-    async fn create_or_check_schema(&self, schema: &str) -> Result<(), StoreError> {
+    async fn create_or_check_schema(&self, schema: &str, create: bool) -> Result<(), StoreError> {
         let location = self.location.clone();
         let ddl = self.sql(SCHEMA);
         self.transact(async |tx| {
-            tx.exec(
-                "SELECT pg_advisory_xact_lock(hashtext('durable schema ' || $1::text))",
-                &[&schema],
-            )
-            .await?;
-            tx.tx
-                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            if create {
+                tx.exec(
+                    "SELECT pg_advisory_xact_lock(hashtext('durable schema ' || $1::text))",
+                    &[&schema],
+                )
                 .await?;
+                tx.tx
+                    .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                    .await?;
+            }
             let tables: i64 = tx
                 .one(
                     "SELECT count(*) FROM pg_tables WHERE schemaname = $1",
@@ -505,6 +547,11 @@ impl PostgresStore {
                 )
                 .await?
                 .get(0);
+            if tables == 0 && !create {
+                return Err(TxError::Store(StoreError::backend(PostgresError::NoSchema(
+                    location.clone(),
+                ))));
+            }
             if tables == 0 {
                 tx.tx.batch_execute(&ddl).await?;
                 tx.exec(
@@ -739,5 +786,58 @@ impl Tx<'_> {
             .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewInstance, Store, Transition};
+
+    fn url() -> String {
+        std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".to_owned())
+    }
+
+    /// A transaction one of the store's connections leaves open (its
+    /// process frozen) is ended by the server after
+    /// `stalled_transaction_timeout`, and a call waiting for its rows goes
+    /// on; without the setting that call would wait for ever.
+    #[test]
+    fn a_stalled_transaction_is_ended_and_its_rows_freed() {
+        let options = PostgresOptions {
+            schema: format!("unit_stalled_{}", std::process::id()),
+            pool_size: 4,
+            listen: false,
+            stalled_transaction_timeout: Duration::from_millis(500),
+            ..PostgresOptions::default()
+        };
+        let store = PostgresStore::connect_with(&url(), &options)
+            .unwrap_or_else(|e| panic!("PostgreSQL at `{}`: {e}", url()));
+        let input = serde_json::from_str("1").expect("JSON");
+        store
+            .create_instances(&[NewInstance::new("a", "o", input, 0)])
+            .expect("creates");
+
+        // One of the store's own connections takes the row and stalls.
+        let stalled = store
+            .block(|| async {
+                let client = store.client().await?;
+                client
+                    .batch_execute(
+                        &store.sql("BEGIN; SELECT 1 FROM §instances WHERE id = 'a' FOR UPDATE"),
+                    )
+                    .await
+                    .map_err(classify)?;
+                Ok::<_, StoreError>(client)
+            })
+            .expect("takes the row");
+
+        let suspended = store.set_suspended("a", true, "held").expect("goes on");
+        assert_eq!(suspended, Transition::Done);
+        let after = store.block(|| async { stalled.simple_query("SELECT 1").await });
+        assert!(after.is_err(), "the stalled session was ended");
+        drop(stalled);
+        store.drop_schema().expect("drops");
     }
 }
