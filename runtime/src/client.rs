@@ -146,7 +146,7 @@ impl Client {
     ) -> Result<Handle<O>, Error> {
         let id = options.id.clone().unwrap_or_else(new_id);
         let mut created = self
-            .start_many::<O>(vec![(id.clone(), input)], &options)
+            .start_typed::<O>(vec![(id.clone(), input)], &options)
             .await?;
         if created.pop() == Some(true) {
             return Ok(self.handle(orchestrator, id));
@@ -177,7 +177,7 @@ impl Client {
         let inputs: Vec<(String, O::Input)> = inputs.into_iter().collect();
         let ids: Vec<String> = inputs.iter().map(|(id, _)| id.clone()).collect();
         let created = self
-            .start_many::<O>(inputs, &StartOptions::default())
+            .start_typed::<O>(inputs, &StartOptions::default())
             .await?;
         Ok(ids
             .into_iter()
@@ -192,30 +192,137 @@ impl Client {
             .collect())
     }
 
-    /// Creates instances in one commit and hands their `Started` messages
-    /// to the dispatcher; `true` for each one created.
-    async fn start_many<O: Orchestrator>(
+    /// Starts the newest version registered here of the orchestrator
+    /// stored as `name`, on `input` given as JSON text: for tools that know
+    /// orchestrators by name (the HTTP API, scripts). The input is decoded
+    /// into the orchestrator's input type first, so one that does not fit
+    /// is refused, naming what does not fit, and nothing is written.
+    /// Returns the instance's id.
+    ///
+    /// ```no_run
+    /// # use durable::{orchestrator, Context, StartOptions};
+    /// # #[orchestrator] async fn greet(_ctx: Context, name: String) -> String { name }
+    /// # async fn go(client: durable::Client) -> Result<(), durable::Error> {
+    /// let id = client
+    ///     .start_json("greet", r#""Ada""#, StartOptions::new().id("greet-1"))
+    ///     .await?;
+    /// assert_eq!(id, "greet-1");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::UnregisteredOrchestrator`] for a name not registered here,
+    /// [`Error::Payload`] for an input that is not JSON or does not decode
+    /// into the input type, [`Error::PayloadTooLarge`], and the errors of
+    /// [`Client::start_with`].
+    pub async fn start_json(
+        &self,
+        name: &str,
+        input: &str,
+        options: StartOptions,
+    ) -> Result<String, Error> {
+        let Some((version, entry)) = self.registry.newest(name) else {
+            return Err(Error::UnregisteredOrchestrator {
+                name: name.to_owned(),
+            });
+        };
+        let input = self.json_payload(input, &format!("the input of orchestrator `{name}`"))?;
+        (entry.check_input)(&input)?;
+        let id = options.id.clone().unwrap_or_else(new_id);
+        let mut created = self
+            .start_many(name, version, vec![(id.clone(), input)], &options)
+            .await?;
+        if created.pop() == Some(true) {
+            return Ok(id);
+        }
+        if options.if_exists == IfExists::UseExisting && self.status(&id).await?.name == name {
+            return Ok(id);
+        }
+        Err(Error::InstanceExists { id })
+    }
+
+    /// JSON text given by a tool as a payload: refused when it is not JSON
+    /// or is over the payload limit.
+    pub(crate) fn json_payload(&self, text: &str, what: &str) -> Result<Payload, Error> {
+        let payload = Payload::from_json(text.to_owned()).map_err(|source| Error::Payload {
+            what: format!("decoding {what}"),
+            source,
+        })?;
+        if payload.json().len() > self.max_payload {
+            return Err(Error::PayloadTooLarge {
+                what: what.to_owned(),
+                size: payload.json().len(),
+                limit: self.max_payload,
+            });
+        }
+        Ok(payload)
+    }
+
+    /// The largest payload (input, output, event data), in bytes of JSON,
+    /// this runtime accepts (`Builder::max_payload`).
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
+    /// The stored names of the orchestrators registered here, sorted, each
+    /// with the newest version registered.
+    pub fn orchestrators(&self) -> Vec<(String, u32)> {
+        self.registry
+            .orchestrator_names()
+            .into_iter()
+            .filter_map(|n| self.registry.newest(n).map(|(v, _)| (n.to_owned(), v)))
+            .collect()
+    }
+
+    /// The stored names of the entity types registered here, sorted.
+    pub fn entity_types(&self) -> Vec<String> {
+        self.registry
+            .entity_names()
+            .into_iter()
+            .map(|n| n[crate::history::ENTITY_PREFIX.len_utf8()..].to_owned())
+            .collect()
+    }
+
+    /// Encodes typed inputs and starts them (see [`Client::start_many`]).
+    async fn start_typed<O: Orchestrator>(
         &self,
         inputs: Vec<(String, O::Input)>,
         options: &StartOptions,
     ) -> Result<Vec<bool>, Error> {
+        let mut encoded = Vec::with_capacity(inputs.len());
+        for (id, input) in inputs {
+            let input = Payload::encode(
+                &input,
+                &format!("the input of orchestrator `{}`", O::NAME),
+                self.max_payload,
+            )?;
+            encoded.push((id, input));
+        }
+        self.start_many(O::NAME, O::VERSION, encoded, options).await
+    }
+
+    /// Creates instances in one commit and hands their `Started` messages
+    /// to the dispatcher; `true` for each one created.
+    async fn start_many(
+        &self,
+        name: &str,
+        version: u32,
+        inputs: Vec<(String, Payload)>,
+        options: &StartOptions,
+    ) -> Result<Vec<bool>, Error> {
         self.accepting()?;
-        if self.registry.orchestrator(O::NAME, O::VERSION).is_none() {
+        if self.registry.orchestrator(name, version).is_none() {
             return Err(Error::UnregisteredOrchestrator {
-                name: O::NAME.to_owned(),
+                name: name.to_owned(),
             });
         }
         let now = self.clock.now();
         let mut news = Vec::with_capacity(inputs.len());
         for (id, input) in inputs {
             check_name("instance id", &id)?;
-            let input = Payload::encode(
-                &input,
-                &format!("the input of orchestrator `{}`", O::NAME),
-                self.max_payload,
-            )?;
-            let mut new = NewInstance::new(id, O::NAME, input, now);
-            new.version = O::VERSION;
+            let mut new = NewInstance::new(id, name, input, now);
+            new.version = version;
             // Random draws differ between instances and databases, and
             // replay the same: the seed is recorded in `Started`.
             new.seed = Some(crate::ids::random_u128().0);

@@ -31,8 +31,12 @@ pub(crate) type LoadFn = dyn Fn(
     + Send
     + Sync;
 
+/// Checks that an encoded input decodes into an orchestrator's input type.
+type CheckFn = dyn Fn(&Payload) -> Result<(), Error> + Send + Sync;
+
 pub(crate) struct OrchestratorEntry {
     pub(crate) start: Box<StartFn>,
+    pub(crate) check_input: Box<CheckFn>,
     pub(crate) activities: Vec<&'static str>,
     pub(crate) children: Vec<&'static str>,
     pub(crate) child_versions: Vec<(&'static str, u32)>,
@@ -88,8 +92,15 @@ impl Registry {
             });
             Ok(fut)
         };
+        let check_input = |input: &Payload| {
+            input
+                .decode::<O::Input>(&format!("the input of orchestrator `{}`", O::NAME))
+                .map(drop)
+                .map_err(Error::from)
+        };
         let entry = OrchestratorEntry {
             start: Box::new(start),
+            check_input: Box::new(check_input),
             activities: O::activities(),
             children: O::children(),
             child_versions: O::child_versions(),
@@ -263,6 +274,15 @@ impl Registry {
     /// Version `version` of orchestrator `name`.
     pub(crate) fn orchestrator(&self, name: &str, version: u32) -> Option<&OrchestratorEntry> {
         self.orchestrators.get(name)?.get(&version)
+    }
+
+    /// The newest version of orchestrator `name` registered here.
+    pub(crate) fn newest(&self, name: &str) -> Option<(u32, &OrchestratorEntry)> {
+        self.orchestrators
+            .get(name)?
+            .iter()
+            .next_back()
+            .map(|(v, e)| (*v, e))
     }
 
     /// The versions of orchestrator `name` registered here, ascending.

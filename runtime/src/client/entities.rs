@@ -47,6 +47,30 @@ pub struct ClientSignal<'a> {
     at: i64,
 }
 
+impl ClientSignal<'_> {
+    /// Queues operation `op` with its encoded arguments.
+    async fn queue(self, op: &str, input: Payload) -> Result<(), Error> {
+        let id = self.id?;
+        let client = self.client;
+        client.accepting()?;
+        if client.registry.entity(&self.type_name).is_none() {
+            return Err(Error::UnregisteredEntity {
+                name: self.type_name[1..].to_owned(),
+            });
+        }
+        let event = Event::Operation {
+            op: op.to_owned(),
+            input,
+            reply_to: None,
+            holder: None,
+        };
+        let out = Outgoing::to_entity(id, self.type_name, event, self.at);
+        client.store.call(move |s, _| s.send(&[out])).await?;
+        client.dispatcher.wake_entities();
+        Ok(())
+    }
+}
+
 impl<'a> Mode for ClientSignal<'a> {
     type Out<R: DeserializeOwned + 'static> = Signalled<'a>;
 
@@ -60,27 +84,7 @@ impl<'a> Mode for ClientSignal<'a> {
             &format!("the arguments of entity operation `{op}`"),
             self.client.max_payload,
         );
-        Box::pin(async move {
-            let id = self.id?;
-            let input = encoded?;
-            let client = self.client;
-            client.accepting()?;
-            if client.registry.entity(&self.type_name).is_none() {
-                return Err(Error::UnregisteredEntity {
-                    name: self.type_name[1..].to_owned(),
-                });
-            }
-            let event = Event::Operation {
-                op: op.to_owned(),
-                input,
-                reply_to: None,
-                holder: None,
-            };
-            let out = Outgoing::to_entity(id, self.type_name, event, self.at);
-            client.store.call(move |s, _| s.send(&[out])).await?;
-            client.dispatcher.wake_entities();
-            Ok(())
-        })
+        Box::pin(async move { self.queue(op, encoded?).await })
     }
 }
 
@@ -174,23 +178,29 @@ impl<'a, T: Entity> EntityRef<'a, T> {
 
 /// The state an entity's stored record holds.
 fn state_of<T: Entity>(status: &InstanceStatus) -> Result<Option<T>, Error> {
-    let bad = |reason: String| Error::EntityState {
-        id: status.id.clone(),
-        reason,
-    };
+    encoded_state_of(status)?
+        .map(|p| {
+            p.decode::<T>(&format!("the state of entity type `{}`", T::NAME))
+                .map_err(|e| Error::EntityState {
+                    id: status.id.clone(),
+                    reason: e.to_string(),
+                })
+        })
+        .transpose()
+}
+
+/// The encoded state an entity's stored record holds.
+fn encoded_state_of(status: &InstanceStatus) -> Result<Option<Payload>, Error> {
     let Some(record) = &status.output else {
         return Ok(None);
     };
     let record: Record = record
         .decode("an entity's record")
-        .map_err(|e| bad(e.to_string()))?;
-    record
-        .state
-        .map(|p| {
-            p.decode::<T>(&format!("the state of entity type `{}`", T::NAME))
-                .map_err(|e| bad(e.to_string()))
-        })
-        .transpose()
+        .map_err(|e| Error::EntityState {
+            id: status.id.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(record.state)
 }
 
 /// One page of [`Client::entities`].
@@ -229,6 +239,62 @@ impl Client {
             key: key.to_owned(),
             _type: PhantomData,
         }
+    }
+
+    /// The state of the entity of the type stored as `entity` under `key`,
+    /// as JSON, or `None` when it does not exist: for tools that know
+    /// entity types by name (the HTTP API). The type need not be
+    /// registered in this process.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for a bad type name or key,
+    /// [`Error::EntityState`] for a damaged record, and store errors.
+    pub async fn entity_state_json(
+        &self,
+        entity: &str,
+        key: &str,
+    ) -> Result<Option<Payload>, Error> {
+        check_name("entity type", entity)?;
+        check_name("entity key", key)?;
+        let id = history::entity_id(entity, key);
+        match self.store.call(move |s, _| s.status(&id)).await? {
+            None => Ok(None),
+            Some(status) => encoded_state_of(&status),
+        }
+    }
+
+    /// Signals operation `op` of the entity of the type stored as `entity`
+    /// under `key`, with its arguments as JSON text (the operation's
+    /// parameters as a tuple: `[5]` for one, `null` for none): for tools
+    /// that know entity types by name. Resolves once the operation is
+    /// durably queued; arguments that do not fit the operation fail it
+    /// when applied, as any signal's.
+    ///
+    /// # Errors
+    /// [`Error::UnregisteredEntity`] for a type not registered here,
+    /// [`Error::InvalidName`] for a bad key or operation name,
+    /// [`Error::Payload`] for arguments that are not JSON,
+    /// [`Error::PayloadTooLarge`], and store errors.
+    pub async fn signal_json(
+        &self,
+        entity: &str,
+        key: &str,
+        op: &str,
+        args: &str,
+    ) -> Result<(), Error> {
+        check_name("entity type", entity)?;
+        check_name("entity operation", op)?;
+        let input =
+            self.json_payload(args, &format!("the arguments of entity operation `{op}`"))?;
+        let signal = ClientSignal {
+            client: self,
+            id: check_name("entity key", key)
+                .map(|()| history::entity_id(entity, key))
+                .map_err(Error::from),
+            type_name: history::entity_type_name(entity),
+            at: 0,
+        };
+        signal.queue(op, input).await
     }
 
     /// The entities of type `T` that exist, newest first, paged like

@@ -1,0 +1,138 @@
+//! `GET /instances/{id}/stream`: an instance's history as server-sent
+//! events, each with its index as the SSE `id`, so that a client that
+//! reconnects with `Last-Event-ID` resumes after the last one it saw.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::Api;
+
+/// How long the stream waits between looks at a quiet instance, at most.
+const MAX_DELAY: Duration = Duration::from_secs(1);
+/// How long it waits after something changed.
+const MIN_DELAY: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct StreamParams {
+    from: Option<u64>,
+}
+
+struct Follow {
+    api: Arc<Api>,
+    id: String,
+    /// The index of the next event to send.
+    next: u64,
+    pending: VecDeque<Event>,
+    done: bool,
+    delay: Duration,
+}
+
+pub(crate) async fn stream(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    Query(params): Query<StreamParams>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // An unknown instance is a 404 now, not an empty stream.
+    api.client.status(&id).await?;
+    let resume = match headers.get("last-event-id") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::bad_request("Last-Event-ID is not an event index"))?,
+        ),
+        None => None,
+    };
+    let next = resume.map_or(params.from.unwrap_or(0), |last| last + 1);
+    let follow = Follow {
+        api,
+        id,
+        next,
+        pending: VecDeque::new(),
+        done: false,
+        delay: MIN_DELAY,
+    };
+    let events = futures_util::stream::unfold(follow, |mut f| async move {
+        loop {
+            if let Some(event) = f.pending.pop_front() {
+                return Some((Ok(event), f));
+            }
+            if f.done {
+                return None;
+            }
+            f.look().await;
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+impl Follow {
+    /// Queues what is new, or waits a while when nothing is.
+    async fn look(&mut self) {
+        let status = match self.api.client.status(&self.id).await {
+            Ok(s) => s,
+            Err(durable::Error::InstanceNotFound { .. }) => {
+                self.end("purged");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(id = %self.id, error = %e, "the event stream looks again later");
+                self.wait().await;
+                return;
+            }
+        };
+        if status.history_len < self.next {
+            // Continued as new: a new execution's history starts at 0.
+            self.next = 0;
+            self.pending
+                .push_back(Event::default().event("restarted").data(""));
+        }
+        if status.history_len > self.next {
+            match self.api.client.history(&self.id).await {
+                Ok(events) => {
+                    let from = usize::try_from(self.next).unwrap_or(usize::MAX);
+                    for record in events.iter().skip(from) {
+                        let event = Event::default()
+                            .id(record.index.to_string())
+                            .event("history")
+                            .json_data(record);
+                        if let Ok(event) = event {
+                            self.pending.push_back(event);
+                        }
+                        self.next = record.index + 1;
+                    }
+                    self.delay = MIN_DELAY;
+                }
+                Err(_) => self.wait().await,
+            }
+            return;
+        }
+        if status.runtime_status.is_finished() {
+            let status = serde_json::to_string(&status.runtime_status).unwrap_or_default();
+            self.end(&status);
+            return;
+        }
+        self.wait().await;
+    }
+
+    fn end(&mut self, how: &str) {
+        self.pending
+            .push_back(Event::default().event("end").data(how));
+        self.done = true;
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(MAX_DELAY);
+    }
+}
