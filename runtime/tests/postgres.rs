@@ -226,3 +226,92 @@ fn without_create_schema_a_missing_schema_is_an_error_and_stays_missing() {
     drop(PostgresStore::connect_with(&pg::url(), &creating).expect("creates"));
     PostgresStore::connect_with(&pg::url(), &options).expect("uses the schema made before");
 }
+
+/// Connects the test's own client (for setup the store does not do).
+fn admin() -> (tokio::runtime::Runtime, tokio_postgres::Client) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let (client, connection) = rt
+        .block_on(tokio_postgres::connect(&pg::url(), tokio_postgres::NoTls))
+        .expect("the test connects");
+    rt.spawn(connection);
+    (rt, client)
+}
+
+/// A lock timeout (a role's default, or one set in the URL) ends a
+/// statement the server rolls back: nothing was written, and the error is
+/// transient, to be tried again, not a permanent backend error.
+#[test]
+fn a_lock_timeout_is_transient() {
+    use durable::store::{NewInstance, Outgoing, Store};
+    let schema = pg::unique_schema();
+    let _guard = pg::SchemaGuard {
+        schema: schema.clone(),
+    };
+    let mut options = pg::options(&schema);
+    options.listen = false;
+    let url = named(&pg::url(), "lock_timeout");
+    let url = if url.contains("://") {
+        format!("{url}&options=-c%20lock_timeout%3D100")
+    } else {
+        format!("{url} options='-c lock_timeout=100'")
+    };
+    let store = PostgresStore::connect_with(&url, &options).expect("connects");
+    let one: durable::history::Payload = serde_json::from_str("1").expect("JSON");
+    store
+        .create_instances(&[NewInstance::new("a", "o", one.clone(), 0)])
+        .expect("creates");
+
+    let (rt, mut admin) = admin();
+    let held = rt.block_on(admin.transaction()).expect("begins");
+    rt.block_on(held.batch_execute(&format!(
+        "SELECT 1 FROM {schema}.instances WHERE id = 'a' FOR UPDATE"
+    )))
+    .expect("holds the row");
+    let event = durable::history::Event::EventRaised {
+        name: "e".to_owned(),
+        data: one,
+    };
+    let err = store.send(&[Outgoing::new("a", event, false)]).unwrap_err();
+    rt.block_on(held.rollback()).expect("lets go");
+    assert!(err.is_transient(), "{err:?}");
+    let queued = store.queued(&["a".to_owned()]).expect("reads");
+    assert_eq!(queued[0].1.len(), 1, "only the Started message: {queued:?}");
+}
+
+/// A worker whose role may not create anything starts on a schema made
+/// beforehand, with the default options (the store creates nothing that
+/// exists, so it needs no right to create).
+#[test]
+fn a_role_that_may_not_create_uses_a_schema_made_before() {
+    let schema = pg::unique_schema();
+    let _guard = pg::SchemaGuard {
+        schema: schema.clone(),
+    };
+    drop(PostgresStore::connect_with(&pg::url(), &pg::options(&schema)).expect("creates"));
+    let role = format!("worker_{}", std::process::id());
+    let (rt, admin) = admin();
+    let setup = format!(
+        "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN; \
+         GRANT USAGE ON SCHEMA {schema} TO {role}; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}"
+    );
+    rt.block_on(admin.batch_execute(&setup))
+        .expect("makes the role");
+    let url = pg::url();
+    let as_worker = if url.contains("://") {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}user={role}")
+    } else {
+        format!("{url} user={role}")
+    };
+    let mut options = pg::options(&schema);
+    options.listen = false;
+    let connected = PostgresStore::connect_with(&as_worker, &options).map(drop);
+    let teardown = format!("DROP OWNED BY {role}; DROP ROLE {role}");
+    rt.block_on(admin.batch_execute(&teardown))
+        .expect("drops the role");
+    connected.expect("a role without CREATE connects to the schema made before");
+}

@@ -1223,6 +1223,28 @@ pub fn a_suspend_before_the_first_commit_holds(s: &dyn Store) {
     assert_eq!(ok(s.history("a"), "history").expect("exists").len(), 0);
 }
 
+/// Instances whose scheduled start is still to come, with events already
+/// due for them, do not use up a fetch's limit: ready work behind them is
+/// taken.
+pub fn starts_still_to_come_do_not_hide_ready_work(s: &dyn Store) {
+    let later = ok(s.now(), "now") + 3_600_000_000;
+    for id in ["s1", "s2"] {
+        let mut scheduled = NewInstance::new(id, O, payload("1"), 0);
+        scheduled.visible_at = later;
+        ok(s.create_instances(&[scheduled]), "create_instances");
+        // Due long ago: they sort before any ready work.
+        let mut early = Outgoing::new(id, event("e", "1"), false);
+        early.visible_at = 1;
+        ok(s.send(&[early]), "send");
+    }
+    let mut ready = NewInstance::new("ready", O, payload("1"), 0);
+    ready.visible_at = ok(s.now(), "now");
+    ok(s.create_instances(&[ready]), "create_instances");
+    let work = ok(s.fetch_work(OWNER, LONG, 2, ORCH), "fetch_work");
+    let ids: Vec<&str> = work.iter().map(|w| w.id.as_str()).collect();
+    assert_eq!(ids, vec!["ready"]);
+}
+
 /// Generates one `#[test]` per conformance check for a store made by
 /// `$make`, a closure returning `(guard, store)`.
 #[macro_export]
@@ -1230,6 +1252,7 @@ macro_rules! store_conformance_tests {
     ($make:expr) => {
         $crate::store_conformance_tests!(@each $make;
             creates_instances_once,
+            starts_still_to_come_do_not_hide_ready_work,
             enqueues_in_sequence_and_once_per_key,
             refuses_stale_turns,
             consumes_messages_in_order,

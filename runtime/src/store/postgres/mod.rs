@@ -23,10 +23,12 @@
 //!   as the fallback, and [`PostgresOptions::listen`] turns `LISTEN` off
 //!   for connection poolers that break it.
 //! - **Unknown outcomes.** Only transactions the server rolled back
-//!   (serialization failures, deadlocks) are retried. A connection lost
-//!   around `COMMIT` is reported as [`StoreError::Unavailable`]; the
-//!   runtime then reads the instance back from the store (a committed
-//!   turn shows in its history length), never retries blindly.
+//!   (serialization failures, deadlocks) or whose connection was lost
+//!   before `COMMIT` was sent (the server rolled them back) are run again.
+//!   A connection lost during `COMMIT` is reported as
+//!   [`StoreError::Unavailable`]; the runtime then reads the instance back
+//!   from the store (a committed turn shows in its history length), never
+//!   retries blindly.
 //!
 //! The [`Store`](crate::store::Store) trait is synchronous (one call, one
 //! transaction, run on tokio's blocking pool): the store drives its async
@@ -268,29 +270,47 @@ pub(crate) fn classify(e: tokio_postgres::Error) -> StoreError {
         if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
             return StoreError::ReadOnly(db.to_string());
         }
+        // The server going away, or ending a statement or transaction it
+        // rolled back (a lock or statement timeout, a cancel, an idle
+        // transaction ended): nothing was written; try again later.
         if *code == SqlState::ADMIN_SHUTDOWN
             || *code == SqlState::CRASH_SHUTDOWN
             || *code == SqlState::CANNOT_CONNECT_NOW
             || *code == SqlState::TOO_MANY_CONNECTIONS
+            || *code == SqlState::LOCK_NOT_AVAILABLE
+            || *code == SqlState::QUERY_CANCELED
+            || *code == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
         {
             return StoreError::Unavailable(db.to_string());
         }
         return StoreError::backend(PostgresError::Postgres(e));
     }
     // No answer from the server (refused, lost, timed out): try again
-    // later; a write's outcome may be unknown, and is read back.
-    StoreError::Unavailable(format!(
-        "{} (the outcome of the call is unknown)",
-        detail(&e)
-    ))
+    // later.
+    StoreError::Unavailable(detail(&e))
+}
+
+/// A failure while `COMMIT` was on its way: whether it committed is not
+/// known, and the caller reads the outcome back.
+fn classify_commit(e: tokio_postgres::Error) -> StoreError {
+    if e.as_db_error().is_none() || lost(&e) {
+        return StoreError::Unavailable(format!(
+            "{} during COMMIT (the outcome of the call is unknown)",
+            detail(&e)
+        ));
+    }
+    classify(e)
 }
 
 /// Whether the connection was lost: closed under the call, or its backend
 /// shut down (`pg_terminate_backend`, a server stopping).
 fn lost(e: &tokio_postgres::Error) -> bool {
     e.is_closed()
-        || e.code()
-            .is_some_and(|c| *c == SqlState::ADMIN_SHUTDOWN || *c == SqlState::CRASH_SHUTDOWN)
+        || e.code().is_some_and(|c| {
+            *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CRASH_SHUTDOWN
+                || *c == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
+        })
 }
 
 /// Whether the server rolled the transaction back for a reason that
@@ -379,10 +399,13 @@ impl PostgresStore {
         }
         config.connect_timeout(options.connect_timeout);
         if !options.stalled_transaction_timeout.is_zero() {
-            let setting = format!(
-                "-c idle_in_transaction_session_timeout={}",
-                options.stalled_transaction_timeout.as_millis().max(1)
-            );
+            let millis = options.stalled_transaction_timeout.as_millis().max(1);
+            if millis > i32::MAX as u128 {
+                return Err(config_error(
+                    "stalled_transaction_timeout: at most 24 days (zero keeps the server's setting)",
+                ));
+            }
+            let setting = format!("-c idle_in_transaction_session_timeout={millis}");
             let merged = match config.get_options() {
                 Some(given) if given.contains("idle_in_transaction_session_timeout") => {
                     given.to_owned()
@@ -517,6 +540,7 @@ impl PostgresStore {
                     reconnects += 1;
                     tokio::time::sleep(Duration::from_millis(10 * u64::from(reconnects))).await;
                 }
+                Err(TxError::Pg(e)) if committing => return Err(classify_commit(e)),
                 Err(TxError::Pg(e)) => return Err(classify(e)),
                 Err(TxError::Store(e)) => return Err(e),
             }
@@ -536,9 +560,21 @@ impl PostgresStore {
                     &[&schema],
                 )
                 .await?;
-                tx.tx
-                    .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-                    .await?;
+                // Created only when missing: `CREATE SCHEMA IF NOT EXISTS`
+                // needs the right to create even when it exists, which a
+                // worker's role may not have.
+                let exists: bool = tx
+                    .one(
+                        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                        &[&schema],
+                    )
+                    .await?
+                    .get(0);
+                if !exists {
+                    tx.tx
+                        .batch_execute(&format!("CREATE SCHEMA \"{schema}\""))
+                        .await?;
+                }
             }
             let tables: i64 = tx
                 .one(

@@ -326,6 +326,9 @@ impl Store for PostgresStore {
                          WHERE (i.lock_until IS NULL OR i.lock_until <= $1 \
                                 OR (i.lock_owner = $3 AND i.status <> 'stuck')) \
                            AND i.name = ANY($4) AND i.status <> 'suspended' \
+                           AND (i.history_len > 0 OR i.name LIKE '@%' \
+                                OR (SELECT f.visible_at FROM §messages f WHERE f.instance = i.id \
+                                    ORDER BY f.seq LIMIT 1) <= $1) \
                          ORDER BY due.at LIMIT $2 FOR UPDATE OF i SKIP LOCKED",
                         &[&now, &limit, &owner, &names],
                     )
@@ -352,6 +355,12 @@ impl Store for PostgresStore {
                     };
                     let row = instance_row(r, 1, &id, owner, now);
                     if let (Ok(row), Ok(messages)) = (&row, &messages) {
+                        // A commit that consumed its messages after this
+                        // statement's snapshot, before the row lock: nothing
+                        // is due, so it is not claimed (no lock, no attempt).
+                        if messages.is_empty() {
+                            continue;
+                        }
                         // A scheduled start still to come: what was raised
                         // for it waits for its `Started`.
                         let started = messages

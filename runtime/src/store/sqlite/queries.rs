@@ -24,13 +24,18 @@ use crate::store::{
 /// The instances with due messages: driven by the due-time index (named,
 /// because the planner would rather scan the table in instance order to
 /// group without sorting, which costs every pending message), so the cost
-/// is the due messages, never the pending ones.
+/// is the due messages, never the pending ones. An instance whose
+/// scheduled start is still to come is left out here, not after the
+/// limit: events due for it must not crowd out ready work.
 pub(super) const FETCH_DUE: &str = "SELECT m.instance FROM messages m INDEXED BY messages_due \
      CROSS JOIN instances i ON i.id = m.instance \
      WHERE m.visible_at <= ?1 \
        AND (i.lock_until IS NULL OR i.lock_until <= ?1 \
             OR (i.lock_owner = ?3 AND i.status <> 'stuck')) \
        AND i.name IN (SELECT value FROM json_each(?4)) AND i.status <> 'suspended' \
+       AND (i.history_len > 0 OR substr(i.name, 1, 1) = '@' \
+            OR (SELECT f.visible_at FROM messages f WHERE f.instance = i.id \
+                ORDER BY f.seq LIMIT 1) <= ?1) \
      GROUP BY m.instance ORDER BY min(m.visible_at) LIMIT ?2";
 
 fn insert_history(tx: &Connection, instance: &str, rec: &HistoryRecord) -> Result<(), StoreError> {
