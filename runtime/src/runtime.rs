@@ -501,6 +501,8 @@ impl Builder {
         let worker_task = tokio::spawn(supervise("activity worker", Box::pin(worker.run())));
         let dispatcher_task = tokio::spawn(supervise("dispatcher", Box::pin(dispatcher.run())));
         let entity_task = tokio::spawn(supervise("entity dispatcher", Box::pin(entities.run())));
+        let clock_task = (!config.clock.is_virtual())
+            .then(|| tokio::spawn(follow_store_clock(store.clone(), config.clock.clone())));
         Ok(Runtime {
             client: ClientParts {
                 store: store.clone(),
@@ -518,8 +520,31 @@ impl Builder {
             worker_task: Some(worker_task),
             dispatcher_task: Some(dispatcher_task),
             entity_task: Some(entity_task),
+            clock_task,
             threads: Some(threads),
         })
+    }
+}
+
+/// How often a runtime reads its store's clock again to follow it.
+const REALIGN_EVERY: Duration = Duration::from_secs(60);
+
+/// Keeps the runtime's clock with the store's: a machine clock stepped
+/// after start (NTP, a VM resumed) would otherwise set turn times and
+/// timers off the shared server's time. A failed read is skipped.
+async fn follow_store_clock(store: StoreHandle, clock: crate::clock::Clock) {
+    loop {
+        tokio::time::sleep(REALIGN_EVERY).await;
+        let before = clock.now();
+        let Ok(there) = store.call(|s, _| s.now()).await else {
+            continue;
+        };
+        let after = clock.now();
+        let here = before + (after - before) / 2;
+        // Within the read's own uncertainty: nothing to follow.
+        if (there - here).abs() > 5_000 {
+            clock.realign(there, here);
+        }
     }
 }
 
@@ -556,6 +581,8 @@ pub struct Runtime {
     worker_task: Option<JoinHandle<()>>,
     dispatcher_task: Option<JoinHandle<()>>,
     entity_task: Option<JoinHandle<()>>,
+    /// Follows the store's clock (none for a virtual clock).
+    clock_task: Option<JoinHandle<()>>,
     threads: Option<tokio::runtime::Runtime>,
 }
 
@@ -649,6 +676,9 @@ impl Runtime {
     /// [`Error::EngineFailed`] when a part of the engine had died; what it
     /// held is given back all the same.
     pub async fn shutdown(mut self) -> Result<(), Error> {
+        if let Some(c) = self.clock_task.take() {
+            c.abort();
+        }
         self.stop_all.0.fire();
         if let Some(w) = self.worker_task.take() {
             let _ = w.await;
@@ -674,6 +704,7 @@ impl Drop for Runtime {
             self.worker_task.take(),
             self.dispatcher_task.take(),
             self.entity_task.take(),
+            self.clock_task.take(),
         ]
         .into_iter()
         .flatten()
