@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{OriginalUri, Path, Query, Request, State};
+use axum::extract::{OriginalUri, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
+use crate::extract::{Path, Query};
 use crate::time::rfc3339;
 use crate::Api;
 
@@ -41,6 +42,7 @@ pub(crate) fn routes(api: Arc<Api>) -> Router {
         .route("/entities/{entity}/{key}/{op}", post(signal))
         .route("/openapi.json", get(crate::openapi::document))
         .fallback(not_found)
+        .method_not_allowed_fallback(not_allowed)
         .layer(middleware::from_fn_with_state(Arc::clone(&api), auth))
         .with_state(api)
 }
@@ -53,6 +55,18 @@ async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
     )
 }
 
+async fn not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not served on {}: see /openapi.json for the routes",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
 /// Refuses a request without the bearer token, when one is set.
 async fn auth(State(api): Shared, request: Request, next: Next) -> Response {
     if let Some(token) = &api.token {
@@ -60,7 +74,13 @@ async fn auth(State(api): Shared, request: Request, next: Next) -> Response {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(|v| {
+                // The scheme is case-insensitive (RFC 9110, 11.1).
+                let (scheme, token) = v.split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then_some(token.trim_start())
+            });
         let ok = given.is_some_and(|g| same(g.as_bytes(), token.as_bytes()));
         if !ok {
             let message = if given.is_some() {
@@ -312,6 +332,7 @@ async fn history(
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Reason {
     reason: Option<String>,
 }

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use axum::Router;
 
 mod error;
+mod extract;
 mod handlers;
 mod openapi;
 mod stream;

@@ -54,11 +54,15 @@ pub(crate) async fn document(
     State(api): State<Arc<Api>>,
     OriginalUri(uri): OriginalUri,
 ) -> Json<Value> {
-    let base = uri
-        .path()
-        .strip_suffix("/openapi.json")
-        .unwrap_or_default()
-        .to_owned();
+    let base = match uri.path().strip_suffix("/openapi.json") {
+        Some("") | None => "/".to_owned(),
+        Some(base) => base.to_owned(),
+    };
+    let security = if api.token.is_some() {
+        json!([{ "bearer": [] }])
+    } else {
+        json!([])
+    };
     let id = path_param("id", "The instance's id.");
     let unauthorized = error("No bearer token, or a wrong one (when the API has one).");
     let not_found = error("No such instance.");
@@ -85,7 +89,7 @@ pub(crate) async fn document(
             "x-entity-types": entity_types,
         },
         "servers": [{ "url": base }],
-        "security": [{ "bearer": [] }],
+        "security": security,
         "paths": {
             "/orchestrations/{name}": { "post": {
                 "summary": "Start an instance of an orchestrator, the body as its input",

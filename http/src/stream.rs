@@ -7,13 +7,14 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::Deserialize;
 
 use crate::error::ApiError;
+use crate::extract::{Path, Query};
 use crate::Api;
 
 /// How long the stream waits between looks at a quiet instance, at most.
@@ -49,11 +50,12 @@ pub(crate) async fn stream(
             v.to_str()
                 .ok()
                 .and_then(|v| v.trim().parse::<u64>().ok())
+                .and_then(|last| last.checked_add(1))
                 .ok_or_else(|| ApiError::bad_request("Last-Event-ID is not an event index"))?,
         ),
         None => None,
     };
-    let next = resume.map_or(params.from.unwrap_or(0), |last| last + 1);
+    let next = resume.unwrap_or(params.from.unwrap_or(0));
     let follow = Follow {
         api,
         id,
@@ -118,8 +120,8 @@ impl Follow {
             return;
         }
         if status.runtime_status.is_finished() {
-            let status = serde_json::to_string(&status.runtime_status).unwrap_or_default();
-            self.end(&status);
+            let status = serde_json::to_value(status.runtime_status).unwrap_or_default();
+            self.end(status.as_str().unwrap_or_default());
             return;
         }
         self.wait().await;

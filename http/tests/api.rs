@@ -166,6 +166,11 @@ async fn a_start_with_bad_input_is_refused_with_a_message_that_says_what() {
         "the message shows the bad value: {}",
         wrong_type.body
     );
+    assert!(
+        wrong_type.text("message").contains("at `quantity`"),
+        "the message names the field: {}",
+        wrong_type.body
+    );
 
     let no_input = api.post("/orchestrations/price_order", "").await;
     no_input.assert_error(StatusCode::BAD_REQUEST, "bad_payload");

@@ -93,10 +93,19 @@ impl Registry {
             Ok(fut)
         };
         let check_input = |input: &Payload| {
-            input
-                .decode::<O::Input>(&format!("the input of orchestrator `{}`", O::NAME))
+            let mut json = serde_json::Deserializer::from_str(input.json());
+            serde_path_to_error::deserialize::<_, O::Input>(&mut json)
                 .map(drop)
-                .map_err(Error::from)
+                .map_err(|e| Error::Payload {
+                    what: match e.path().to_string().as_str() {
+                        "." => format!("decoding the input of orchestrator `{}`", O::NAME),
+                        path => format!(
+                            "decoding the input of orchestrator `{}` at `{path}`",
+                            O::NAME
+                        ),
+                    },
+                    source: e.into_inner(),
+                })
         };
         let entry = OrchestratorEntry {
             start: Box::new(start),
