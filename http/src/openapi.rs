@@ -155,6 +155,16 @@ pub(crate) async fn document(
                     "404": not_found,
                 },
             } },
+            "/instances/{id}/waiting": { "get": {
+                "summary": "Why it is not moving: what it waits on (events, with similarly named ones that arrived; timers; activities; children; entity calls; locks; a suspension; a park with both call sites), each with its source line",
+                "parameters": [id],
+                "responses": {
+                    "200": { "description": "`waiting_on`: a list of objects, each with a `kind` (not_started, suspended, parked, event, timer, activity, child, entity, lock), its fields and a sentence (`text`); empty once finished.",
+                             "content": { "application/json": { "schema": { "type": "object" } } } },
+                    "401": unauthorized,
+                    "404": not_found,
+                },
+            } },
             "/instances/{id}/stream": { "get": {
                 "summary": "Server-sent events: each new history event (`event: history`, `id:` its index), then `event: end` when the instance finishes; `Last-Event-ID` resumes",
                 "parameters": [id, query_param("from", "The first event's index (default 0).", "integer")],

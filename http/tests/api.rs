@@ -862,13 +862,56 @@ async fn a_signal_to_an_unknown_entity_type_or_with_bad_arguments_is_refused() {
     api.stop().await;
 }
 
+// ---- why it waits --------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_names_the_event_and_a_misspelt_one_that_arrived() {
+    let api = api().await;
+    let id = api.start("wait_for_go", "", "").await;
+    let reply = api
+        .post(
+            &format!("/instances/{}/events/Go", escape(&id)),
+            r#""early""#,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    api.event_of(&id, "EventRaised").await;
+    let reply = api
+        .get(&format!("/instances/{}/waiting", escape(&id)))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let waits = reply.body["waiting_on"].as_array().expect("a list").clone();
+    assert_eq!(waits.len(), 1, "{}", reply.body);
+    assert_eq!(waits[0]["kind"], "event");
+    assert_eq!(waits[0]["name"], "go");
+    assert_eq!(waits[0]["similar"], json!(["Go"]));
+    assert!(
+        waits[0]["text"].as_str().unwrap().contains("`Go`"),
+        "{}",
+        reply.body
+    );
+
+    api.post(&format!("/instances/{}/events/go", escape(&id)), r#""now""#)
+        .await;
+    api.finished(&id).await;
+    let reply = api
+        .get(&format!("/instances/{}/waiting", escape(&id)))
+        .await;
+    assert_eq!(reply.body["waiting_on"], json!([]), "nothing once finished");
+    api.get("/instances/nobody/waiting")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "instance_not_found");
+    api.stop().await;
+}
+
 // ---- openapi, routes, auth, mounting --------------------------------------------------
 
-const PATHS: [&str; 11] = [
+const PATHS: [&str; 12] = [
     "/orchestrations/{name}",
     "/instances",
     "/instances/{id}",
     "/instances/{id}/history",
+    "/instances/{id}/waiting",
     "/instances/{id}/stream",
     "/instances/{id}/events/{event}",
     "/instances/{id}/terminate",

@@ -259,6 +259,75 @@ impl Client {
         Ok(payload)
     }
 
+    /// What the instance waits on, and why it is not moving: a scheduled
+    /// start, a suspension (with its reason), a park on code that does not
+    /// fit (with both call sites), the events its code waits for (with
+    /// events that arrived under similar names), and every timer, activity,
+    /// child, entity call and critical section still open, with its source
+    /// line. Empty for a finished instance.
+    ///
+    /// The events waited for are found by replaying the history against
+    /// this process's code: they are listed when its orchestrator is
+    /// registered here, and left out otherwise.
+    ///
+    /// ```no_run
+    /// # async fn go(client: durable::Client) -> Result<(), durable::Error> {
+    /// for blocker in client.waiting_on("order-17").await? {
+    ///     println!("{blocker}");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InstanceNotFound`], and store errors.
+    pub async fn waiting_on(&self, id: &str) -> Result<Vec<crate::Blocker>, Error> {
+        let status = self.status(id).await?;
+        if status.runtime_status.is_finished() {
+            return Ok(Vec::new());
+        }
+        let history = self.history(id).await?;
+        let owned = id.to_owned();
+        let queued = self
+            .store
+            .call(move |s, _| s.queued(std::slice::from_ref(&owned)))
+            .await?;
+        let mut arrived: std::collections::BTreeSet<String> = queued
+            .iter()
+            .flat_map(|(_, messages)| messages.iter())
+            .filter_map(|(_, e)| match e {
+                Event::EventRaised { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut awaited = Vec::new();
+        let runs_here = history.first().is_some_and(|r| match &r.event {
+            Event::Started { name, version, .. } => {
+                self.registry.orchestrator(name, *version).is_some()
+            }
+            _ => false,
+        });
+        if runs_here && status.runtime_status != RuntimeStatus::Stuck {
+            let (registry, owned, records) =
+                (Arc::clone(&self.registry), id.to_owned(), history.clone());
+            let replayed = tokio::task::spawn_blocking(move || {
+                crate::replay::Execution::replay(&owned, &records, &registry).map(|e| e.events())
+            })
+            .await;
+            if let Ok(Ok((waits, untaken))) = replayed {
+                awaited = waits;
+                arrived.extend(untaken);
+            }
+        }
+        Ok(crate::why::blockers(
+            status.runtime_status,
+            status.failure.as_ref(),
+            &history,
+            &awaited,
+            &arrived,
+        ))
+    }
+
     /// The largest payload (input, output, event data), in bytes of JSON,
     /// this runtime accepts (`Builder::max_payload`).
     pub fn max_payload(&self) -> usize {

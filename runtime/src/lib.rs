@@ -68,6 +68,7 @@ mod worker;
 mod check;
 mod runtime;
 pub mod testing;
+mod why;
 
 pub use activity::{Activity, ActivityError, ActivityInfo, BoxFuture, Never, Retryable};
 pub use bytes::Bytes;
@@ -90,6 +91,7 @@ pub use retry::RetryPolicy;
 pub use runtime::{Builder, Runtime};
 pub use status::InstanceStatus;
 pub use store::{StoreError, Synchronous};
+pub use why::Blocker;
 
 /// Logs from orchestrator code once, not again on every replay: like
 /// `tracing`'s macros of the same names, with the context first. The event

@@ -434,6 +434,30 @@ impl State {
         }
     }
 
+    /// The names of the events a pending future waits for, sorted.
+    pub(crate) fn awaited_events(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .event_wakers
+            .iter()
+            .filter(|(_, w)| !w.is_empty())
+            .map(|(n, _)| n.clone())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The names of the events delivered and not taken by any wait.
+    pub(crate) fn untaken_events(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .events
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(n, _)| n.clone())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
     /// Queues an external event for the first waiter that polls for it.
     pub(crate) fn deliver_event(&mut self, name: String, data: Payload) {
         if let Some(wakers) = self.event_wakers.remove(&name) {

@@ -260,6 +260,13 @@ impl Execution {
         lock(&self.state).preset.extend(values);
     }
 
+    /// The events its code waits for, and those delivered and not taken
+    /// (for [`Client::waiting_on`](crate::Client::waiting_on)).
+    pub(crate) fn events(&self) -> (Vec<String>, Vec<String>) {
+        let st = lock(&self.state);
+        (st.awaited_events(), st.untaken_events())
+    }
+
     /// The orchestrator's stored name, once it started.
     pub(crate) fn orchestrator(&self) -> Option<&str> {
         self.name.as_deref()

@@ -1,0 +1,208 @@
+//! "Why is it stuck?": `Client::waiting_on` names what an instance waits
+//! on, with source lines, and events that arrived under similar names.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{builder, db, has, history_until, until, within, Gate};
+use durable::history::Event;
+use durable::{activity, orchestrator, Blocker, Context, RuntimeStatus};
+
+static SLOW: Gate = Gate::new();
+
+#[activity]
+async fn slow(x: u64) -> u64 {
+    SLOW.pass().await;
+    x
+}
+
+#[activity]
+async fn quick(x: u64) -> u64 {
+    x + 1
+}
+
+/// Waits for an approval, a day at most, while a slow call runs.
+#[orchestrator]
+async fn approve(ctx: Context, x: u64) -> u64 {
+    let call = ctx.call(slow, x);
+    let answer = durable::select(
+        ctx.wait_event::<bool>("approval"),
+        ctx.sleep(Duration::from_secs(86_400)),
+    );
+    let (n, _) = durable::join(call, answer).await;
+    n.unwrap_or(0)
+}
+
+#[orchestrator]
+async fn waits_for_go(ctx: Context, x: u64) -> u64 {
+    let _: () = ctx.wait_event("go").await;
+    x
+}
+
+#[orchestrator]
+async fn parent(ctx: Context, x: u64) -> u64 {
+    ctx.call_child(waits_for_go, x).await.unwrap_or(0)
+}
+
+/// Version 1 of `flow` calls `quick`, then waits.
+#[orchestrator(name = "flow")]
+async fn flow_v1(ctx: Context, x: u64) -> u64 {
+    let y = ctx.call(quick, x).await.unwrap_or(0);
+    let _: () = ctx.wait_event("go").await;
+    y
+}
+
+/// An incompatible change: `slow` first.
+#[orchestrator(name = "flow")]
+async fn flow_changed(ctx: Context, x: u64) -> u64 {
+    let y = ctx.call(slow, x).await.unwrap_or(0);
+    let _: () = ctx.wait_event("go").await;
+    y
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_the_event_timer_and_call_it_waits_on_and_a_misspelt_event() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(slow)
+        .orchestrator(approve)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client.start(approve, 7).await.unwrap();
+    // The sender misspells the event: it arrives, and nothing takes it.
+    client.raise_event(h.id(), "aproval", true).await.unwrap();
+    history_until(&client, h.id(), "the misspelt event", |h| {
+        has(
+            h,
+            |e| matches!(e, Event::EventRaised { name, .. } if name == "aproval"),
+        )
+    })
+    .await;
+
+    let blockers = within(client.waiting_on(h.id())).await.unwrap();
+    let text: Vec<String> = blockers.iter().map(ToString::to_string).collect();
+    assert!(
+        blockers.iter().any(|b| matches!(b,
+            Blocker::Event { name, similar } if name == "approval" && similar == &["aproval".to_owned()])),
+        "{text:#?}"
+    );
+    assert!(
+        blockers.iter().any(|b| matches!(b,
+            Blocker::Activity { name, site, .. } if name == "slow" && site.contains("why.rs:"))),
+        "{text:#?}"
+    );
+    assert!(
+        blockers.iter().any(|b| matches!(b,
+            Blocker::Timer { site, fires_at, .. }
+                if site.contains("why.rs:") && *fires_at > std::time::SystemTime::now() + Duration::from_secs(86_000))),
+        "{text:#?}"
+    );
+    assert_eq!(blockers.len(), 3, "{text:#?}");
+
+    client.raise_event(h.id(), "approval", true).await.unwrap();
+    SLOW.open();
+    assert_eq!(within(h.result()).await.unwrap(), 7);
+    assert!(client.waiting_on(h.id()).await.unwrap().is_empty());
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_a_child_a_suspension_and_an_unknown_id() {
+    let db = db();
+    let rt = builder(&db)
+        .orchestrator(parent)
+        .orchestrator(waits_for_go)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let p = client.start(parent, 1).await.unwrap();
+    let history = history_until(&client, p.id(), "the child call", |h| {
+        has(h, |e| matches!(e, Event::ChildScheduled { .. }))
+    })
+    .await;
+    let child = history
+        .iter()
+        .find_map(|r| match &r.event {
+            Event::ChildScheduled { id, .. } => Some(id.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let blockers = client.waiting_on(p.id()).await.unwrap();
+    assert!(
+        matches!(&blockers[..], [Blocker::Child { id, name, site, .. }]
+            if *id == child && name == "waits_for_go" && site.contains("why.rs:")),
+        "{blockers:?}"
+    );
+    // The child waits for `go`.
+    until("the child to wait", || async {
+        let b = client.waiting_on(&child).await.unwrap();
+        matches!(&b[..], [Blocker::Event { name, .. }] if name == "go").then_some(())
+    })
+    .await;
+
+    client
+        .suspend(&child, "holding for the audit")
+        .await
+        .unwrap();
+    let blockers = client.waiting_on(&child).await.unwrap();
+    assert!(
+        matches!(&blockers[0], Blocker::Suspended { reason } if reason == "holding for the audit"),
+        "{blockers:?}"
+    );
+    assert!(matches!(
+        client.waiting_on("nobody").await,
+        Err(durable::Error::InstanceNotFound { .. })
+    ));
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_instance_names_both_call_sites() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(quick)
+        .orchestrator(flow_v1)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client.start(flow_v1, 1).await.unwrap();
+    history_until(&client, h.id(), "the first call's result", |h| {
+        has(h, |e| matches!(e, Event::ActivityCompleted { .. }))
+    })
+    .await;
+    rt.shutdown().await.unwrap();
+
+    // The incompatible deploy parks it on its next turn.
+    let rt = builder(&db)
+        .activity(quick)
+        .activity(slow)
+        .orchestrator(flow_changed)
+        .cache_size(0)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    client.raise_event(h.id(), "go", ()).await.unwrap();
+    until("the instance to be parked", || async {
+        let s = client.status(h.id()).await.unwrap();
+        (s.runtime_status == RuntimeStatus::Stuck).then_some(())
+    })
+    .await;
+    let blockers = client.waiting_on(h.id()).await.unwrap();
+    let Some(Blocker::Parked { failure }) = blockers.first() else {
+        panic!("{blockers:?}");
+    };
+    assert!(failure.message.contains("quick"), "{}", failure.message);
+    assert!(failure.message.contains("slow"), "{}", failure.message);
+    assert!(
+        failure.message.matches("why.rs:").count() >= 2,
+        "{}",
+        failure.message
+    );
+    rt.shutdown().await.unwrap();
+}
