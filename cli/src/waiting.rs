@@ -1,0 +1,133 @@
+//! What an unfinished instance waits on, in the HTTP API's shape
+//! (`GET /instances/{id}/waiting`): one JSON object per thing, with its
+//! `kind`, its fields and a sentence (`text`). A local store's answer
+//! (`Client::waiting_on`) is put in the same shape, so `describe` reads
+//! one form whichever backend answered.
+
+use durable::history::{Event, HistoryRecord};
+use durable::Blocker;
+use serde_json::{json, Value};
+
+use crate::render::{short_site, truncate};
+use crate::time::{micros, parse_rfc3339, relative, rfc3339};
+
+/// One blocker as the HTTP API spells it.
+pub(crate) fn blocker_json(b: &Blocker) -> Value {
+    let mut v = match b {
+        Blocker::NotStarted => json!({ "kind": "not_started" }),
+        Blocker::Suspended { reason } => json!({ "kind": "suspended", "reason": reason }),
+        Blocker::Parked { failure } => json!({ "kind": "parked", "failure": failure }),
+        Blocker::Event { name, similar } => {
+            json!({ "kind": "event", "name": name, "similar": similar })
+        }
+        Blocker::Timer {
+            seq,
+            fires_at,
+            site,
+        } => json!({
+            "kind": "timer", "seq": seq, "fires_at": rfc3339(micros(*fires_at)), "site": site,
+        }),
+        Blocker::Activity {
+            seq,
+            name,
+            site,
+            since,
+        } => json!({
+            "kind": "activity", "seq": seq, "name": name, "site": site,
+            "since": rfc3339(micros(*since)),
+        }),
+        Blocker::Child {
+            seq,
+            id,
+            name,
+            site,
+        } => json!({ "kind": "child", "seq": seq, "id": id, "name": name, "site": site }),
+        Blocker::Entity {
+            seq,
+            entity,
+            op,
+            site,
+        } => json!({ "kind": "entity", "seq": seq, "entity": entity, "op": op, "site": site }),
+        Blocker::Lock {
+            seq,
+            entities,
+            site,
+        } => json!({ "kind": "lock", "seq": seq, "entities": entities, "site": site }),
+        _ => json!({ "kind": "other" }),
+    };
+    v["text"] = json!(b.to_string());
+    v
+}
+
+/// A time field as `2026-.. (in 5m0s)`, or as it came.
+fn when(v: &Value) -> String {
+    let text = v.as_str().unwrap_or_default();
+    match parse_rfc3339(text) {
+        Some(at) => format!("{text} ({})", relative(at)),
+        None => text.to_owned(),
+    }
+}
+
+fn list(v: &Value) -> String {
+    v.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// The cells of one blocker: kind, sequence number, what, since, site.
+pub(crate) fn row(v: &Value) -> [String; 5] {
+    let s = |key: &str| v[key].as_str().unwrap_or_default().to_owned();
+    let kind = s("kind");
+    let what = match kind.as_str() {
+        "event" => {
+            let similar = list(&v["similar"]);
+            if similar.is_empty() {
+                format!("`{}`", s("name"))
+            } else {
+                format!("`{}` (arrived under similar names: {similar})", s("name"))
+            }
+        }
+        "timer" => format!("fires {}", when(&v["fires_at"])),
+        "activity" => s("name"),
+        "child" => format!("{} id={}", s("name"), s("id")),
+        "entity" => format!("{} {}", s("entity"), s("op")),
+        "lock" => list(&v["entities"]),
+        "suspended" => s("reason"),
+        "parked" => v["failure"]["message"]
+            .as_str()
+            .map_or_else(|| s("text"), str::to_owned),
+        _ => s("text"),
+    };
+    let since = v["since"]
+        .as_str()
+        .and_then(parse_rfc3339)
+        .map(relative)
+        .unwrap_or_default();
+    [
+        kind,
+        v["seq"]
+            .as_u64()
+            .map(|n| format!("#{n}"))
+            .unwrap_or_default(),
+        truncate(&what, 200),
+        since,
+        v["site"].as_str().map(short_site).unwrap_or_default(),
+    ]
+}
+
+/// The input the instance was started with (from `Started`).
+pub(crate) fn input(history: &[HistoryRecord]) -> Option<Value> {
+    history.iter().find_map(|r| match &r.event {
+        Event::Started { input, .. } => Some(
+            serde_json::from_str(input.json())
+                .unwrap_or_else(|_| Value::String(input.json().to_owned())),
+        ),
+        _ => None,
+    })
+}
