@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::extract::{Path, Query};
-use crate::time::rfc3339;
 use crate::Api;
+use durable::time::rfc3339;
 
 type Shared = State<Arc<Api>>;
 
@@ -41,7 +41,11 @@ pub(crate) fn routes(api: Arc<Api>) -> Router {
         .route("/instances/{id}/resume", post(resume))
         .route("/entities/{entity}/{key}", get(entity_state))
         .route("/entities/{entity}/{key}/{op}", post(signal))
+        .route("/counts", get(counts))
         .route("/openapi.json", get(crate::openapi::document))
+        .route("/ui", get(crate::ui::redirect))
+        .route("/ui/", get(crate::ui::index))
+        .route("/ui/{asset}", get(crate::ui::asset))
         .fallback(not_found)
         .method_not_allowed_fallback(not_allowed)
         .layer(middleware::from_fn_with_state(Arc::clone(&api), auth))
@@ -68,9 +72,13 @@ async fn not_allowed(request: Request) -> ApiError {
     )
 }
 
-/// Refuses a request without the bearer token, when one is set.
+/// Refuses a request without the bearer token, when one is set. The
+/// dashboard's own files hold no data and are served to anyone (a browser
+/// cannot send a token to load a page); what they fetch carries it.
 async fn auth(State(api): Shared, request: Request, next: Next) -> Response {
-    if let Some(token) = &api.token {
+    let dashboard_file = request.method() == axum::http::Method::GET
+        && crate::ui::is_asset_path(request.uri().path());
+    if let (Some(token), false) = (&api.token, dashboard_file) {
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
@@ -300,6 +308,27 @@ async fn list(
         .map(|s| status_json(s, &base))
         .collect();
     Ok(Json(json!({ "instances": instances, "next": page.next })))
+}
+
+#[derive(Debug, Deserialize)]
+struct CountParams {
+    orchestrator: Option<String>,
+}
+
+/// `GET /counts`: how many instances there are in each status.
+async fn counts(
+    State(api): Shared,
+    Query(params): Query<CountParams>,
+) -> Result<Json<Value>, ApiError> {
+    let counts = api.client.counts(params.orchestrator.as_deref()).await?;
+    let total: u64 = counts.iter().map(|(_, n)| n).sum();
+    let mut by_status = serde_json::Map::new();
+    for (status, n) in counts {
+        if let Value::String(s) = json!(status) {
+            by_status.insert(s, json!(n));
+        }
+    }
+    Ok(Json(json!({ "counts": by_status, "total": total })))
 }
 
 #[derive(Debug, Deserialize)]

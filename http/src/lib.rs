@@ -32,7 +32,7 @@ mod extract;
 mod handlers;
 mod openapi;
 mod stream;
-mod time;
+mod ui;
 
 pub use error::ServeError;
 

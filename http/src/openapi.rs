@@ -221,6 +221,16 @@ pub(crate) async fn document(
                 "requestBody": any_body("The arguments, as JSON."),
                 "responses": { "202": { "description": "Queued." }, "400": error("Not JSON, or a bad key or name."), "401": unauthorized, "404": error("No entity type of that name is registered."), "413": error("Over the payload limit.") },
             } },
+            "/counts": { "get": {
+                "summary": "How many instances there are in each status (entities not counted)",
+                "parameters": [query_param("orchestrator", "Only this orchestrator's instances.", "string")],
+                "responses": {
+                    "200": { "description": "`counts`: status to number (statuses with none left out), and `total`.",
+                             "content": { "application/json": { "schema": { "type": "object" } } } },
+                    "401": unauthorized,
+                },
+            } },
+            "/ui/": { "get": { "summary": "The dashboard (served without a token: it asks for one and sends it with what it fetches)", "responses": { "200": { "description": "HTML." } } } },
             "/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.1." } } } },
         },
         "components": {

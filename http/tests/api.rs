@@ -906,8 +906,10 @@ async fn waiting_names_the_event_and_a_misspelt_one_that_arrived() {
 
 // ---- openapi, routes, auth, mounting --------------------------------------------------
 
-const PATHS: [&str; 12] = [
+const PATHS: [&str; 14] = [
     "/orchestrations/{name}",
+    "/counts",
+    "/ui/",
     "/instances",
     "/instances/{id}",
     "/instances/{id}/history",
@@ -1055,5 +1057,43 @@ async fn mounted_under_a_prefix_the_urls_it_hands_out_keep_the_prefix() {
         .assert_error(StatusCode::NOT_FOUND, "no_route");
     let history = api.get(&format!("{at}/history")).await;
     assert_eq!(history.status, StatusCode::OK);
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_per_status_and_the_dashboard_files_without_a_token() {
+    let secured = api_with(|b| b, ApiOptions::with_token("s3cret")).await;
+    // The dashboard's files hold no data: a browser loads them without a
+    // token, and what they fetch needs one.
+    for file in ["/ui/", "/ui/app.js", "/ui/app.css"] {
+        let reply = secured.get(file).await;
+        assert_eq!(reply.status, StatusCode::OK, "{file}");
+    }
+    secured
+        .get("/ui/secrets.json")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "no_route");
+    secured
+        .get("/counts")
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    secured.stop().await;
+
+    let api = api().await;
+    let waiting = api.start("wait_for_go", "", "").await;
+    let done = api.start("noop", "", "").await;
+    api.finished(&done).await;
+    api.reaches(&waiting, "running").await;
+    let reply = api.get("/counts").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        reply.body,
+        json!({ "counts": { "completed": 1, "running": 1 }, "total": 2 })
+    );
+    let reply = api.get("/counts?orchestrator=noop").await;
+    assert_eq!(
+        reply.body,
+        json!({ "counts": { "completed": 1 }, "total": 1 })
+    );
     api.stop().await;
 }

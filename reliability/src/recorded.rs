@@ -308,6 +308,10 @@ impl<S: Store> Store for Recorded<S> {
         self.seen("purge_finished", self.inner.purge_finished(before, limit))
     }
 
+    fn counts(&self, name: Option<&str>) -> Result<Vec<(durable::RuntimeStatus, u64)>, StoreError> {
+        self.seen("counts", self.inner.counts(name))
+    }
+
     fn list(&self, query: &ListQuery) -> Result<Vec<InstanceStatus>, StoreError> {
         self.seen("list", self.inner.list(query))
     }

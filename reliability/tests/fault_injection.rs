@@ -263,6 +263,10 @@ impl Store for FaultyStore {
         self.call("queued", |s| s.queued(ids))
     }
 
+    fn counts(&self, name: Option<&str>) -> Result<Vec<(RuntimeStatus, u64)>, StoreError> {
+        self.call("counts", |s| s.counts(name))
+    }
+
     fn list(&self, query: &ListQuery) -> Result<Vec<InstanceStatus>, StoreError> {
         self.call("list", |s| s.list(query))
     }

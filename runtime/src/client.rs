@@ -259,6 +259,19 @@ impl Client {
         Ok(payload)
     }
 
+    /// How many instances there are in each status (entities not counted),
+    /// of orchestrator `name` or of all; statuses with none are left out.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn counts(&self, name: Option<&str>) -> Result<Vec<(RuntimeStatus, u64)>, Error> {
+        let name = name.map(str::to_owned);
+        Ok(self
+            .store
+            .call(move |s, _| s.counts(name.as_deref()))
+            .await?)
+    }
+
     /// What the instance waits on, and why it is not moving: a scheduled
     /// start, a suspension (with its reason), a park on code that does not
     /// fit (with both call sites), the events its code waits for (with

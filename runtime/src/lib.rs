@@ -68,6 +68,7 @@ mod worker;
 mod check;
 mod runtime;
 pub mod testing;
+pub mod time;
 mod why;
 
 pub use activity::{Activity, ActivityError, ActivityInfo, BoxFuture, Never, Retryable};

@@ -115,7 +115,7 @@ impl std::fmt::Display for Blocker {
             } => write!(
                 f,
                 "timer #{seq} fires at {} ({site})",
-                history::micros(*fires_at)
+                crate::time::rfc3339(*fires_at)
             ),
             Self::Activity {
                 seq, name, site, ..

@@ -1245,6 +1245,36 @@ pub fn starts_still_to_come_do_not_hide_ready_work(s: &dyn Store) {
     assert_eq!(ids, vec!["ready"]);
 }
 
+/// Counts per status cover orchestration instances, not entities, and
+/// narrow to one orchestrator when asked.
+pub fn counts_instances_by_status(s: &dyn Store) {
+    create(s, "a");
+    create(s, "b");
+    let mut other = NewInstance::new("c", "other", payload("1"), 0);
+    other.visible_at = 0;
+    ok(s.create_instances(&[other]), "create_instances");
+    let signal = Outgoing::to_entity(
+        crate::history::entity_id("Counter", "k"),
+        crate::history::entity_type_name("Counter"),
+        event("e", "1"),
+        0,
+    );
+    ok(s.send(&[signal]), "send");
+    let seqs = seqs(s, OWNER, "a");
+    let mut done = turn("a", 0, &seqs);
+    done.status = Some(StatusUpdate::new(RuntimeStatus::Completed, 0));
+    ok(s.commit_turns(OWNER, LONG, &[done]), "commit_turns");
+    let all = ok(s.counts(None), "counts");
+    let total: u64 = all.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 3, "no entity among them: {all:?}");
+    assert!(all.contains(&(RuntimeStatus::Completed, 1)), "{all:?}");
+    assert_eq!(
+        ok(s.counts(Some("other")), "counts"),
+        vec![(RuntimeStatus::Pending, 1)]
+    );
+    assert_eq!(ok(s.counts(Some("nobody")), "counts"), vec![]);
+}
+
 /// Generates one `#[test]` per conformance check for a store made by
 /// `$make`, a closure returning `(guard, store)`.
 #[macro_export]
@@ -1252,6 +1282,7 @@ macro_rules! store_conformance_tests {
     ($make:expr) => {
         $crate::store_conformance_tests!(@each $make;
             creates_instances_once,
+            counts_instances_by_status,
             starts_still_to_come_do_not_hide_ready_work,
             enqueues_in_sequence_and_once_per_key,
             refuses_stale_turns,

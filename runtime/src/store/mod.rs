@@ -840,6 +840,14 @@ pub trait Store: Send + Sync + 'static {
     /// When the store fails.
     fn purge_finished(&self, before: i64, limit: usize) -> Result<Vec<String>, StoreError>;
 
+    /// How many orchestration instances (not entities) there are in each
+    /// status, of orchestrator `name` or of all; statuses with none are
+    /// left out.
+    ///
+    /// # Errors
+    /// When the store fails or a status does not decode.
+    fn counts(&self, name: Option<&str>) -> Result<Vec<(RuntimeStatus, u64)>, StoreError>;
+
     /// The instances `query` selects, newest first (by creation time, then
     /// id, both descending), at most `query.limit`. Entities are listed
     /// only when `query.name` names their type.

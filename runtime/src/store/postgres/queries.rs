@@ -878,6 +878,30 @@ impl Store for PostgresStore {
         })
     }
 
+    fn counts(&self, name: Option<&str>) -> Result<Vec<(RuntimeStatus, u64)>, StoreError> {
+        self.block(|| {
+            self.transact(async |tx| {
+                let rows = tx
+                    .rows(
+                        "SELECT status, count(*) FROM §instances \
+                         WHERE (name = $1 OR ($1::text IS NULL AND left(name, 1) <> '@')) \
+                         GROUP BY status ORDER BY status",
+                        &[&name],
+                    )
+                    .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let n: i64 = r.get(1);
+                    out.push((
+                        status_of(r.get(0), "a count")?,
+                        seq_of(n, || "a count".to_owned())?,
+                    ));
+                }
+                Ok(out)
+            })
+        })
+    }
+
     fn list(&self, query: &ListQuery) -> Result<Vec<InstanceStatus>, StoreError> {
         let statuses: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
         let (after_at, after_id) = query

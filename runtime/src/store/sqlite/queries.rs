@@ -878,6 +878,27 @@ impl Store for SqliteStore {
         })
     }
 
+    fn counts(&self, name: Option<&str>) -> Result<Vec<(RuntimeStatus, u64)>, StoreError> {
+        let conn = self.read();
+        let mut stmt = conn.prepare_cached(
+            "SELECT status, count(*) FROM instances \
+             WHERE (name = ?1 OR (?1 IS NULL AND substr(name, 1, 1) <> '@')) \
+             GROUP BY status ORDER BY status",
+        )?;
+        let rows = stmt.query_map(params![name], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (status, n) = row?;
+            out.push((
+                status_of(&status, "a count")?,
+                seq_of(n, || "a count".to_owned())?,
+            ));
+        }
+        Ok(out)
+    }
+
     fn list(&self, query: &ListQuery) -> Result<Vec<InstanceStatus>, StoreError> {
         let conn = self.read();
         let statuses = query

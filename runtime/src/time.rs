@@ -1,9 +1,14 @@
-//! Times as RFC 3339 text (UTC, milliseconds), as JSON APIs spell them.
+//! Times as RFC 3339 text (UTC, milliseconds): how durable's tools (the
+//! HTTP API, the CLI, diagnostics) print them.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `t` as `2026-12-01T09:30:00.125Z`.
-pub(crate) fn rfc3339(t: SystemTime) -> String {
+///
+/// ```
+/// assert_eq!(durable::time::rfc3339(std::time::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+/// ```
+pub fn rfc3339(t: SystemTime) -> String {
     let micros = match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
         Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
@@ -11,8 +16,9 @@ pub(crate) fn rfc3339(t: SystemTime) -> String {
     rfc3339_micros(micros)
 }
 
-/// Microseconds since the Unix epoch as RFC 3339 text.
-pub(crate) fn rfc3339_micros(micros: i64) -> String {
+/// Microseconds since the Unix epoch (as history records times) as RFC
+/// 3339 text.
+pub fn rfc3339_micros(micros: i64) -> String {
     let millis = micros.div_euclid(1000);
     let secs = millis.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
