@@ -42,6 +42,7 @@ pub(crate) fn routes(api: Arc<Api>) -> Router {
         .route("/entities/{entity}/{key}", get(entity_state))
         .route("/entities/{entity}/{key}/{op}", post(signal))
         .route("/counts", get(counts))
+        .route("/metrics", get(crate::metrics::metrics))
         .route("/openapi.json", get(crate::openapi::document))
         .route("/ui", get(crate::ui::redirect))
         .route("/ui/", get(crate::ui::index))

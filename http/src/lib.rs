@@ -30,6 +30,7 @@ use axum::Router;
 mod error;
 mod extract;
 mod handlers;
+mod metrics;
 mod openapi;
 mod stream;
 mod ui;

@@ -230,6 +230,13 @@ pub(crate) async fn document(
                     "401": unauthorized,
                 },
             } },
+            "/metrics": { "get": {
+                "summary": "Prometheus metrics: instances by status, queue depth, turns, activity attempts and failures, commit and activity latency histograms",
+                "responses": {
+                    "200": { "description": "Prometheus text format 0.0.4.", "content": { "text/plain": {} } },
+                    "401": unauthorized,
+                },
+            } },
             "/ui/": { "get": { "summary": "The dashboard (served without a token: it asks for one and sends it with what it fetches)", "responses": { "200": { "description": "HTML." } } } },
             "/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.1." } } } },
         },

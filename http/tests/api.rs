@@ -906,9 +906,10 @@ async fn waiting_names_the_event_and_a_misspelt_one_that_arrived() {
 
 // ---- openapi, routes, auth, mounting --------------------------------------------------
 
-const PATHS: [&str; 14] = [
+const PATHS: [&str; 15] = [
     "/orchestrations/{name}",
     "/counts",
+    "/metrics",
     "/ui/",
     "/instances",
     "/instances/{id}",
@@ -1095,5 +1096,69 @@ async fn counts_per_status_and_the_dashboard_files_without_a_token() {
         reply.body,
         json!({ "counts": { "completed": 1 }, "total": 1 })
     );
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_in_prometheus_text() {
+    let api = api().await;
+    let priced = api
+        .start("price_order", "", r#"{"customer": "Ada", "quantity": 4}"#)
+        .await;
+    let refused = api.start("refused", "", r#""out of stock""#).await;
+    api.finished(&priced).await;
+    api.finished(&refused).await;
+    let waiting = api.start("wait_for_go", "", "").await;
+    api.reaches(&waiting, "running").await;
+
+    let reply = api.get("/metrics").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply
+            .header("content-type")
+            .starts_with("text/plain; version=0.0.4"),
+        "{:?}",
+        reply.headers
+    );
+    let text = reply.body.as_str().expect("text").to_owned();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("no `{series}` in\n{text}"))
+            .parse()
+            .expect("a number")
+    };
+    assert_eq!(value("durable_instances{status=\"completed\"}"), 1.0);
+    assert_eq!(value("durable_instances{status=\"failed\"}"), 1.0);
+    assert_eq!(value("durable_instances{status=\"running\"}"), 1.0);
+    assert!(value("durable_turns_total") >= 5.0, "{text}");
+    assert_eq!(
+        value("durable_activity_attempts_total{activity=\"price\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("durable_activity_failures_total{activity=\"price\"}"),
+        0.0
+    );
+    assert_eq!(
+        value("durable_activity_failures_total{activity=\"refuse\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("durable_activity_seconds_bucket{activity=\"price\",le=\"+Inf\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("durable_activity_seconds_count{activity=\"price\"}"),
+        1.0
+    );
+    let commits = value("durable_turn_commit_seconds_count");
+    assert!(commits >= 1.0, "{text}");
+    assert_eq!(
+        value("durable_turn_commit_seconds_bucket{le=\"+Inf\"}"),
+        commits
+    );
+    assert_eq!(value("durable_queue_tasks"), 0.0);
+    assert!(text.contains("# TYPE durable_turn_commit_seconds histogram"));
     api.stop().await;
 }

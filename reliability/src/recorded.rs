@@ -308,6 +308,10 @@ impl<S: Store> Store for Recorded<S> {
         self.seen("purge_finished", self.inner.purge_finished(before, limit))
     }
 
+    fn backlog(&self) -> Result<durable::store::Backlog, StoreError> {
+        self.seen("backlog", self.inner.backlog())
+    }
+
     fn counts(&self, name: Option<&str>) -> Result<Vec<(durable::RuntimeStatus, u64)>, StoreError> {
         self.seen("counts", self.inner.counts(name))
     }

@@ -263,6 +263,10 @@ impl Store for FaultyStore {
         self.call("queued", |s| s.queued(ids))
     }
 
+    fn backlog(&self) -> Result<durable::store::Backlog, StoreError> {
+        self.call("backlog", |s| s.backlog())
+    }
+
     fn counts(&self, name: Option<&str>) -> Result<Vec<(RuntimeStatus, u64)>, StoreError> {
         self.call("counts", |s| s.counts(name))
     }

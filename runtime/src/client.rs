@@ -41,6 +41,7 @@ pub struct Client {
     instance_lock: Duration,
     /// The runtime's clock.
     pub(crate) clock: crate::clock::Clock,
+    metrics: Arc<crate::metrics::Recorder>,
 }
 
 impl std::fmt::Debug for Client {
@@ -72,7 +73,15 @@ impl Client {
             poll_interval: config.poll_interval,
             instance_lock: config.instance_lock,
             clock: config.clock.clone(),
+            metrics: Arc::clone(&config.metrics),
         }
+    }
+
+    /// What this runtime has counted since it started: turns committed and
+    /// refused, commit latency, and each activity's attempts, failures and
+    /// run time (the HTTP API serves them to Prometheus at `/metrics`).
+    pub fn metrics(&self) -> crate::metrics::Metrics {
+        self.metrics.snapshot()
     }
 
     /// `Err` when the runtime can take no more work.
@@ -257,6 +266,14 @@ impl Client {
             });
         }
         Ok(payload)
+    }
+
+    /// The work due now and not yet taken: the queue depth.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn backlog(&self) -> Result<crate::store::Backlog, Error> {
+        Ok(self.store.call(|s, _| s.backlog()).await?)
     }
 
     /// How many instances there are in each status (entities not counted),

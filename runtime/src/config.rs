@@ -43,6 +43,8 @@ pub(crate) struct Config {
     pub(crate) verify: bool,
     /// The clock every part reads: the machine's, or a test's.
     pub(crate) clock: crate::clock::Clock,
+    /// The counters every part adds to (shared by the clones).
+    pub(crate) metrics: std::sync::Arc<crate::metrics::Recorder>,
 }
 
 impl Default for Config {
@@ -63,6 +65,7 @@ impl Default for Config {
             turn_timeout: Duration::from_secs(10),
             verify: false,
             clock: crate::clock::Clock::default(),
+            metrics: std::sync::Arc::default(),
         }
     }
 }

@@ -226,9 +226,11 @@ impl Worker {
             after: self.config.poison_after,
         };
         let clock = self.config.clock.clone();
+        let metrics = Arc::clone(&self.config.metrics);
         let attempt = async move {
             // The slot is held while the attempt runs.
             let _slot = slot;
+            let started = std::time::Instant::now();
             let result = match run {
                 _ if poison.task_is_poison(task.attempt, task.failures) => {
                     Err(ActivityFailure::Poisoned(format!(
@@ -287,6 +289,7 @@ impl Worker {
                     task.name
                 ))),
             };
+            metrics.attempt(&task.name, started.elapsed(), result.is_err());
             (task, result)
         };
         let handle = inflight.set.spawn_on(attempt, &self.threads);

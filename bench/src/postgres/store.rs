@@ -291,6 +291,10 @@ impl Store for BenchStore {
         self.other(|| self.inner.purge_finished(before, limit))
     }
 
+    fn backlog(&self) -> Result<durable::store::Backlog, StoreError> {
+        self.other(|| self.inner.backlog())
+    }
+
     fn counts(&self, name: Option<&str>) -> Result<Vec<(durable::RuntimeStatus, u64)>, StoreError> {
         self.other(|| self.inner.counts(name))
     }

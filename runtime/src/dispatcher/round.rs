@@ -85,6 +85,7 @@ pub(super) struct Round<'a> {
     verify: bool,
     /// The runtime's clock.
     clock: crate::clock::Clock,
+    metrics: Arc<crate::metrics::Recorder>,
     commits: Vec<TurnCommit>,
     pending: Vec<Pending>,
     stuck: Vec<(String, Failure)>,
@@ -130,6 +131,7 @@ impl<'a> Round<'a> {
             lease_tasks,
             verify: d.config.verify,
             clock: d.config.clock.clone(),
+            metrics: Arc::clone(&d.config.metrics),
             commits: Vec::new(),
             pending: Vec::new(),
             stuck: Vec::new(),
@@ -748,6 +750,7 @@ impl Round<'_> {
             mut to_store,
             entities,
             clock,
+            metrics,
             ..
         } = self;
         let mut look_again = false;
@@ -757,11 +760,19 @@ impl Round<'_> {
         let mut unsent: Vec<TaskResult> = Vec::new();
         let now = clock.now();
         if !commits.is_empty() {
+            let started = std::time::Instant::now();
             let committed = store
                 .call(move |s, owner| s.commit_turns(owner, lease, &commits).map(|o| (o, commits)))
                 .await;
             let (outcomes, commits) = match committed {
-                Ok(r) => r,
+                Ok(r) => {
+                    let done =
+                        r.0.iter()
+                            .filter(|o| matches!(o, CommitOutcome::Committed { .. }))
+                            .count() as u64;
+                    metrics.commit(started.elapsed(), done, r.0.len() as u64 - done);
+                    r
+                }
                 Err(e) => {
                     to_store.extend(pending.into_iter().flat_map(|p| p.completions));
                     return Err((e, to_store));

@@ -19,8 +19,9 @@
 use std::time::Duration;
 
 use super::{
-    CommitOutcome, Created, Enqueued, ListQuery, Names, NewInstance, NewMessage, NewTask, Outgoing,
-    Restart, StatusUpdate, Store, TaskOutcome, TaskRef, TaskResult, Transition, TurnCommit,
+    Backlog, CommitOutcome, Created, Enqueued, ListQuery, Names, NewInstance, NewMessage, NewTask,
+    Outgoing, Restart, StatusUpdate, Store, TaskOutcome, TaskRef, TaskResult, Transition,
+    TurnCommit,
 };
 use crate::history::{
     ChildFailure, Event, Failure, FailureKind, HistoryRecord, ParentRef, Payload, RuntimeStatus,
@@ -1275,6 +1276,33 @@ pub fn counts_instances_by_status(s: &dyn Store) {
     assert_eq!(ok(s.counts(Some("nobody")), "counts"), vec![]);
 }
 
+/// The backlog counts what is due and not taken: messages due now, and
+/// attempts due and not leased.
+pub fn counts_the_backlog(s: &dyn Store) {
+    assert_eq!(ok(s.backlog(), "backlog"), Backlog::default());
+    create(s, "a");
+    create(s, "b");
+    let mut later = NewInstance::new("c", O, payload("1"), 0);
+    later.visible_at = ok(s.now(), "now") + 3_600_000_000;
+    ok(s.create_instances(&[later]), "create_instances");
+    let backlog = ok(s.backlog(), "backlog");
+    assert_eq!((backlog.messages, backlog.tasks), (2, 0));
+    let seqs = seqs(s, OWNER, "a");
+    let mut t = turn("a", 0, &seqs);
+    t.tasks = (0..2)
+        .map(|seq| NewTask::new(seq, A, payload("1"), RetryPolicy::default()))
+        .collect();
+    ok(s.commit_turns(OWNER, LONG, &[t]), "commit_turns");
+    let backlog = ok(s.backlog(), "backlog");
+    assert_eq!(
+        (backlog.messages, backlog.tasks),
+        (1, 2),
+        "b's start, a's calls"
+    );
+    ok(s.fetch_tasks(OWNER, LONG, 1, ACTS), "fetch_tasks");
+    assert_eq!(ok(s.backlog(), "backlog").tasks, 1, "one leased");
+}
+
 /// Generates one `#[test]` per conformance check for a store made by
 /// `$make`, a closure returning `(guard, store)`.
 #[macro_export]
@@ -1283,6 +1311,7 @@ macro_rules! store_conformance_tests {
         $crate::store_conformance_tests!(@each $make;
             creates_instances_once,
             counts_instances_by_status,
+            counts_the_backlog,
             starts_still_to_come_do_not_hide_ready_work,
             enqueues_in_sequence_and_once_per_key,
             refuses_stale_turns,

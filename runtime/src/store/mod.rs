@@ -605,6 +605,17 @@ pub struct Due {
     pub task: Option<Duration>,
 }
 
+/// The work due and not yet taken ([`Store::backlog`]): the queue depth
+/// operators watch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Backlog {
+    /// Messages due now (events, results, timers that fired, starts).
+    pub messages: u64,
+    /// Activity attempts due now and not leased by any process.
+    pub tasks: u64,
+}
+
 /// Whether anything is happening now for one process, and when the next
 /// thing will ([`Store::lookahead`]): what a test's virtual clock skips by.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -839,6 +850,12 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// When the store fails.
     fn purge_finished(&self, before: i64, limit: usize) -> Result<Vec<String>, StoreError>;
+
+    /// The work due now and not yet taken, by the store's clock.
+    ///
+    /// # Errors
+    /// When the store fails.
+    fn backlog(&self) -> Result<Backlog, StoreError>;
 
     /// How many orchestration instances (not entities) there are in each
     /// status, of orchestrator `name` or of all; statuses with none are

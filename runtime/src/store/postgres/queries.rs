@@ -878,6 +878,27 @@ impl Store for PostgresStore {
         })
     }
 
+    fn backlog(&self) -> Result<crate::store::Backlog, StoreError> {
+        self.block(|| {
+            self.transact(async |tx| {
+                let now = tx.now().await?;
+                let r = tx
+                    .one(
+                        "SELECT (SELECT count(*) FROM §messages WHERE visible_at <= $1), \
+                                (SELECT count(*) FROM §tasks WHERE visible_at <= $1 \
+                                     AND lease_owner IS NULL AND NOT cancelled)",
+                        &[&now],
+                    )
+                    .await?;
+                let what = || "a backlog".to_owned();
+                Ok(crate::store::Backlog {
+                    messages: seq_of(r.get(0), what)?,
+                    tasks: seq_of(r.get(1), what)?,
+                })
+            })
+        })
+    }
+
     fn counts(&self, name: Option<&str>) -> Result<Vec<(RuntimeStatus, u64)>, StoreError> {
         self.block(|| {
             self.transact(async |tx| {

@@ -878,6 +878,23 @@ impl Store for SqliteStore {
         })
     }
 
+    fn backlog(&self) -> Result<crate::store::Backlog, StoreError> {
+        let now = self.clock.now();
+        let conn = self.read();
+        let (messages, tasks): (i64, i64) = conn
+            .prepare_cached(
+                "SELECT (SELECT count(*) FROM messages WHERE visible_at <= ?1), \
+                        (SELECT count(*) FROM tasks WHERE visible_at <= ?1 \
+                             AND lease_owner IS NULL AND NOT cancelled)",
+            )?
+            .query_row(params![now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let what = || "a backlog".to_owned();
+        Ok(crate::store::Backlog {
+            messages: seq_of(messages, what)?,
+            tasks: seq_of(tasks, what)?,
+        })
+    }
+
     fn counts(&self, name: Option<&str>) -> Result<Vec<(RuntimeStatus, u64)>, StoreError> {
         let conn = self.read();
         let mut stmt = conn.prepare_cached(
