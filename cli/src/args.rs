@@ -156,6 +156,14 @@ pub(crate) enum Command {
         #[arg(long, short, value_parser = crate::time::parse_duration)]
         timeout: Option<Duration>,
     },
+    /// Compare two instances of one orchestrator: their steps aligned by
+    /// sequence number, and where they took different paths.
+    Diff {
+        /// The first instance's id.
+        a: String,
+        /// The second instance's id.
+        b: String,
+    },
     /// Before a deploy: which live instances would this build's code fail
     /// to replay? Only in a binary built with your registrations (see
     /// `durable_cli::run`).

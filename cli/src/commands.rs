@@ -12,7 +12,8 @@ use crate::args::{Format, ListArgs, PurgeArgs};
 use crate::backend::{Backend, Filter, Instance};
 use crate::error::{exit, CliError};
 use crate::render::{
-    history_row, paint, short_json, status_colour, truncate, Colour, Table, HISTORY_HEADER,
+    history_row, paint, short_json, short_site, status_colour, truncate, Colour, Table,
+    HISTORY_HEADER,
 };
 use crate::time::{now_micros, relative, rfc3339};
 use crate::waiting::input;
@@ -335,6 +336,60 @@ fn follow_history(
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// `diff`: two instances' steps side by side, by sequence number.
+pub(crate) fn diff(ctx: &mut Ctx<'_>, a: &str, b: &str) -> Result<(), CliError> {
+    let (ha, hb) = (ctx.backend.history(a, 0)?, ctx.backend.history(b, 0)?);
+    let rows = durable::diff::compare(&ha, &hb);
+    let parted = rows.iter().find(|r| !r.same()).map(|r| r.seq);
+    let step = |s: &Option<durable::diff::Step>| {
+        s.as_ref()
+            .map(|s| json!({ "kind": s.kind, "name": s.name, "site": s.site }))
+    };
+    match ctx.format {
+        Format::Json | Format::Jsonl => {
+            let rows: Vec<Value> = rows
+                .iter()
+                .map(
+                    |r| json!({ "seq": r.seq, "same": r.same(), "a": step(&r.a), "b": step(&r.b) }),
+                )
+                .collect();
+            ctx.json(&json!({ "a": a, "b": b, "parted_at": parted, "rows": rows }))
+        }
+        Format::Table => {
+            let cell = |s: &Option<durable::diff::Step>| match s {
+                Some(s) if s.name.is_empty() => s.kind.to_owned(),
+                Some(s) => format!("{} {}", s.kind, s.name),
+                None => "-".to_owned(),
+            };
+            let site = |s: &Option<durable::diff::Step>| {
+                s.as_ref().map_or(String::new(), |s| short_site(&s.site))
+            };
+            ctx.line(&format!("first: {a}    second: {b}"))?;
+            let mut table = Table::new(vec!["", "SEQ", "FIRST", "SITE", "SECOND", "SITE"]);
+            for r in &rows {
+                let mark = if r.same() {
+                    (" ".to_owned(), None)
+                } else {
+                    ("≠".to_owned(), Some(Colour::Yellow))
+                };
+                table.row(vec![
+                    mark,
+                    (format!("#{}", r.seq), None),
+                    (cell(&r.a), None),
+                    (site(&r.a), Some(Colour::Dim)),
+                    (cell(&r.b), None),
+                    (site(&r.b), Some(Colour::Dim)),
+                ]);
+            }
+            table.print(ctx.out, ctx.colour).map_err(io)?;
+            ctx.line(&match parted {
+                Some(seq) => format!("they part at #{seq}"),
+                None => "they took the same steps".to_owned(),
+            })
+        }
     }
 }
 

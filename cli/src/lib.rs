@@ -150,6 +150,7 @@ fn dispatch(ctx: &mut commands::Ctx<'_>, command: Command) -> Result<u8, CliErro
         Command::Resume { id, reason } => commands::steer(ctx, "resume", &id, reason.as_deref())?,
         Command::Purge(args) => commands::purge(ctx, &args)?,
         Command::Wait { id, timeout } => return commands::wait(ctx, &id, timeout),
+        Command::Diff { a, b } => commands::diff(ctx, &a, &b)?,
         Command::Check => unreachable!("invariant: `execute` runs check before opening a backend"),
     }
     ctx.out.flush().map_err(commands::io)?;

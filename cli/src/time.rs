@@ -17,20 +17,8 @@ pub(crate) fn now_micros() -> i64 {
 }
 
 /// Microseconds since the Unix epoch as `2026-12-01T09:30:00.125Z`, the
-/// spelling of the HTTP API.
-pub(crate) fn rfc3339(micros: i64) -> String {
-    let millis = micros.div_euclid(1000);
-    let secs = millis.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        millis.rem_euclid(1000)
-    )
-}
+/// spelling of the HTTP API (durable's own).
+pub(crate) use durable::time::rfc3339_micros as rfc3339;
 
 /// Reads an RFC 3339 instant (`2026-12-01T09:30:00.125Z`, any number of
 /// fraction digits, `Z` or a `+hh:mm` offset) as microseconds since the
@@ -85,20 +73,6 @@ pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
     let days = days_from_civil(y, mo, d);
     let secs = days * 86_400 + h * 3600 + mi * 60 + s - offset_secs;
     Some(secs * 1_000_000 + fraction_micros)
-}
-
-/// The proleptic Gregorian date of a day number (days since 1970-01-01),
-/// after Howard Hinnant's `civil_from_days`.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// The day number of a proleptic Gregorian date, after Howard Hinnant's

@@ -1265,3 +1265,30 @@ fn postgres_databases_are_read_and_steered_too() {
     );
     assert!(stderr(&a).contains("cannot open"), "{}", stderr(&a));
 }
+
+#[test]
+fn diff_aligns_two_instances_by_sequence_number() {
+    let f = Fixture::new();
+    let same = stdout(&code(f.durable(&["diff", "done-1", "done-2"]), 0));
+    assert!(same.contains("they took the same steps"), "{same}");
+    assert!(same.contains("ActivityScheduled double"), "{same}");
+
+    let parted = stdout(&code(f.durable(&["diff", "done-1", "stall-1"]), 0));
+    assert!(parted.contains("they part at #0"), "{parted}");
+    let v = json(&code(
+        f.durable(&["diff", "done-1", "stall-1", "-o", "json"]),
+        0,
+    ));
+    assert_eq!(v["parted_at"], 0, "{v}");
+    assert_eq!(v["rows"][0]["same"], false, "{v}");
+    assert_eq!(v["rows"][0]["a"]["name"], "double", "{v}");
+    assert_eq!(v["rows"][0]["b"]["name"], "stall", "{v}");
+    assert!(
+        v["rows"][0]["a"]["site"]
+            .as_str()
+            .unwrap()
+            .contains("tests/cli.rs:"),
+        "{v}"
+    );
+    code(f.durable(&["diff", "done-1", "nobody"]), 4);
+}

@@ -66,6 +66,7 @@ mod dispatcher;
 mod worker;
 // 7. Wiring, and checks of code against histories.
 mod check;
+pub mod diff;
 pub mod metrics;
 mod runtime;
 pub mod testing;
