@@ -10,7 +10,8 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     &["history", "bytes"],
     &[
-        "ids", "clock", "config", "policy", "retry", "shutdown", "status", "unwind",
+        "ids", "clock", "config", "policy", "retry", "shutdown", "status", "unwind", "time",
+        "metrics", "why", "diff",
     ],
     &["store"],
     &["error"],
@@ -33,6 +34,7 @@ const LAYERS: &[&[&str]] = &[
 const ROOT_EXPORTS: &[(&str, &str)] = &[
     ("Activity", "activity"),
     ("ActivityError", "activity"),
+    ("Blocker", "why"),
     ("Client", "client"),
     ("Context", "context"),
     ("Error", "error"),
