@@ -6,57 +6,14 @@
 
 use durable::history::{Event, HistoryRecord};
 use durable::Blocker;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::render::{short_site, truncate};
-use crate::time::{micros, parse_rfc3339, relative, rfc3339};
+use crate::time::{parse_rfc3339, relative};
 
 /// One blocker as the HTTP API spells it.
 pub(crate) fn blocker_json(b: &Blocker) -> Value {
-    let mut v = match b {
-        Blocker::NotStarted => json!({ "kind": "not_started" }),
-        Blocker::Suspended { reason } => json!({ "kind": "suspended", "reason": reason }),
-        Blocker::Parked { failure } => json!({ "kind": "parked", "failure": failure }),
-        Blocker::Event { name, similar } => {
-            json!({ "kind": "event", "name": name, "similar": similar })
-        }
-        Blocker::Timer {
-            seq,
-            fires_at,
-            site,
-        } => json!({
-            "kind": "timer", "seq": seq, "fires_at": rfc3339(micros(*fires_at)), "site": site,
-        }),
-        Blocker::Activity {
-            seq,
-            name,
-            site,
-            since,
-        } => json!({
-            "kind": "activity", "seq": seq, "name": name, "site": site,
-            "since": rfc3339(micros(*since)),
-        }),
-        Blocker::Child {
-            seq,
-            id,
-            name,
-            site,
-        } => json!({ "kind": "child", "seq": seq, "id": id, "name": name, "site": site }),
-        Blocker::Entity {
-            seq,
-            entity,
-            op,
-            site,
-        } => json!({ "kind": "entity", "seq": seq, "entity": entity, "op": op, "site": site }),
-        Blocker::Lock {
-            seq,
-            entities,
-            site,
-        } => json!({ "kind": "lock", "seq": seq, "entities": entities, "site": site }),
-        _ => json!({ "kind": "other" }),
-    };
-    v["text"] = json!(b.to_string());
-    v
+    serde_json::to_value(b).unwrap_or(Value::Null)
 }
 
 /// A time field as `2026-.. (in 5m0s)`, or as it came.

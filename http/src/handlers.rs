@@ -366,54 +366,7 @@ async fn history(
 /// moving (see `Client::waiting_on`).
 async fn waiting(State(api): Shared, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let blockers = api.client.waiting_on(&id).await?;
-    let items: Vec<Value> = blockers.iter().map(blocker_json).collect();
-    Ok(Json(json!({ "id": id, "waiting_on": items })))
-}
-
-/// One blocker as JSON: its `kind`, its fields, and a sentence (`text`).
-pub(crate) fn blocker_json(b: &durable::Blocker) -> Value {
-    use durable::Blocker as B;
-    let mut v = match b {
-        B::NotStarted => json!({ "kind": "not_started" }),
-        B::Suspended { reason } => json!({ "kind": "suspended", "reason": reason }),
-        B::Parked { failure } => json!({ "kind": "parked", "failure": failure }),
-        B::Event { name, similar } => json!({ "kind": "event", "name": name, "similar": similar }),
-        B::Timer {
-            seq,
-            fires_at,
-            site,
-        } => {
-            json!({ "kind": "timer", "seq": seq, "fires_at": rfc3339(*fires_at), "site": site })
-        }
-        B::Activity {
-            seq,
-            name,
-            site,
-            since,
-        } => {
-            json!({ "kind": "activity", "seq": seq, "name": name, "site": site, "since": rfc3339(*since) })
-        }
-        B::Child {
-            seq,
-            id,
-            name,
-            site,
-        } => json!({ "kind": "child", "seq": seq, "id": id, "name": name, "site": site }),
-        B::Entity {
-            seq,
-            entity,
-            op,
-            site,
-        } => json!({ "kind": "entity", "seq": seq, "entity": entity, "op": op, "site": site }),
-        B::Lock {
-            seq,
-            entities,
-            site,
-        } => json!({ "kind": "lock", "seq": seq, "entities": entities, "site": site }),
-        _ => json!({ "kind": "other" }),
-    };
-    v["text"] = json!(b.to_string());
-    v
+    Ok(Json(json!({ "id": id, "waiting_on": blockers })))
 }
 
 #[derive(Debug, Default, Deserialize)]

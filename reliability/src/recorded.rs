@@ -308,6 +308,10 @@ impl<S: Store> Store for Recorded<S> {
         self.seen("purge_finished", self.inner.purge_finished(before, limit))
     }
 
+    fn tasks_of(&self, instance: &str) -> Result<Vec<durable::store::TaskState>, StoreError> {
+        self.seen("tasks_of", self.inner.tasks_of(instance))
+    }
+
     fn backlog(&self) -> Result<durable::store::Backlog, StoreError> {
         self.seen("backlog", self.inner.backlog())
     }

@@ -263,6 +263,10 @@ impl Store for FaultyStore {
         self.call("queued", |s| s.queued(ids))
     }
 
+    fn tasks_of(&self, instance: &str) -> Result<Vec<durable::store::TaskState>, StoreError> {
+        self.call("tasks_of", |s| s.tasks_of(instance))
+    }
+
     fn backlog(&self) -> Result<durable::store::Backlog, StoreError> {
         self.call("backlog", |s| s.backlog())
     }

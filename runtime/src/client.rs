@@ -318,9 +318,12 @@ impl Client {
         }
         let history = self.history(id).await?;
         let owned = id.to_owned();
-        let queued = self
+        let (queued, tasks, now) = self
             .store
-            .call(move |s, _| s.queued(std::slice::from_ref(&owned)))
+            .call(move |s, _| {
+                let queued = s.queued(std::slice::from_ref(&owned))?;
+                Ok((queued, s.tasks_of(&owned)?, s.now()?))
+            })
             .await?;
         let mut arrived: std::collections::BTreeSet<String> = queued
             .iter()
@@ -353,8 +356,8 @@ impl Client {
             status.runtime_status,
             status.failure.as_ref(),
             &history,
-            &awaited,
-            &arrived,
+            (&awaited, &arrived),
+            (&tasks, now),
         ))
     }
 

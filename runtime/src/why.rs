@@ -53,6 +53,15 @@ pub enum Blocker {
         site: String,
         /// When it was called.
         since: SystemTime,
+        /// Attempts started so far.
+        attempts: u32,
+        /// Attempts that failed and were retried.
+        failures: u32,
+        /// An attempt runs now.
+        running: bool,
+        /// When the next attempt is due, while it waits out a retry's
+        /// backoff.
+        next_attempt: Option<SystemTime>,
     },
     /// A child orchestration not finished yet.
     Child {
@@ -118,8 +127,27 @@ impl std::fmt::Display for Blocker {
                 crate::time::rfc3339(*fires_at)
             ),
             Self::Activity {
-                seq, name, site, ..
-            } => write!(f, "activity `{name}` #{seq} not completed ({site})"),
+                seq,
+                name,
+                site,
+                attempts,
+                failures,
+                running,
+                next_attempt,
+                ..
+            } => {
+                write!(f, "activity `{name}` #{seq} not completed")?;
+                if *running {
+                    write!(f, ", attempt {attempts} running")?;
+                }
+                if *failures > 0 {
+                    write!(f, ", {failures} failed attempts")?;
+                }
+                if let Some(next) = next_attempt {
+                    write!(f, ", next attempt at {}", crate::time::rfc3339(*next))?;
+                }
+                write!(f, " ({site})")
+            }
             Self::Child {
                 seq,
                 id,
@@ -148,6 +176,64 @@ impl std::fmt::Display for Blocker {
     }
 }
 
+/// As JSON (the HTTP API's `GET /instances/{id}/waiting`, the CLI's
+/// `-o json`): an object with its `kind` (`not_started`, `suspended`,
+/// `parked`, `event`, `timer`, `activity`, `child`, `entity`, `lock`), its
+/// fields, times as RFC 3339 text, and the sentence of its `Display`
+/// (`text`).
+impl serde::Serialize for Blocker {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde_json::json;
+        let time = |t: &SystemTime| crate::time::rfc3339(*t);
+        let mut v = match self {
+            Self::NotStarted => json!({ "kind": "not_started" }),
+            Self::Suspended { reason } => json!({ "kind": "suspended", "reason": reason }),
+            Self::Parked { failure } => json!({ "kind": "parked", "failure": failure }),
+            Self::Event { name, similar } => {
+                json!({ "kind": "event", "name": name, "similar": similar })
+            }
+            Self::Timer {
+                seq,
+                fires_at,
+                site,
+            } => json!({ "kind": "timer", "seq": seq, "fires_at": time(fires_at), "site": site }),
+            Self::Activity {
+                seq,
+                name,
+                site,
+                since,
+                attempts,
+                failures,
+                running,
+                next_attempt,
+            } => json!({
+                "kind": "activity", "seq": seq, "name": name, "site": site,
+                "since": time(since), "attempts": attempts, "failures": failures,
+                "running": running, "next_attempt": next_attempt.as_ref().map(time),
+            }),
+            Self::Child {
+                seq,
+                id,
+                name,
+                site,
+            } => json!({ "kind": "child", "seq": seq, "id": id, "name": name, "site": site }),
+            Self::Entity {
+                seq,
+                entity,
+                op,
+                site,
+            } => json!({ "kind": "entity", "seq": seq, "entity": entity, "op": op, "site": site }),
+            Self::Lock {
+                seq,
+                entities,
+                site,
+            } => json!({ "kind": "lock", "seq": seq, "entities": entities, "site": site }),
+        };
+        v["text"] = json!(self.to_string());
+        v.serialize(serializer)
+    }
+}
+
 /// The calls, timers and locks of `history` still open, in order.
 pub(crate) fn open_calls(history: &[HistoryRecord]) -> Vec<Blocker> {
     let mut open: BTreeMap<u64, Blocker> = BTreeMap::new();
@@ -163,6 +249,10 @@ pub(crate) fn open_calls(history: &[HistoryRecord]) -> Vec<Blocker> {
                         name: name.clone(),
                         site: site.clone(),
                         since: history::system_time(rec.at),
+                        attempts: 0,
+                        failures: 0,
+                        running: false,
+                        next_attempt: None,
                     },
                 );
             }
@@ -254,14 +344,15 @@ pub(crate) fn suspension(history: &[HistoryRecord]) -> String {
 }
 
 /// What blocks an instance of `status`, given its history, the events it
-/// waits for (from a replay; `None` when its code is not registered
-/// here) and the names of the events that arrived and were not taken.
+/// waits for (from a replay; empty when its code is not registered here),
+/// the names of the events that arrived and were not taken, and where its
+/// activity calls stand (as of `now`).
 pub(crate) fn blockers(
     status: RuntimeStatus,
     failure: Option<&Failure>,
     history: &[HistoryRecord],
-    awaited: &[String],
-    arrived: &BTreeSet<String>,
+    (awaited, arrived): (&[String], &BTreeSet<String>),
+    (tasks, now): (&[crate::store::TaskState], i64),
 ) -> Vec<Blocker> {
     let mut out = Vec::new();
     match status {
@@ -290,7 +381,24 @@ pub(crate) fn blockers(
             similar,
         });
     }
-    out.extend(open_calls(history));
+    for mut open in open_calls(history) {
+        if let Blocker::Activity {
+            seq,
+            attempts,
+            failures,
+            running,
+            next_attempt,
+            ..
+        } = &mut open
+        {
+            if let Some(t) = tasks.iter().find(|t| t.seq == *seq) {
+                (*attempts, *failures, *running) = (t.attempts, t.failures, t.running);
+                *next_attempt =
+                    (!t.running && t.visible_at > now).then(|| history::system_time(t.visible_at));
+            }
+        }
+        out.push(open);
+    }
     out
 }
 

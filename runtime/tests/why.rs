@@ -206,3 +206,71 @@ async fn a_parked_instance_names_both_call_sites() {
     );
     rt.shutdown().await.unwrap();
 }
+
+#[activity]
+async fn always_down(x: u64) -> Result<u64, String> {
+    Err(format!("service down for {x}"))
+}
+
+/// Retries an hour apart: after the first failure it waits out the backoff.
+#[orchestrator]
+async fn retries_hourly(ctx: Context, x: u64) -> u64 {
+    let policy = durable::RetryPolicy::attempts(5)
+        .backoff(Duration::from_secs(3_600))
+        .max_backoff(Duration::from_secs(3_600))
+        .jitter(0.0);
+    ctx.call_with_retry(always_down, x, policy)
+        .await
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retrying_activity_shows_its_failed_attempts_and_when_it_tries_again() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(always_down)
+        .orchestrator(retries_hourly)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client.start(retries_hourly, 3).await.unwrap();
+    let blocker = until("the first attempt to fail", || async {
+        let blockers = client.waiting_on(h.id()).await.unwrap();
+        blockers
+            .into_iter()
+            .find(|b| matches!(b, Blocker::Activity { failures, .. } if *failures == 1))
+    })
+    .await;
+    let Blocker::Activity {
+        name,
+        attempts,
+        running,
+        next_attempt,
+        ..
+    } = &blocker
+    else {
+        unreachable!()
+    };
+    assert_eq!(name, "always_down");
+    assert_eq!(*attempts, 1);
+    assert!(!running);
+    let next = next_attempt.expect("the next attempt's time");
+    assert!(
+        next > std::time::SystemTime::now() + Duration::from_secs(3_000),
+        "{blocker}"
+    );
+    let text = blocker.to_string();
+    assert!(
+        text.contains("1 failed attempts") && text.contains("next attempt at"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&blocker).unwrap();
+    assert_eq!(json["kind"], "activity");
+    assert_eq!(json["failures"], 1);
+    assert!(
+        json["next_attempt"].as_str().unwrap().ends_with('Z'),
+        "{json}"
+    );
+    rt.shutdown().await.unwrap();
+}

@@ -291,6 +291,10 @@ impl Store for BenchStore {
         self.other(|| self.inner.purge_finished(before, limit))
     }
 
+    fn tasks_of(&self, instance: &str) -> Result<Vec<durable::store::TaskState>, StoreError> {
+        self.other(|| self.inner.tasks_of(instance))
+    }
+
     fn backlog(&self) -> Result<durable::store::Backlog, StoreError> {
         self.other(|| self.inner.backlog())
     }

@@ -1276,6 +1276,27 @@ pub fn counts_instances_by_status(s: &dyn Store) {
     assert_eq!(ok(s.counts(Some("nobody")), "counts"), vec![]);
 }
 
+/// An instance's activity calls: attempts, failures and whether one runs,
+/// by sequence number; cancelled ones are left out.
+pub fn reads_an_instances_tasks(s: &dyn Store) {
+    create(s, "a");
+    assert_eq!(ok(s.tasks_of("a"), "tasks_of"), vec![]);
+    let seqs = seqs(s, OWNER, "a");
+    let mut t = turn("a", 0, &seqs);
+    t.tasks = (0..2)
+        .map(|seq| NewTask::new(seq, A, payload("1"), RetryPolicy::default()))
+        .collect();
+    ok(s.commit_turns(OWNER, LONG, &[t]), "commit_turns");
+    let leased = ok(s.fetch_tasks(OWNER, LONG, 1, ACTS), "fetch_tasks");
+    let tasks = ok(s.tasks_of("a"), "tasks_of");
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    let running: Vec<u64> = tasks.iter().filter(|t| t.running).map(|t| t.seq).collect();
+    assert_eq!(running, vec![leased[0].seq]);
+    let held = tasks.iter().find(|t| t.running).expect("one runs");
+    assert_eq!((held.attempts, held.failures), (1, 0));
+    assert_eq!(ok(s.tasks_of("nobody"), "tasks_of"), vec![]);
+}
+
 /// The backlog counts what is due and not taken: messages due now, and
 /// attempts due and not leased.
 pub fn counts_the_backlog(s: &dyn Store) {
@@ -1312,6 +1333,7 @@ macro_rules! store_conformance_tests {
             creates_instances_once,
             counts_instances_by_status,
             counts_the_backlog,
+            reads_an_instances_tasks,
             starts_still_to_come_do_not_hide_ready_work,
             enqueues_in_sequence_and_once_per_key,
             refuses_stale_turns,

@@ -605,6 +605,23 @@ pub struct Due {
     pub task: Option<Duration>,
 }
 
+/// Where one activity call of an instance stands ([`Store::tasks_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskState {
+    /// The call's sequence number.
+    pub seq: u64,
+    /// Attempts started.
+    pub attempts: u32,
+    /// Attempts that failed and were retried.
+    pub failures: u32,
+    /// A worker holds it now (an attempt runs).
+    pub running: bool,
+    /// When it is due (microseconds since the Unix epoch): the next
+    /// attempt, while it waits out a retry's backoff.
+    pub visible_at: i64,
+}
+
 /// The work due and not yet taken ([`Store::backlog`]): the queue depth
 /// operators watch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -850,6 +867,13 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// When the store fails.
     fn purge_finished(&self, before: i64, limit: usize) -> Result<Vec<String>, StoreError>;
+
+    /// The activity calls of `instance` still queued or running (not
+    /// cancelled), by sequence number.
+    ///
+    /// # Errors
+    /// When the store fails.
+    fn tasks_of(&self, instance: &str) -> Result<Vec<TaskState>, StoreError>;
 
     /// The work due now and not yet taken, by the store's clock.
     ///

@@ -139,3 +139,23 @@ pub(crate) fn micros_from_now(now: i64, d: Duration) -> i64 {
 pub(crate) fn until(now: i64, at: Option<i64>) -> Option<Duration> {
     at.map(|t| Duration::from_micros(t.saturating_sub(now).max(0).unsigned_abs()))
 }
+
+/// One task row's state, its numbers checked.
+pub(crate) fn task_state(
+    instance: &str,
+    seq: i64,
+    attempts: i64,
+    failures: i64,
+    running: bool,
+    visible_at: i64,
+) -> Result<crate::store::TaskState, StoreError> {
+    let what = || format!("a task of instance `{}`", crate::ids::Escaped(instance));
+    let small = |n: i64| u32::try_from(n).map_err(|e| corrupt(what(), e));
+    Ok(crate::store::TaskState {
+        seq: seq_of(seq, what)?,
+        attempts: small(attempts)?,
+        failures: small(failures)?,
+        running,
+        visible_at,
+    })
+}

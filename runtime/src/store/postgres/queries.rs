@@ -878,6 +878,32 @@ impl Store for PostgresStore {
         })
     }
 
+    fn tasks_of(&self, instance: &str) -> Result<Vec<crate::store::TaskState>, StoreError> {
+        self.block(|| {
+            self.transact(async |tx| {
+                let rows = tx
+                    .rows(
+                        "SELECT seq, attempt, failures, lease_owner IS NOT NULL, visible_at \
+                         FROM §tasks WHERE instance = $1 AND NOT cancelled ORDER BY seq",
+                        &[&instance],
+                    )
+                    .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    out.push(crate::store::rows::task_state(
+                        instance,
+                        r.get(0),
+                        r.get(1),
+                        r.get(2),
+                        r.get(3),
+                        r.get(4),
+                    )?);
+                }
+                Ok(out)
+            })
+        })
+    }
+
     fn backlog(&self) -> Result<crate::store::Backlog, StoreError> {
         self.block(|| {
             self.transact(async |tx| {

@@ -878,6 +878,31 @@ impl Store for SqliteStore {
         })
     }
 
+    fn tasks_of(&self, instance: &str) -> Result<Vec<crate::store::TaskState>, StoreError> {
+        let conn = self.read();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, attempt, failures, lease_owner IS NOT NULL, visible_at FROM tasks \
+             WHERE instance = ?1 AND NOT cancelled ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![instance], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, attempts, failures, running, visible_at) = row?;
+            out.push(crate::store::rows::task_state(
+                instance, seq, attempts, failures, running, visible_at,
+            )?);
+        }
+        Ok(out)
+    }
+
     fn backlog(&self) -> Result<crate::store::Backlog, StoreError> {
         let now = self.clock.now();
         let conn = self.read();
