@@ -55,10 +55,30 @@ pub(crate) fn status_colour(status: RuntimeStatus) -> Option<Colour> {
 
 /// Text painted in `colour` when `on`.
 pub(crate) fn paint(text: &str, colour: Option<Colour>, on: bool) -> String {
+    let text = printable(text);
     match colour {
         Some(c) if on => format!("\x1b[{}m{text}\x1b[0m", c.code()),
-        _ => text.to_owned(),
+        _ => text,
     }
+}
+
+/// `text` with its control characters escaped (`\u{1b}`): data from a
+/// store (a reason, a failure, an event's name) must not drive the
+/// operator's terminal (clear it, set its clipboard). Newlines stay, for
+/// values that span lines.
+pub(crate) fn printable(text: &str) -> String {
+    if !text.chars().any(|c| c.is_control() && c != '\n') {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// A table: a header and rows of cells, printed with the columns aligned.
@@ -77,7 +97,12 @@ impl Table {
     }
 
     pub(crate) fn row(&mut self, cells: Vec<(String, Option<Colour>)>) {
-        self.rows.push(cells);
+        self.rows.push(
+            cells
+                .into_iter()
+                .map(|(text, colour)| (printable(&text).replace('\n', "\\n"), colour))
+                .collect(),
+        );
     }
 
     /// The width of each column: its widest cell.
@@ -301,6 +326,24 @@ pub(crate) fn history_row(record: &HistoryRecord) -> Vec<(String, Option<Colour>
 
 /// The history table's header.
 pub(crate) const HISTORY_HEADER: [&str; 6] = ["#", "TURN", "TIME", "EVENT", "DETAIL", "SITE"];
+
+#[cfg(test)]
+mod escaping {
+    use super::{paint, printable, Table};
+
+    #[test]
+    fn control_characters_from_data_reach_the_terminal_escaped() {
+        let evil = "ok\u{1b}]52;c;ZWNobw==\u{7}\u{1b}[2J";
+        let shown = printable(evil);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.starts_with("ok\\u{1b}]52"), "{shown}");
+        assert!(!paint(evil, None, false).contains('\u{1b}'));
+        let mut table = Table::new(vec!["A"]);
+        table.row(vec![(evil.to_owned(), None)]);
+        let lines = table.row_lines(&table.widths(), false);
+        assert!(!lines[0].chars().any(char::is_control), "{lines:?}");
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -44,13 +44,88 @@ pub(crate) fn routes(api: Arc<Api>) -> Router {
         .route("/counts", get(counts))
         .route("/metrics", get(crate::metrics::metrics))
         .route("/openapi.json", get(crate::openapi::document))
+        // On the API's routes only: the guard against other sites, then the
+        // token. The dashboard's files below hold no data: a browser loads
+        // them without a token, and what they fetch carries it.
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&api), auth))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&api), guard))
         .route("/ui", get(crate::ui::redirect))
         .route("/ui/", get(crate::ui::index))
         .route("/ui/{asset}", get(crate::ui::asset))
         .fallback(not_found)
         .method_not_allowed_fallback(not_allowed)
-        .layer(middleware::from_fn_with_state(Arc::clone(&api), auth))
         .with_state(api)
+}
+
+/// The host part of a `Host` header or an origin's authority.
+fn host_name(authority: &str) -> &str {
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or_default();
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+}
+
+fn loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Refuses what a web page on another site could send through the
+/// operator's browser: a request from another origin (a form posting to
+/// the API), and, without a token, one addressed to any name but
+/// localhost (DNS rebinding); and a body announced over the limit, before
+/// reading it.
+async fn guard(State(api): Shared, request: Request, next: Next) -> Response {
+    let (host, origin, length) = {
+        let header = |name: header::HeaderName| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        (
+            header(header::HOST),
+            header(header::ORIGIN),
+            header(header::CONTENT_LENGTH),
+        )
+    };
+    if let Some(origin) = origin {
+        let authority = origin.split_once("://").map_or("", |(_, a)| a);
+        if host.as_deref() != Some(authority) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "cross_origin",
+                format!("a request from {origin} is refused: the API answers its own origin only"),
+            )
+            .into_response();
+        }
+    }
+    if api.token.is_none() {
+        if let Some(host) = host.as_deref().filter(|h| !loopback(host_name(h))) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden_host",
+                format!(
+                    "a request addressed to `{host}` is refused: without a token the API answers \
+                     only requests addressed to localhost; set ApiOptions::token to serve others"
+                ),
+            )
+            .into_response();
+        }
+    }
+    let announced = length.and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > api.max_body as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is over the limit of {} bytes", api.max_body),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
@@ -73,13 +148,9 @@ async fn not_allowed(request: Request) -> ApiError {
     )
 }
 
-/// Refuses a request without the bearer token, when one is set. The
-/// dashboard's own files hold no data and are served to anyone (a browser
-/// cannot send a token to load a page); what they fetch carries it.
+/// Refuses a request without the bearer token, when one is set.
 async fn auth(State(api): Shared, request: Request, next: Next) -> Response {
-    let dashboard_file = request.method() == axum::http::Method::GET
-        && crate::ui::is_asset_path(request.uri().path());
-    if let (Some(token), false) = (&api.token, dashboard_file) {
+    if let Some(token) = &api.token {
         let given = request
             .headers()
             .get(header::AUTHORIZATION)

@@ -73,7 +73,8 @@ pub fn router(client: durable::Client, options: ApiOptions) -> Router {
     let max_body = options.max_body.unwrap_or_else(|| client.max_payload());
     handlers::routes(Arc::new(Api {
         client,
-        token: options.token,
+        // An empty token would let `Bearer ` through: it is no token.
+        token: options.token.filter(|t| !t.trim().is_empty()),
         max_body,
     }))
 }
@@ -115,7 +116,7 @@ pub async fn serve(
     addr: SocketAddr,
     options: ApiOptions,
 ) -> Result<Server, ServeError> {
-    if !addr.ip().is_loopback() && options.token.as_deref().is_none_or(str::is_empty) {
+    if !addr.ip().is_loopback() && options.token.as_deref().is_none_or(|t| t.trim().is_empty()) {
         return Err(ServeError::TokenRequired { addr });
     }
     let listener = tokio::net::TcpListener::bind(addr)

@@ -49,13 +49,28 @@ pub(crate) async fn metrics(State(api): State<Arc<Api>>) -> Result<Response, Api
         "gauge",
         "Instances by status (entities not counted).",
     );
-    for (status, n) in &counts {
-        let status = serde_json::to_value(status).unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "durable_instances{{status=\"{}\"}} {n}",
-            status.as_str().unwrap_or_default()
-        );
+    // Every status, zero included: a series that vanished could not be
+    // alerted on.
+    for status in [
+        "pending",
+        "running",
+        "suspended",
+        "stuck",
+        "completed",
+        "failed",
+        "terminated",
+    ] {
+        let n = counts
+            .iter()
+            .find(|(s, _)| {
+                serde_json::to_value(s)
+                    .ok()
+                    .as_ref()
+                    .and_then(|v| v.as_str())
+                    == Some(status)
+            })
+            .map_or(0, |(_, n)| *n);
+        let _ = writeln!(out, "durable_instances{{status=\"{status}\"}} {n}");
     }
     head(
         &mut out,

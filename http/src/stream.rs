@@ -35,6 +35,12 @@ struct Follow {
     pending: VecDeque<Event>,
     done: bool,
     delay: Duration,
+    /// The execution followed (the first sequence number of its
+    /// `Started`): another one means the instance continued as new.
+    execution: Option<u64>,
+    /// The history length and update time last read: a change means new
+    /// events, or a new execution.
+    seen: Option<(u64, std::time::SystemTime)>,
 }
 
 pub(crate) async fn stream(
@@ -63,6 +69,8 @@ pub(crate) async fn stream(
         pending: VecDeque::new(),
         done: false,
         delay: MIN_DELAY,
+        execution: None,
+        seen: None,
     };
     let events = futures_util::stream::unfold(follow, |mut f| async move {
         loop {
@@ -93,15 +101,24 @@ impl Follow {
                 return;
             }
         };
-        if status.history_len < self.next {
-            // Continued as new: a new execution's history starts at 0.
-            self.next = 0;
-            self.pending
-                .push_back(Event::default().event("restarted").data(""));
-        }
-        if status.history_len > self.next {
+        let now_seen = Some((status.history_len, status.updated_at));
+        if now_seen != self.seen {
             match self.api.client.history(&self.id).await {
                 Ok(events) => {
+                    let execution = events.first().and_then(|r| match &r.event {
+                        durable::history::Event::Started { first_seq, .. } => Some(*first_seq),
+                        _ => None,
+                    });
+                    let restarted = (self.execution.is_some() && execution != self.execution)
+                        || (events.len() as u64) < self.next;
+                    if restarted {
+                        // Continued as new: the new execution's history
+                        // starts again at index 0.
+                        self.next = 0;
+                        self.pending
+                            .push_back(Event::default().event("restarted").data(""));
+                    }
+                    self.execution = execution.or(self.execution);
                     let from = usize::try_from(self.next).unwrap_or(usize::MAX);
                     for record in events.iter().skip(from) {
                         let event = Event::default()
@@ -113,6 +130,7 @@ impl Follow {
                         }
                         self.next = record.index + 1;
                     }
+                    self.seen = now_seen;
                     self.delay = MIN_DELAY;
                 }
                 Err(_) => self.wait().await,

@@ -12,15 +12,6 @@ const INDEX: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
 
-/// Whether `path` (as the request has it, under any prefix) is one of the
-/// dashboard's own files.
-pub(crate) fn is_asset_path(path: &str) -> bool {
-    path.ends_with("/ui")
-        || path
-            .rsplit_once('/')
-            .is_some_and(|(head, _)| head.ends_with("/ui"))
-}
-
 /// `GET /ui`: to `/ui/`, so the page's relative URLs resolve.
 pub(crate) async fn redirect(OriginalUri(uri): OriginalUri) -> Redirect {
     Redirect::permanent(&format!("{}/", uri.path()))

@@ -995,9 +995,11 @@ async fn a_token_is_required_on_every_route_when_set() {
         api.client.status("sneaky").await,
         Err(durable::Error::InstanceNotFound { .. })
     ));
-    for uri in ["/openapi.json", "/nope", "/entities/Tally/k"] {
+    for uri in ["/openapi.json", "/metrics", "/counts", "/entities/Tally/k"] {
         assert_eq!(api.get(uri).await.status, StatusCode::UNAUTHORIZED, "{uri}");
     }
+    // A path that is no route is a 404 either way: it holds nothing.
+    assert_eq!(api.get("/nope").await.status, StatusCode::NOT_FOUND);
 
     let auth = [("authorization", "Bearer s3cret")];
     let list = api.request(Method::GET, "/instances", "", &auth).await;
@@ -1131,6 +1133,11 @@ async fn metrics_are_served_in_prometheus_text() {
     assert_eq!(value("durable_instances{status=\"completed\"}"), 1.0);
     assert_eq!(value("durable_instances{status=\"failed\"}"), 1.0);
     assert_eq!(value("durable_instances{status=\"running\"}"), 1.0);
+    assert_eq!(
+        value("durable_instances{status=\"stuck\"}"),
+        0.0,
+        "zero, not absent"
+    );
     assert!(value("durable_turns_total") >= 5.0, "{text}");
     assert_eq!(
         value("durable_activity_attempts_total{activity=\"price\"}"),
@@ -1160,5 +1167,107 @@ async fn metrics_are_served_in_prometheus_text() {
     );
     assert_eq!(value("durable_queue_tasks"), 0.0);
     assert!(text.contains("# TYPE durable_turn_commit_seconds histogram"));
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_or_entity_named_ui_is_not_served_without_the_token() {
+    let api = api_with(|b| b, ApiOptions::with_token("s3cret")).await;
+    let bearer = [("authorization", "Bearer s3cret")];
+    let reply = api
+        .request(Method::POST, "/orchestrations/noop?id=ui", "", &bearer)
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    for uri in [
+        "/instances/ui",
+        "/instances/ui/history",
+        "/instances/ui/waiting",
+        "/instances/ui/stream",
+        "/entities/ui/x",
+        "/entities/Tally/ui",
+    ] {
+        api.get(uri)
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_from_other_sites_are_refused() {
+    let api = api().await;
+    // A page elsewhere posting through the operator's browser.
+    let forged = api
+        .request(
+            Method::POST,
+            "/orchestrations/noop?id=forged",
+            "",
+            &[
+                ("host", "127.0.0.1:8080"),
+                ("origin", "http://evil.example"),
+                ("content-type", "text/plain"),
+            ],
+        )
+        .await;
+    forged.assert_error(StatusCode::FORBIDDEN, "cross_origin");
+    api.get("/instances/forged")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "instance_not_found");
+    // The dashboard's own requests carry its origin.
+    let own = api
+        .request(
+            Method::POST,
+            "/orchestrations/noop?id=own",
+            "",
+            &[
+                ("host", "127.0.0.1:8080"),
+                ("origin", "http://127.0.0.1:8080"),
+            ],
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::ACCEPTED, "{}", own.body);
+    // DNS rebinding: a page's name resolved to loopback.
+    let rebound = api
+        .request(
+            Method::GET,
+            "/instances",
+            "",
+            &[("host", "evil.example:8080")],
+        )
+        .await;
+    rebound.assert_error(StatusCode::FORBIDDEN, "forbidden_host");
+    for host in ["localhost:8080", "127.0.0.1", "[::1]:8080"] {
+        let reply = api
+            .request(Method::GET, "/instances", "", &[("host", host)])
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{host}: {}", reply.body);
+    }
+    // A body announced over the limit is refused before it is read.
+    let huge = api
+        .request(
+            Method::POST,
+            "/orchestrations/noop",
+            "",
+            &[("content-length", "100000000000")],
+        )
+        .await;
+    huge.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    api.stop().await;
+
+    // With a token, any name may be served (the token is what a page
+    // elsewhere cannot send).
+    let api = api_with(|b| b, ApiOptions::with_token("s3cret")).await;
+    let reply = api
+        .request(
+            Method::GET,
+            "/instances",
+            "",
+            &[
+                ("host", "durable.internal:8080"),
+                ("authorization", "Bearer s3cret"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     api.stop().await;
 }

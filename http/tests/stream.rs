@@ -296,3 +296,47 @@ async fn a_last_event_id_at_the_top_of_the_range_is_answered_not_a_panic() {
     );
     api.stop().await;
 }
+
+/// Waits for `go`, then continues as new with `n + 1`, until 2.
+#[durable::orchestrator]
+async fn hops(ctx: durable::Context, n: u32) -> u32 {
+    if n >= 2 {
+        return n;
+    }
+    let _: () = ctx.wait_event("go").await;
+    ctx.continue_as_new(n + 1).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continue_as_new_restarts_the_stream_at_the_new_executions_first_event() {
+    let api = common::api_with(
+        |b| b.orchestrator(hops),
+        durable_http::ApiOptions::default(),
+    )
+    .await;
+    let id = api.start("hops", "?id=hops-1", "0").await;
+    let mut events = open(&api, "/instances/hops-1/stream", &[]).await;
+    let first = within(events.next()).await.expect("the first event");
+    assert_eq!(first.id.as_deref(), Some("0"), "{first:?}");
+    // Two executions pass while the stream looks elsewhere: the last one
+    // is already as long as what was sent.
+    for _ in 0..2 {
+        let reply = api
+            .post(&format!("/instances/{id}/events/go"), "null")
+            .await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    }
+    let rest = events.until_end().await;
+    let last_restart = rest
+        .iter()
+        .rposition(|e| e.event.as_deref() == Some("restarted"))
+        .unwrap_or_else(|| panic!("no `restarted` event: {rest:?}"));
+    let after: Vec<Value> = records(&rest[last_restart + 1..]);
+    assert_eq!(after[0]["index"], 0, "{after:?}");
+    assert_eq!(after[0]["event"]["Started"]["input"], 2, "{after:?}");
+    assert!(
+        after.last().unwrap()["event"]["Completed"].is_object(),
+        "{after:?}"
+    );
+    api.stop().await;
+}

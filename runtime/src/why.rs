@@ -403,7 +403,8 @@ pub(crate) fn blockers(
 }
 
 /// Whether two event names look like one meant for the other: equal but
-/// for case and separators, or within two edits.
+/// for case and separators, or a few edits apart (one per four letters of
+/// the shorter, at least one: `go` and `ok` are not alike).
 fn similar(a: &str, b: &str) -> bool {
     let plain = |s: &str| -> String {
         s.chars()
@@ -412,7 +413,8 @@ fn similar(a: &str, b: &str) -> bool {
             .collect()
     };
     let (a, b) = (plain(a), plain(b));
-    a == b || edits(&a, &b) <= 2
+    let allowed = (a.chars().count().min(b.chars().count()) / 4).max(1);
+    a == b || edits(&a, &b) <= allowed
 }
 
 /// The Levenshtein distance, for short names.
@@ -441,6 +443,8 @@ mod tests {
         assert!(similar("approval", "aproval"));
         assert!(similar("order-approved", "order_approved"));
         assert!(!similar("approval", "cancel"));
+        assert!(!similar("go", "ok"), "two edits in two letters");
+        assert!(similar("go", "Go"));
         assert_eq!(edits("kitten", "sitting"), 3);
     }
 }
