@@ -333,7 +333,7 @@ impl Client {
                 _ => None,
             })
             .collect();
-        let mut awaited = Vec::new();
+        let (mut awaited, mut abandoned) = (Vec::new(), Vec::new());
         let runs_here = history.first().is_some_and(|r| match &r.event {
             Event::Started { name, version, .. } => {
                 self.registry.orchestrator(name, *version).is_some()
@@ -344,21 +344,26 @@ impl Client {
             let (registry, owned, records) =
                 (Arc::clone(&self.registry), id.to_owned(), history.clone());
             let replayed = tokio::task::spawn_blocking(move || {
-                crate::replay::Execution::replay(&owned, &records, &registry).map(|e| e.events())
+                crate::replay::Execution::replay(&owned, &records, &registry).map(|e| e.waits())
             })
             .await;
-            if let Ok(Ok((waits, untaken))) = replayed {
+            if let Ok(Ok((waits, untaken, dropped))) = replayed {
                 awaited = waits;
                 arrived.extend(untaken);
+                abandoned = dropped;
             }
         }
-        Ok(crate::why::blockers(
+        let mut blockers = crate::why::blockers(
             status.runtime_status,
             status.failure.as_ref(),
             &history,
             (&awaited, &arrived),
             (&tasks, now),
-        ))
+        );
+        // A call that lost a race is in history with no result, and
+        // nothing waits for it.
+        blockers.retain(|b| !b.seq().is_some_and(|seq| abandoned.contains(&seq)));
+        Ok(blockers)
     }
 
     /// The largest payload (input, output, event data), in bytes of JSON,

@@ -97,6 +97,20 @@ pub enum Blocker {
     },
 }
 
+impl Blocker {
+    /// The sequence number of the call, timer or lock, if it is one.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            Self::Timer { seq, .. }
+            | Self::Activity { seq, .. }
+            | Self::Child { seq, .. }
+            | Self::Entity { seq, .. }
+            | Self::Lock { seq, .. } => Some(*seq),
+            _ => None,
+        }
+    }
+}
+
 impl std::fmt::Display for Blocker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

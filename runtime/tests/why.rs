@@ -274,3 +274,59 @@ async fn a_retrying_activity_shows_its_failed_attempts_and_when_it_tries_again()
     );
     rt.shutdown().await.unwrap();
 }
+
+static NEVER: Gate = Gate::new();
+
+#[activity]
+async fn hangs(x: u64) -> u64 {
+    NEVER.pass().await;
+    x
+}
+
+/// Races a call that never ends against `skip`, then waits for `done`.
+#[orchestrator]
+async fn races(ctx: Context, x: u64) -> u64 {
+    let _ = durable::select(ctx.call(hangs, x), ctx.wait_event::<()>("skip")).await;
+    let _: () = ctx.wait_event("done").await;
+    x
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_lost_a_race_is_not_waited_on() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(hangs)
+        .orchestrator(races)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client.start(races, 1).await.unwrap();
+    history_until(&client, h.id(), "the call", |h| {
+        has(h, |e| matches!(e, Event::ActivityScheduled { .. }))
+    })
+    .await;
+    let before = client.waiting_on(h.id()).await.unwrap();
+    assert!(
+        before.iter().any(|b| matches!(b, Blocker::Activity { .. })),
+        "{before:?}"
+    );
+    client.raise_event(h.id(), "skip", ()).await.unwrap();
+    history_until(&client, h.id(), "the skip", |h| {
+        has(h, |e| matches!(e, Event::EventRaised { .. }))
+    })
+    .await;
+    let after = until("the race to be decided", || async {
+        let b = client.waiting_on(h.id()).await.unwrap();
+        b.iter()
+            .any(|b| matches!(b, Blocker::Event { name, .. } if name == "done"))
+            .then_some(b)
+    })
+    .await;
+    assert!(
+        matches!(&after[..], [Blocker::Event { name, .. }] if name == "done"),
+        "only `done`, not the call that lost: {after:?}"
+    );
+    NEVER.open();
+    rt.shutdown().await.unwrap();
+}

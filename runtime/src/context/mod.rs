@@ -446,6 +446,13 @@ impl State {
         names
     }
 
+    /// The sequence numbers of calls whose futures were dropped before
+    /// their results came (the losing side of a `select`): nothing waits
+    /// for them.
+    pub(crate) fn abandoned_calls(&self) -> Vec<u64> {
+        self.abandoned.iter().copied().collect()
+    }
+
     /// The names of the events delivered and not taken by any wait.
     pub(crate) fn untaken_events(&self) -> Vec<String> {
         let mut names: Vec<String> = self

@@ -260,11 +260,16 @@ impl Execution {
         lock(&self.state).preset.extend(values);
     }
 
-    /// The events its code waits for, and those delivered and not taken
-    /// (for [`Client::waiting_on`](crate::Client::waiting_on)).
-    pub(crate) fn events(&self) -> (Vec<String>, Vec<String>) {
+    /// The events its code waits for, those delivered and not taken, and
+    /// the calls nothing waits for any more (for
+    /// [`Client::waiting_on`](crate::Client::waiting_on)).
+    pub(crate) fn waits(&self) -> (Vec<String>, Vec<String>, Vec<u64>) {
         let st = lock(&self.state);
-        (st.awaited_events(), st.untaken_events())
+        (
+            st.awaited_events(),
+            st.untaken_events(),
+            st.abandoned_calls(),
+        )
     }
 
     /// The orchestrator's stored name, once it started.
