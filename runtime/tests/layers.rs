@@ -11,9 +11,9 @@ const LAYERS: &[&[&str]] = &[
     &["history", "bytes"],
     &[
         "ids", "clock", "config", "policy", "retry", "shutdown", "status", "unwind", "time",
-        "metrics", "why", "diff",
+        "metrics", "diff",
     ],
-    &["store"],
+    &["store", "why"],
     &["error"],
     &[
         "activity",
