@@ -100,7 +100,10 @@ fn four_workers_killed_fifty_times_finish_every_instance_exactly_once() {
     let schema = SchemaGuard::new(&url, "kills");
     create_schema(&url, &schema.schema);
     let dir = tempfile::tempdir().expect("a temp dir");
-    let work = workload(&url, &schema.schema, dir.path());
+    let mut work = workload(&url, &schema.schema, dir.path());
+    // Steps that take a little while keep attempts in flight, so that
+    // kills land inside them on a fast machine and a loaded one alike.
+    work.step_ms = Some(25);
     let started = Instant::now();
     let mut slots = Reaper::default();
     let mut g = 0;
