@@ -109,7 +109,9 @@ fn the_dashboard_lists_shows_steers_and_follows_instances_in_a_real_browser() {
         (runtime, server)
     });
     let client = runtime.client();
-    rt.block_on(async {
+    // The instances, each where the checks below expect it (a deadline, so
+    // that a stuck setup fails the test instead of hanging it).
+    let setup = async {
         for n in ["ada", "bob"] {
             let h = client.start(greet, n.to_owned()).await.unwrap();
             h.result().await.unwrap();
@@ -158,6 +160,11 @@ fn the_dashboard_lists_shows_steers_and_follows_instances_in_a_real_browser() {
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    };
+    rt.block_on(async {
+        tokio::time::timeout(webdriver::PATIENCE, setup)
+            .await
+            .expect("the instances are set up in time");
     });
     let expected: Vec<(RuntimeStatus, u64)> = rt.block_on(client.counts(None)).unwrap();
     let url = format!("http://{}/ui/", server.local_addr());
