@@ -89,7 +89,7 @@ impl Hist {
 }
 
 #[derive(Debug, Default)]
-struct Activity {
+struct ActivityCounters {
     attempts: AtomicU64,
     failures: AtomicU64,
     seconds: Hist,
@@ -101,7 +101,7 @@ pub(crate) struct Recorder {
     turns: AtomicU64,
     refused: AtomicU64,
     commits: Hist,
-    activities: Mutex<BTreeMap<String, std::sync::Arc<Activity>>>,
+    activities: Mutex<BTreeMap<String, std::sync::Arc<ActivityCounters>>>,
 }
 
 impl Recorder {
