@@ -216,6 +216,13 @@ impl Builder {
         self.store.is_some()
     }
 
+    /// Whether the named store keeps time on a clock of its own (a server's,
+    /// or one a store given with `.store(..)` chose), which the runtime's
+    /// clock cannot move: only the SQLite store runs on the runtime's.
+    pub(crate) fn store_has_own_clock(&self) -> bool {
+        !matches!(self.store, None | Some(StoreSpec::Sqlite(..)))
+    }
+
     /// The registrations, for the test kit's overrides.
     pub(crate) fn registry_mut(&mut self) -> &mut Registry {
         &mut self.registry

@@ -78,9 +78,10 @@ impl Builder {
     }
 }
 
-/// A runtime for tests: an in-memory store (unless the builder names one),
-/// a virtual clock that starts at the real time and moves only when told
-/// or when everything waits on a timer, and a short poll interval.
+/// A runtime for tests: an in-memory store (unless the builder names a
+/// SQLite file), a virtual clock that starts at the real time and moves
+/// only when told or when everything waits on a timer, and a short poll
+/// interval.
 #[derive(Debug)]
 pub struct TestRuntime {
     runtime: Runtime,
@@ -91,8 +92,20 @@ impl TestRuntime {
     /// Starts `builder`'s registrations on a virtual clock.
     ///
     /// # Errors
-    /// What [`Builder::start`] reports.
+    /// What [`Builder::start`] reports; [`Error::InvalidSetting`] for a
+    /// store that keeps its own time (`.store(..)`, `.postgres(..)`): its
+    /// timers and leases could not follow the virtual clock.
     pub async fn start(builder: Builder) -> Result<Self, Error> {
+        if builder.store_has_own_clock() {
+            return Err(Error::InvalidSetting {
+                setting: "store",
+                reason: "a test runtime runs on a virtual clock, which only the SQLite store \
+                         follows: leave the store unset (in memory) or name a file with \
+                         `.sqlite(path)`; a store given with `.store(..)` or `.postgres(..)` \
+                         keeps time on its own clock"
+                    .to_owned(),
+            });
+        }
         let clock = Clock::virtual_at(SystemTime::now());
         let builder = if builder.has_store() {
             builder

@@ -826,3 +826,52 @@ fn a_child_call_recorded_before_versions_reads_as_version_one() {
         "written as before"
     );
 }
+
+/// Continues as new with an input read from the clock in a helper.
+#[orchestrator]
+async fn sneaky_restart(ctx: Context, round: u64) -> u64 {
+    if round > 0 {
+        return round;
+    }
+    ctx.continue_as_new(stamp().max(1)).await
+}
+
+/// Continues as new with inputs that follow from history.
+#[orchestrator]
+async fn counts_down(ctx: Context, n: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    let _ = ctx.call(old_step, n).await;
+    ctx.continue_as_new(n - 1).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_mode_checks_the_input_a_turn_continues_as_new_with() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(old_step)
+        .orchestrator(sneaky_restart)
+        .orchestrator(counts_down)
+        .verify_replay(true)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let h = client.start(sneaky_restart, 0).await.unwrap();
+    let status = until("the instance to be parked", || async {
+        let s = client.status(h.id()).await.unwrap();
+        (s.runtime_status == RuntimeStatus::Stuck).then_some(s)
+    })
+    .await;
+    let failure = status.failure.expect("a diagnostic");
+    assert_eq!(failure.kind, FailureKind::Nondeterminism);
+    assert!(failure.message.contains("verify mode"), "{failure}");
+    assert!(failure.message.contains("Started"), "{failure}");
+    // The restart was not committed: the first execution never began again.
+    assert!(client.history(h.id()).await.unwrap().is_empty());
+    // Restarts that follow from history pass the check.
+    let ok = client.start(counts_down, 3).await.unwrap();
+    assert_eq!(within(ok.result()).await.unwrap(), 0);
+    rt.shutdown().await.unwrap();
+}

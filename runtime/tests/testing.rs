@@ -285,3 +285,28 @@ async fn an_activity_abandoned_for_a_timer_does_not_stop_the_virtual_clock() {
     assert_eq!(out, "gave up");
     test.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_on_its_own_clock_is_refused_not_run_on_the_wrong_time() {
+    let store = SqliteStore::open(":memory:").unwrap();
+    let refused = TestRuntime::start(Runtime::builder().orchestrator(month).store(store)).await;
+    match refused {
+        Err(Error::InvalidSetting { setting, reason }) => {
+            assert_eq!(setting, "store");
+            assert!(reason.contains(".sqlite(path)"), "{reason}");
+        }
+        other => panic!("expected InvalidSetting, got {other:?}"),
+    }
+    // A SQLite file follows the virtual clock.
+    let dir = tempfile::tempdir().unwrap();
+    let test = TestRuntime::start(
+        Runtime::builder()
+            .orchestrator(month)
+            .sqlite(dir.path().join("t.db")),
+    )
+    .await
+    .unwrap();
+    let h = test.client().start(month, ()).await.unwrap();
+    test.wait(&h).await.unwrap();
+    test.shutdown().await.unwrap();
+}

@@ -557,7 +557,7 @@ impl<'a> Round<'a> {
         let mut bad = Vec::new();
         for i in from..self.commits.len() {
             let commit = &self.commits[i];
-            if commit.restart.is_some() || commit.events.is_empty() {
+            if commit.events.is_empty() && commit.restart.is_none() {
                 continue;
             }
             let id = commit.instance.clone();
@@ -568,9 +568,13 @@ impl<'a> Round<'a> {
                 .unwrap_or_default();
             let expected = usize::try_from(commit.expected_len).unwrap_or(usize::MAX);
             let prefix = &history[..expected.min(history.len())];
-            if let Err(failure) =
-                super::verify::turn(&commit.instance, prefix, &commit.events, self.registry)
-            {
+            if let Err(failure) = super::verify::turn(
+                &commit.instance,
+                prefix,
+                &commit.events,
+                commit.restart.as_ref(),
+                self.registry,
+            ) {
                 bad.push((i, failure));
             }
         }

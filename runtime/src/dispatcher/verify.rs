@@ -6,12 +6,18 @@
 
 use crate::history::{Event, Failure, FailureKind, HistoryRecord};
 use crate::registry::Registry;
-use crate::replay::{Execution, Parked};
+use crate::replay::{Execution, Outcome, Parked};
+use crate::store::Restart;
 
 /// Whether `event` is delivered to the orchestrator (a turn's input), as
 /// opposed to something the turn decided.
 fn delivered(event: &Event) -> bool {
     !event.is_decision() && !matches!(event, Event::TimerCancelled { .. })
+}
+
+/// The events a restart decided: the next `Started`, then those carried.
+fn restarted(restart: &Restart) -> impl Iterator<Item = &Event> {
+    std::iter::once(&restart.started).chain(&restart.carried)
 }
 
 /// Whether two runs of a turn decided alike.
@@ -20,11 +26,14 @@ fn alike(a: &Event, b: &Event) -> bool {
 }
 
 /// Runs the turn that recorded `turn` again on `history` (everything
-/// before it) in a fresh execution; the first decision that differs.
+/// before it) in a fresh execution; the first decision that differs. A
+/// turn that continued as new (`restart`) must do so again, with the same
+/// input and the same events carried over.
 pub(super) fn turn(
     id: &str,
     history: &[HistoryRecord],
     turn: &[HistoryRecord],
+    restart: Option<&Restart>,
     registry: &Registry,
 ) -> Result<(), Failure> {
     let Some(at) = turn.first().map(|r| r.at) else {
@@ -45,8 +54,14 @@ pub(super) fn turn(
     let again = fresh
         .run_turn(at, incoming, registry)
         .map_err(|Parked(f)| f)?;
-    let first: Vec<&Event> = turn.iter().map(|r| &r.event).collect();
-    let second: Vec<&Event> = again.events.iter().map(|r| &r.event).collect();
+    let mut first: Vec<&Event> = turn.iter().map(|r| &r.event).collect();
+    let mut second: Vec<&Event> = again.events.iter().map(|r| &r.event).collect();
+    // A restart's decisions are the next execution's `Started` (its input)
+    // and what it carries over: compared as the turn's last events.
+    first.extend(restart.into_iter().flat_map(restarted));
+    if let Some(Outcome::ContinuedAsNew { started, carried }) = &again.outcome {
+        second.extend(std::iter::once(started).chain(carried));
+    }
     let differs = first
         .iter()
         .zip(&second)
