@@ -5,6 +5,14 @@
 
 const base = location.pathname.replace(/\/ui\/?[^/]*$/, '');
 const ROW = 28;
+// An instance's history comes in pages: a first one of FIRST events shows
+// the first screen (and tells the total) at once; the rest follows in the
+// background PAGE events at a time (the route's largest page), and the
+// rows scrolled to before then are fetched on their own, NEAR at a time.
+// A history of 50,000 events is thus shown in one round trip, not six.
+const FIRST = 1000;
+const PAGE = 10000;
+const NEAR = 500;
 const STATUSES = ['pending', 'running', 'suspended', 'stuck', 'completed', 'failed', 'terminated'];
 let token = sessionStorage.getItem('durable-token');
 let leave = () => {};
@@ -329,7 +337,13 @@ async function instancePage(id) {
     main(h('h1', {}, id), failure(e), h('p', {}, h('a', { href: '#/' }, '← All instances')));
     return;
   }
+  // Sparse while it loads: `events[i]` is the event of index i once
+  // fetched; `events.length` is the history's length as far as known.
   const events = [];
+  let known = 0; // events fetched
+  let prefix = 0; // events[0..prefix] are all fetched
+  let loading = true;
+  const stop = new AbortController();
   const head = h('div');
   const summary = h('div', { class: 'panel' });
   const waits = h('div', { class: 'panel', id: 'waiting' });
@@ -338,19 +352,36 @@ async function instancePage(id) {
   const body = h('div');
   let tab = 'history';
 
+  const count = h('p', { class: 'muted hcount', id: 'history-count' });
   const viewport = h('div', { class: 'viewport', id: 'history' });
   const spacer = h('div', { class: 'spacer' });
   const header = h('div', { class: 'hrow head' }, h('span', {}, 'Index'), h('span', {}, 'Turn'), h('span', {}, 'Time'), h('span', {}, 'Event'), h('span', {}, 'Detail'), h('span', {}, 'Source'));
   viewport.append(header, spacer);
   viewport.addEventListener('scroll', () => requestAnimationFrame(renderRows));
 
+  function renderCount() {
+    const n = events.length.toLocaleString('en-US');
+    count.dataset.total = events.length;
+    count.dataset.loaded = known;
+    count.dataset.state = loading ? 'loading' : 'idle';
+    count.textContent = loading ? `${n} events (${known.toLocaleString('en-US')} loaded)` : `${n} events`;
+  }
+
   function renderRows() {
+    renderCount();
     spacer.style.height = `${events.length * ROW}px`;
     const first = Math.max(0, Math.floor(viewport.scrollTop / ROW) - 10);
     const last = Math.min(events.length, first + Math.ceil(viewport.clientHeight / ROW) + 20);
     const rows = [];
+    let missing = -1;
     for (let i = first; i < last; i++) {
       const rec = events[i];
+      if (!rec) {
+        if (missing < 0) missing = i;
+        rows.push(h('div', { class: 'hrow pending', style: { top: `${i * ROW}px` }, dataset: { pending: i } },
+          h('span', {}, i), h('span', { class: 'muted' }, 'loading…')));
+        continue;
+      }
       const kind = kindOf(rec);
       const f = rec.event[kind];
       rows.push(h('div', { class: 'hrow', style: { top: `${i * ROW}px` }, dataset: { index: rec.index, kind } },
@@ -359,15 +390,65 @@ async function instancePage(id) {
         h('span', { class: 'site', title: f && f.site || '' }, siteOf(f))));
     }
     spacer.replaceChildren(...rows);
+    if (missing >= 0) fetchNear(missing);
+  }
+
+  // Keeps what a page brings; whoever asked for it renders.
+  function keep(page) {
+    for (const rec of page.events) {
+      if (rec.index < events.length && !events[rec.index]) {
+        events[rec.index] = rec;
+        known += 1;
+      }
+    }
+    while (prefix < events.length && events[prefix]) prefix += 1;
+  }
+
+  // The rows scrolled to before the background reached them, one request
+  // at a time (a newer scroll asks again once it is back).
+  let near = null;
+  function fetchNear(from) {
+    if (near !== null || stop.signal.aborted) return;
+    near = from;
+    api(`${path}/history?from=${from}&limit=${NEAR}`, { signal: stop.signal })
+      .then((page) => { if (near === from) keep(page); })
+      .catch((e) => { if (!stop.signal.aborted) note.replaceChildren(failure(e)); })
+      .finally(() => {
+        if (near !== from || stop.signal.aborted) return;
+        near = null;
+        if (tab === 'history') requestAnimationFrame(renderRows);
+      });
+  }
+
+  // The rest of the history, after the first screen, oldest first.
+  async function loadRest() {
+    try {
+      while (prefix < events.length && !stop.signal.aborted) {
+        const page = await api(`${path}/history?from=${prefix}&limit=${PAGE}`, { signal: stop.signal });
+        keep(page);
+        if (page.events.length === 0) break;
+        if (tab === 'history') renderRows();
+      }
+    } catch (e) {
+      if (!stop.signal.aborted) note.replaceChildren(failure(e));
+    }
+    loading = false;
+    // Rows only on the history tab: putting its viewport in again would
+    // lose where it is scrolled to.
+    if (stop.signal.aborted) return;
+    if (tab === 'history') renderRows(); else renderTab();
   }
 
   function renderTimeline() {
     const now = Date.now() * 1000;
-    const all = spans(events, now);
-    const t0 = events.length ? events[0].at : now;
+    // Only what has loaded, while the rest loads.
+    const have = prefix < events.length ? events.slice(0, prefix) : events;
+    const all = spans(have, now);
+    const t0 = have.length ? have[0].at : now;
     const t1 = Math.max(now, ...all.map((s) => s.to), t0 + 1);
     const shown = all.slice(0, 2000);
     return h('div', { class: 'timeline', id: 'timeline' },
+      have.length < events.length ? h('p', { class: 'muted' }, `The first ${have.length} of ${events.length} events, while the rest loads.`) : '',
       shown.length ? '' : h('p', { class: 'muted' }, 'No activities, timers or children yet.'),
       shown.map((s) => h('div', { class: 'tl-row' },
         h('span', { class: 'label', title: `${s.label} ${s.site}` }, `${s.label} `, h('span', { class: 'site' }, s.site)),
@@ -382,9 +463,9 @@ async function instancePage(id) {
 
   function renderTab() {
     for (const b of tabs.children) b.classList.toggle('on', b.dataset.tab === tab);
-    if (tab === 'history') { body.replaceChildren(viewport); renderRows(); }
+    if (tab === 'history') { body.replaceChildren(count, viewport); renderRows(); }
     else if (tab === 'timeline') body.replaceChildren(renderTimeline());
-    else body.replaceChildren(h('pre', { id: 'raw' }, json({ status, history: events.length > 2000 ? `${events.length} events: read them at ${base}${path}/history` : events })));
+    else body.replaceChildren(h('pre', { id: 'raw' }, json({ status, history: events.length > 2000 ? `${events.length} events: read them at ${base}${path}/history` : events.filter(Boolean) })));
   }
   tabs.append(...[['history', 'History'], ['timeline', 'Timeline'], ['raw', 'Raw JSON']].map(([k, label]) =>
     h('button', { dataset: { tab: k }, onclick: () => { tab = k; renderTab(); } }, label)));
@@ -460,21 +541,18 @@ async function instancePage(id) {
   main(head, summary, waits, note, h('div', { class: 'panel' }, tabs, body));
   renderSummary();
   renderWaits();
-  // The whole history, a page at a time, then live.
+  // The first page, which tells the total; then the rest in the
+  // background, and what is new live.
   try {
-    let from = 0;
-    for (;;) {
-      const page = await api(`${path}/history?from=${from}&limit=10000`);
-      events.push(...page.events);
-      if (page.next === null) break;
-      from = page.next;
-    }
+    const page = await api(`${path}/history?from=0&limit=${FIRST}`, { signal: stop.signal });
+    events.length = page.total;
+    keep(page);
   } catch (e) {
     note.replaceChildren(failure(e));
   }
   renderTab();
+  loadRest();
 
-  const stop = new AbortController();
   let pending = null;
   const changed = () => {
     if (pending) return;
@@ -487,10 +565,16 @@ async function instancePage(id) {
   follow(`${path}/stream?from=${events.length}`, (ev) => {
     if (ev.event === 'history') {
       const rec = JSON.parse(ev.data);
-      if (rec.index === events.length) events.push(rec);
+      if (rec.index === events.length) { events.push(rec); known += 1; if (prefix === rec.index) prefix += 1; }
       changed();
     } else if (ev.event === 'restarted') {
+      // Continued as new: the new execution's events all come here, from
+      // index 0; what the background still fetches is the old one's.
       events.length = 0;
+      known = 0;
+      prefix = 0;
+      near = null;
+      loading = false;
       changed();
     } else if (ev.event === 'end') {
       changed();

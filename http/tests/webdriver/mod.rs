@@ -43,8 +43,14 @@ fn find(env: &str, names: &[&str]) -> PathBuf {
     );
 }
 
-/// One HTTP/1.1 exchange with the driver.
-fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> std::io::Result<Value> {
+/// One HTTP/1.1 exchange with the driver (or with any server on
+/// `127.0.0.1` that answers JSON, such as the API under test).
+pub(crate) fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> std::io::Result<Value> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     let body = body.map(Value::to_string).unwrap_or_default();
