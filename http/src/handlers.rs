@@ -421,13 +421,17 @@ async fn history(
             "limit: from 1 to {MAX_HISTORY_PAGE}"
         )));
     }
-    let events = api.client.history(&id).await?;
-    let from = usize::try_from(params.from.unwrap_or(0)).unwrap_or(usize::MAX);
-    let page: Vec<&HistoryRecord> = events.iter().skip(from).take(limit).collect();
-    let next = (from.saturating_add(limit) < events.len()).then(|| from + limit);
+    // The page alone is read; the total is the instance row's count, read
+    // first, so a page that grew meanwhile counts itself.
+    let total = api.client.status(&id).await?.history_len;
+    let from = params.from.unwrap_or(0);
+    let page: Vec<HistoryRecord> = api.client.history_page(&id, from, limit).await?;
+    let total = total.max(from.saturating_add(page.len() as u64));
+    let end = from.saturating_add(limit as u64);
+    let next = (end < total).then_some(end);
     Ok(Json(json!({
         "id": id,
-        "total": events.len(),
+        "total": total,
         "events": page,
         "next": next,
     })))

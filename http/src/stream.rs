@@ -21,6 +21,8 @@ use crate::Api;
 const MAX_DELAY: Duration = Duration::from_secs(1);
 /// How long it waits after something changed.
 const MIN_DELAY: Duration = Duration::from_millis(50);
+/// How many events one read takes: a long history is sent page by page.
+const STREAM_PAGE: usize = 1_000;
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct StreamParams {
@@ -103,36 +105,13 @@ impl Follow {
         };
         let now_seen = Some((status.history_len, status.updated_at));
         if now_seen != self.seen {
-            match self.api.client.history(&self.id).await {
-                Ok(events) => {
-                    let execution = events.first().and_then(|r| match &r.event {
-                        durable::history::Event::Started { first_seq, .. } => Some(*first_seq),
-                        _ => None,
-                    });
-                    let restarted = (self.execution.is_some() && execution != self.execution)
-                        || (events.len() as u64) < self.next;
-                    if restarted {
-                        // Continued as new: the new execution's history
-                        // starts again at index 0.
-                        self.next = 0;
-                        self.pending
-                            .push_back(Event::default().event("restarted").data(""));
-                    }
-                    self.execution = execution.or(self.execution);
-                    let from = usize::try_from(self.next).unwrap_or(usize::MAX);
-                    for record in events.iter().skip(from) {
-                        let event = Event::default()
-                            .id(record.index.to_string())
-                            .event("history")
-                            .json_data(record);
-                        if let Ok(event) = event {
-                            self.pending.push_back(event);
-                        }
-                        self.next = record.index + 1;
-                    }
+            match self.read(status.history_len).await {
+                Ok(true) => {
                     self.seen = now_seen;
                     self.delay = MIN_DELAY;
                 }
+                // More to read, or the instance moved on meanwhile.
+                Ok(false) => self.delay = MIN_DELAY,
                 Err(_) => self.wait().await,
             }
             return;
@@ -143,6 +122,56 @@ impl Follow {
             return;
         }
         self.wait().await;
+    }
+
+    /// The execution now: the first sequence number of its `Started`.
+    async fn execution(&self) -> Result<Option<u64>, durable::Error> {
+        let first = self.api.client.history_page(&self.id, 0, 1).await?;
+        Ok(first.first().and_then(|r| match &r.event {
+            durable::history::Event::Started { first_seq, .. } => Some(*first_seq),
+            _ => None,
+        }))
+    }
+
+    /// Queues the next page of new events (`len`: the history's length
+    /// just read); `true` once everything up to `len` was queued, or
+    /// nothing more was there. Only the
+    /// page is read, never the whole history: a page read while the
+    /// instance continued as new is dropped (its execution changed under
+    /// it) and read again.
+    async fn read(&mut self, len: u64) -> Result<bool, durable::Error> {
+        let execution = self.execution().await?;
+        let restarted =
+            (self.execution.is_some() && execution != self.execution) || len < self.next;
+        if restarted {
+            // Continued as new: the new execution's history starts again
+            // at index 0.
+            self.next = 0;
+            self.pending
+                .push_back(Event::default().event("restarted").data(""));
+        }
+        self.execution = execution.or(self.execution);
+        let page = self
+            .api
+            .client
+            .history_page(&self.id, self.next, STREAM_PAGE)
+            .await?;
+        if !page.is_empty() && self.execution().await? != execution {
+            return Ok(false);
+        }
+        for record in &page {
+            let event = Event::default()
+                .id(record.index.to_string())
+                .event("history")
+                .json_data(record);
+            if let Ok(event) = event {
+                self.pending.push_back(event);
+            }
+            self.next = record.index + 1;
+        }
+        // An empty page: nothing more to read now, whatever the row says
+        // (an entity counts its turns but keeps no history).
+        Ok(page.is_empty() || self.next >= len)
     }
 
     fn end(&mut self, how: &str) {

@@ -753,6 +753,25 @@ impl Client {
             .ok_or_else(|| Error::InstanceNotFound { id: id.to_owned() })
     }
 
+    /// Up to `limit` events of the instance's history from index `from`, in
+    /// order: a page of a long history, read without the rest (empty past
+    /// its end; [`InstanceStatus`]'s `history_len` is the total).
+    ///
+    /// # Errors
+    /// As [`Client::history`].
+    pub async fn history_page(
+        &self,
+        id: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<HistoryRecord>, Error> {
+        let owned = id.to_owned();
+        self.store
+            .call(move |s, _| s.history_range(&owned, from, limit))
+            .await?
+            .ok_or_else(|| Error::InstanceNotFound { id: id.to_owned() })
+    }
+
     /// Waits until the instance has finished and returns its final status.
     ///
     /// Finishing in this process wakes the wait at once; finishing in

@@ -317,6 +317,18 @@ impl Registry {
         self.activities.contains_key(name)
     }
 
+    /// The stored names of the registered orchestrators, sorted, each with
+    /// the newest version registered: what the dispatcher fetches.
+    pub(crate) fn orchestrator_versions(&self) -> Vec<(&'static str, u32)> {
+        let mut names: Vec<_> = self
+            .orchestrators
+            .iter()
+            .filter_map(|(name, versions)| Some((*name, *versions.keys().next_back()?)))
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
     /// The stored names of the registered orchestrators, sorted.
     pub(crate) fn orchestrator_names(&self) -> Vec<&'static str> {
         let mut names: Vec<_> = self.orchestrators.keys().copied().collect();

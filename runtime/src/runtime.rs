@@ -624,23 +624,30 @@ impl Runtime {
     /// Only what this runtime takes counts: another process's names,
     /// instances another owner holds and cancelled attempts do not.
     pub(crate) async fn lookahead(&self) -> Result<crate::store::Lookahead, Error> {
+        use crate::store::Names;
         let registry = &self.client.registry;
-        let mut instances: Vec<String> = registry
-            .orchestrator_names()
+        let mut instances: Vec<(String, u32)> = registry
+            .orchestrator_versions()
             .into_iter()
-            .map(str::to_owned)
+            .map(|(n, v)| (n.to_owned(), v))
             .collect();
-        instances.extend(registry.entity_names());
-        let activities = registry.activity_names();
+        instances.extend(
+            registry
+                .entity_names()
+                .into_iter()
+                .map(|n| (n, Names::ANY_VERSION)),
+        );
+        let activities: Vec<_> = registry
+            .activity_names()
+            .into_iter()
+            .map(|n| (n, Names::ANY_VERSION))
+            .collect();
         Ok(self
             .store
             .call_quietly(move |s, owner| {
-                let instances: Vec<&str> = instances.iter().map(String::as_str).collect();
-                s.lookahead(
-                    owner,
-                    crate::store::Names(&instances),
-                    crate::store::Names(&activities),
-                )
+                let instances: Vec<(&str, u32)> =
+                    instances.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+                s.lookahead(owner, Names(&instances), Names(&activities))
             })
             .await?)
     }

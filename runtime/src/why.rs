@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
-use crate::history::{self, Event, Failure, HistoryRecord, RuntimeStatus};
+use crate::history::{self, ActivityFailure, Event, Failure, HistoryRecord, RuntimeStatus};
 
 /// One thing an instance waits on; see [`Client::waiting_on`](crate::Client::waiting_on).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +62,8 @@ pub enum Blocker {
         /// When the next attempt is due, while it waits out a retry's
         /// backoff.
         next_attempt: Option<SystemTime>,
+        /// How the last failed attempt failed, once one has.
+        last_error: Option<ActivityFailure>,
     },
     /// A child orchestration not finished yet.
     Child {
@@ -148,6 +150,7 @@ impl std::fmt::Display for Blocker {
                 failures,
                 running,
                 next_attempt,
+                last_error,
                 ..
             } => {
                 write!(f, "activity `{name}` #{seq} not completed")?;
@@ -156,6 +159,9 @@ impl std::fmt::Display for Blocker {
                 }
                 if *failures > 0 {
                     write!(f, ", {failures} failed attempts")?;
+                }
+                if let Some(e) = last_error {
+                    write!(f, ", last error: {}", error_text(e))?;
                 }
                 if let Some(next) = next_attempt {
                     write!(f, ", next attempt at {}", crate::time::rfc3339(*next))?;
@@ -220,10 +226,12 @@ impl serde::Serialize for Blocker {
                 failures,
                 running,
                 next_attempt,
+                last_error,
             } => json!({
                 "kind": "activity", "seq": seq, "name": name, "site": site,
                 "since": time(since), "attempts": attempts, "failures": failures,
                 "running": running, "next_attempt": next_attempt.as_ref().map(time),
+                "last_error": last_error.as_ref().map(error_text),
             }),
             Self::Child {
                 seq,
@@ -267,6 +275,7 @@ pub(crate) fn open_calls(history: &[HistoryRecord]) -> Vec<Blocker> {
                         failures: 0,
                         running: false,
                         next_attempt: None,
+                        last_error: None,
                     },
                 );
             }
@@ -402,11 +411,13 @@ pub(crate) fn blockers(
             failures,
             running,
             next_attempt,
+            last_error,
             ..
         } = &mut open
         {
             if let Some(t) = tasks.iter().find(|t| t.seq == *seq) {
                 (*attempts, *failures, *running) = (t.attempts, t.failures, t.running);
+                last_error.clone_from(&t.last_error);
                 *next_attempt =
                     (!t.running && t.visible_at > now).then(|| history::system_time(t.visible_at));
             }
@@ -414,6 +425,18 @@ pub(crate) fn blockers(
         out.push(open);
     }
     out
+}
+
+/// An attempt's failure in a line: the error it returned (as JSON), or
+/// what stopped it.
+fn error_text(e: &ActivityFailure) -> String {
+    match e {
+        ActivityFailure::Error(p) | ActivityFailure::Final(p) => p.json().to_owned(),
+        ActivityFailure::TimedOut(m) => format!("timed out ({m})"),
+        ActivityFailure::Panic(m) => format!("panicked: {m}"),
+        ActivityFailure::Aborted(m) => format!("not run: {m}"),
+        ActivityFailure::Poisoned(m) => format!("poisoned: {m}"),
+    }
 }
 
 /// Whether two event names look like one meant for the other: equal but

@@ -72,7 +72,12 @@ impl Worker {
 
     /// Runs until the runtime drains, then drains.
     pub(crate) async fn run(mut self) {
-        let names = self.registry.activity_names();
+        let names: Vec<(&str, u32)> = self
+            .registry
+            .activity_names()
+            .into_iter()
+            .map(|n| (n, Names::ANY_VERSION))
+            .collect();
         let mut draining = self.draining.clone();
         let mut inflight = Running::default();
         let mut unreported: Vec<TaskResult> = Vec::new();
@@ -329,7 +334,11 @@ impl Worker {
                     unreported.push(TaskResult::new(
                         task.task_ref(),
                         task.instance,
-                        TaskOutcome::Retry { delay, failures },
+                        TaskOutcome::Retry {
+                            delay,
+                            failures,
+                            error: failure,
+                        },
                     ));
                     return;
                 }

@@ -287,7 +287,12 @@ fn write_world(store: &SqliteStore, w: &World) -> Result<(), TestCaseError> {
         );
     }
     let work = store
-        .fetch_work(OWNER, LAPSE, 1000, Names(&[w.name.as_str()]))
+        .fetch_work(
+            OWNER,
+            LAPSE,
+            1000,
+            Names(&[(w.name.as_str(), Names::ANY_VERSION)]),
+        )
         .map_err(store_err)?;
     prop_assert_eq!(work.len(), 1);
     let mut expected = vec![Event::Started {
@@ -386,7 +391,12 @@ fn read_back(store: &SqliteStore, w: &World) -> Reads {
         w.messages.iter().collect()
     };
     let work = store
-        .fetch_work(OWNER, LAPSE, 1000, Names(&[w.name.as_str()]))
+        .fetch_work(
+            OWNER,
+            LAPSE,
+            1000,
+            Names(&[(w.name.as_str(), Names::ANY_VERSION)]),
+        )
         .map(|work| {
             if work.is_empty() && messages.is_empty() {
                 return Ok(());
@@ -407,7 +417,11 @@ fn read_back(store: &SqliteStore, w: &World) -> Reads {
             let events: Vec<&Event> = one.messages.iter().map(|(_, e)| e).collect();
             same("messages", &events, &messages)
         });
-    let names: Vec<&str> = w.tasks.iter().map(|t| t.name.as_str()).collect();
+    let names: Vec<(&str, u32)> = w
+        .tasks
+        .iter()
+        .map(|t| (t.name.as_str(), Names::ANY_VERSION))
+        .collect();
     let tasks = store
         .fetch_tasks(OWNER, LAPSE, 1000, Names(&names))
         .map(|tasks| {
@@ -457,7 +471,12 @@ fn task_round_trip(retry: RetryPolicy) -> RetryPolicy {
     );
     store.create_instances(&[new]).expect("create");
     let work = store
-        .fetch_work(OWNER, LAPSE, 10, Names(&["orchestrator"]))
+        .fetch_work(
+            OWNER,
+            LAPSE,
+            10,
+            Names(&[("orchestrator", Names::ANY_VERSION)]),
+        )
         .expect("fetch_work");
     let mut turn = TurnCommit::new(ID, 0);
     turn.consumed = work[0].messages.iter().map(|(seq, _)| *seq).collect();
@@ -469,7 +488,7 @@ fn task_round_trip(retry: RetryPolicy) -> RetryPolicy {
     )];
     store.commit_turns(OWNER, LAPSE, &[turn]).expect("commit");
     let tasks = store
-        .fetch_tasks(OWNER, LAPSE, 10, Names(&["activity"]))
+        .fetch_tasks(OWNER, LAPSE, 10, Names(&[("activity", Names::ANY_VERSION)]))
         .expect("fetch_tasks");
     tasks[0].retry
 }
@@ -1006,7 +1025,7 @@ fn a_damaged_turn_or_time_in_history_is_an_error() {
         let new = NewInstance::new(ID, "o", serde_json::from_str("1").expect("a payload"), 0);
         store.create_instances(&[new]).expect("created");
         let work = store
-            .fetch_work(OWNER, LAPSE, 10, Names(&["o"]))
+            .fetch_work(OWNER, LAPSE, 10, Names(&[("o", Names::ANY_VERSION)]))
             .expect("fetched");
         let mut turn = TurnCommit::new(ID, 0);
         turn.events = vec![HistoryRecord {

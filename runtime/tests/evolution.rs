@@ -51,13 +51,7 @@ async fn two_versions_side_by_side_each_finish_their_own_instances_across_a_rest
     let rt = with_v1().start().await.unwrap();
     let client = rt.client();
     let old = client.start(flow_v1, 1).await.unwrap();
-    until("the old instance to wait for go", || async {
-        let h = client.history(old.id()).await.unwrap();
-        h.iter()
-            .any(|r| matches!(r.event, Event::ActivityCompleted { .. }))
-            .then_some(())
-    })
-    .await;
+    waiting(&client, old.id()).await;
     rt.shutdown().await.unwrap();
 
     // The deploy: version 2 is new, version 1 stays for its instances.
@@ -873,5 +867,124 @@ async fn verify_mode_checks_the_input_a_turn_continues_as_new_with() {
     // Restarts that follow from history pass the check.
     let ok = client.start(counts_down, 3).await.unwrap();
     assert_eq!(within(ok.result()).await.unwrap(), 0);
+    rt.shutdown().await.unwrap();
+}
+
+/// A rolling deploy: processes of the old build (version 1) and of the new
+/// one (versions 1 and 2) share the database. The old build never takes a
+/// version 2 instance (it would park it); the new one runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_rolling_deploy_the_old_build_leaves_new_versions_alone() {
+    let db = db();
+    let old_build = builder(&db)
+        .activity(old_step)
+        .orchestrator(flow_v1)
+        .start()
+        .await
+        .unwrap();
+    // A process of the new build starts a version 2 instance (what its
+    // client writes: the instance and its `Started`), and is gone before
+    // running it: only the old build's process runs for now.
+    let store = common::store(&db);
+    let mut start = durable::store::NewInstance::new(
+        "v2",
+        "flow",
+        serde_json::from_str("5").unwrap(),
+        store.now().unwrap(),
+    );
+    start.version = 2;
+    store.create_instances(&[start]).unwrap();
+    let new_build = || {
+        builder(&db)
+            .activity(old_step)
+            .activity(new_step)
+            .orchestrator(flow_v1)
+            .orchestrator(flow)
+    };
+    // The old build works on: a version 1 instance started after it runs
+    // to its end, so its fetches have passed over the version 2 one.
+    let client = old_build.client();
+    let v1 = client.start(flow_v1, 1).await.unwrap();
+    waiting(&client, v1.id()).await;
+    client.raise_event(v1.id(), "go", ()).await.unwrap();
+    assert_eq!(within(v1.result()).await.unwrap(), "v1:2");
+    let s = client.status("v2").await.unwrap();
+    assert_eq!(s.runtime_status, RuntimeStatus::Pending, "{s:?}");
+    assert!(client.history("v2").await.unwrap().is_empty());
+    // The new build's process takes it.
+    let rt = new_build().start().await.unwrap();
+    let client = rt.client();
+    client.raise_event("v2", "go", ()).await.unwrap();
+    let v2 = client.handle(flow, "v2");
+    assert_eq!(within(v2.result()).await.unwrap(), "v2:105");
+    rt.shutdown().await.unwrap();
+    old_build.shutdown().await.unwrap();
+}
+
+/// A database written before instances had a version column (SQLite
+/// schema 4, PostgreSQL schema 1) is brought up to date when opened: the
+/// version of each instance is read from its `Started`, and nothing is
+/// lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_the_schema_before_is_migrated_in_place() {
+    let db = db();
+    let rt = builder(&db)
+        .activity(old_step)
+        .activity(new_step)
+        .orchestrator(flow_v1)
+        .orchestrator(flow)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    let v1 = client.start(flow_v1, 1).await.unwrap();
+    let v2 = client.start(flow, 2).await.unwrap();
+    waiting(&client, v1.id()).await;
+    waiting(&client, v2.id()).await;
+    rt.shutdown().await.unwrap();
+    // What the release before wrote: no version, no last error.
+    common::execute(&db, "ALTER TABLE instances DROP COLUMN version", &[]);
+    common::execute(&db, "ALTER TABLE tasks DROP COLUMN last_error", &[]);
+    let get = if common::on_postgres() {
+        common::execute(
+            &db,
+            "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
+            &[],
+        );
+        "SELECT value::bigint FROM meta WHERE key = 'schema_version'"
+    } else {
+        common::execute(&db, "PRAGMA user_version = 4", &[]);
+        "PRAGMA user_version"
+    };
+    let old_build = builder(&db)
+        .activity(old_step)
+        .orchestrator(flow_v1)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(
+        common::number(&db, get, &[]),
+        if common::on_postgres() { 2 } else { 5 }
+    );
+    let version =
+        |id: &str| common::number(&db, "SELECT version FROM instances WHERE id = ?1", &[id]);
+    assert_eq!((version(v1.id()), version(v2.id())), (1, 2));
+    // The version 1 build finishes its own instance and leaves the other.
+    let client = old_build.client();
+    client.raise_event(v1.id(), "go", ()).await.unwrap();
+    client.raise_event(v2.id(), "go", ()).await.unwrap();
+    let v1 = client.handle(flow_v1, v1.id());
+    assert_eq!(within(v1.result()).await.unwrap(), "v1:2");
+    old_build.shutdown().await.unwrap();
+    let rt = builder(&db)
+        .activity(old_step)
+        .activity(new_step)
+        .orchestrator(flow_v1)
+        .orchestrator(flow)
+        .start()
+        .await
+        .unwrap();
+    let v2 = rt.client().handle(flow, v2.id());
+    assert_eq!(within(v2.result()).await.unwrap(), "v2:102");
     rt.shutdown().await.unwrap();
 }

@@ -195,7 +195,7 @@ fn a_store_shared_with_another_process(path: &std::path::Path) {
         .unwrap();
     let other = "another-process";
     let taken = store
-        .fetch_work(other, forever, 10, Names(&["elsewhere", "month"]))
+        .fetch_work(other, forever, 10, Names(&[("elsewhere", 1), ("month", 1)]))
         .unwrap();
     let call = taken.iter().find(|w| w.id == "their-call").unwrap();
     let mut turn = TurnCommit::new("their-call", 0);

@@ -247,6 +247,7 @@ async fn a_retrying_activity_shows_its_failed_attempts_and_when_it_tries_again()
         attempts,
         running,
         next_attempt,
+        last_error,
         ..
     } = &blocker
     else {
@@ -255,6 +256,12 @@ async fn a_retrying_activity_shows_its_failed_attempts_and_when_it_tries_again()
     assert_eq!(name, "always_down");
     assert_eq!(*attempts, 1);
     assert!(!running);
+    match last_error {
+        Some(durable::history::ActivityFailure::Error(e)) => {
+            assert_eq!(e.json(), "\"service down for 3\"");
+        }
+        other => panic!("the attempt's error, not {other:?}"),
+    }
     let next = next_attempt.expect("the next attempt's time");
     assert!(
         next > std::time::SystemTime::now() + Duration::from_secs(3_000),
@@ -262,12 +269,15 @@ async fn a_retrying_activity_shows_its_failed_attempts_and_when_it_tries_again()
     );
     let text = blocker.to_string();
     assert!(
-        text.contains("1 failed attempts") && text.contains("next attempt at"),
+        text.contains("1 failed attempts")
+            && text.contains("last error: \"service down for 3\"")
+            && text.contains("next attempt at"),
         "{text}"
     );
     let json = serde_json::to_value(&blocker).unwrap();
     assert_eq!(json["kind"], "activity");
     assert_eq!(json["failures"], 1);
+    assert_eq!(json["last_error"], "\"service down for 3\"");
     assert!(
         json["next_attempt"].as_str().unwrap().ends_with('Z'),
         "{json}"

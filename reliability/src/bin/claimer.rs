@@ -59,7 +59,12 @@ fn compete(store: &PostgresStore, log: &mut Log, rounds: u64) -> Result<(), BoxE
     let owner = format!("claimer-{who}");
     for round in 0..rounds {
         let t0 = store.now()?;
-        let work = store.fetch_work(&owner, LONG, LIMIT, Names(&[INSTANCE_NAME]))?;
+        let work = store.fetch_work(
+            &owner,
+            LONG,
+            LIMIT,
+            Names(&[(INSTANCE_NAME, Names::ANY_VERSION)]),
+        )?;
         let t1 = store.now()?;
         log.write(&Entry::Work {
             who,
@@ -91,7 +96,12 @@ fn compete(store: &PostgresStore, log: &mut Log, rounds: u64) -> Result<(), BoxE
             })?;
         }
         let t0 = store.now()?;
-        let tasks = store.fetch_tasks(&owner, LONG, LIMIT, Names(&[TASK_NAME]))?;
+        let tasks = store.fetch_tasks(
+            &owner,
+            LONG,
+            LIMIT,
+            Names(&[(TASK_NAME, Names::ANY_VERSION)]),
+        )?;
         let t1 = store.now()?;
         log.write(&Entry::Tasks {
             who,
@@ -134,7 +144,12 @@ fn hold(store: &PostgresStore, log: &mut Log, lock: Duration, go: &Path) -> Resu
     let who = std::process::id();
     let owner = format!("holder-{who}");
     let work = loop {
-        let mut work = store.fetch_work(&owner, lock, 1, Names(&[INSTANCE_NAME]))?;
+        let mut work = store.fetch_work(
+            &owner,
+            lock,
+            1,
+            Names(&[(INSTANCE_NAME, Names::ANY_VERSION)]),
+        )?;
         if let Some(w) = work.pop() {
             break w;
         }

@@ -43,7 +43,10 @@ impl EntityDispatcher {
         if names.is_empty() {
             return;
         }
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let names: Vec<(&str, u32)> = names
+            .iter()
+            .map(|n| (n.as_str(), Names::ANY_VERSION))
+            .collect();
         let mut failing = false;
         while !self.stop.is_set() {
             match self.round(&names).await {
@@ -86,13 +89,13 @@ impl EntityDispatcher {
 
     /// One round: fetch, apply, commit. `true` when it found work (look
     /// again at once).
-    async fn round(&mut self, names: &[&str]) -> Result<bool, StoreError> {
+    async fn round(&mut self, names: &[(&str, u32)]) -> Result<bool, StoreError> {
         let (lock, batch) = (self.config.instance_lock, self.config.batch);
-        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let names: Vec<(String, u32)> = names.iter().map(|(n, v)| ((*n).to_owned(), *v)).collect();
         let work = self
             .store
             .call(move |s, owner| {
-                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                let names: Vec<(&str, u32)> = names.iter().map(|(n, v)| (n.as_str(), *v)).collect();
                 s.fetch_work(owner, lock, batch, Names(&names))
             })
             .await?;

@@ -83,7 +83,7 @@ impl Dispatcher {
         let mut turns = turns::Turns::new(Arc::clone(&self.registry), self.config.turn_timeout);
         // Work kept while its instance was rebuilt, for the next round.
         let mut rebuilt: Vec<InstanceWork> = Vec::new();
-        let names = self.registry.orchestrator_names();
+        let names = self.registry.orchestrator_versions();
         let mut stop = self.stop.clone();
         // Results a failed round could not commit, for the next round.
         let mut carried: Vec<Completed> = Vec::new();

@@ -24,7 +24,8 @@ use super::{
     TurnCommit,
 };
 use crate::history::{
-    ChildFailure, Event, Failure, FailureKind, HistoryRecord, ParentRef, Payload, RuntimeStatus,
+    ActivityFailure, ChildFailure, Event, Failure, FailureKind, HistoryRecord, ParentRef, Payload,
+    RuntimeStatus,
 };
 use crate::retry::RetryPolicy;
 
@@ -36,8 +37,8 @@ const OTHER: &str = "owner-b";
 const LONG: Duration = Duration::from_secs(3600);
 /// A lock or lease a check waits out (on the store's clock).
 const SHORT: Duration = Duration::from_millis(150);
-const ORCH: Names<'static> = Names(&[O]);
-const ACTS: Names<'static> = Names(&[A]);
+const ORCH: Names<'static> = Names(&[(O, Names::ANY_VERSION)]);
+const ACTS: Names<'static> = Names(&[(A, Names::ANY_VERSION)]);
 
 fn payload(json: &str) -> Payload {
     serde_json::from_str(json).expect("invariant: the suite's JSON is valid")
@@ -369,7 +370,7 @@ pub fn creates_instances_locked_to_their_creator(s: &dyn Store) {
 pub fn fetches_only_registered_names(s: &dyn Store) {
     create(s, "a");
     assert!(ok(
-        s.fetch_work(OWNER, LONG, 10, Names(&["other"])),
+        s.fetch_work(OWNER, LONG, 10, Names(&[("other", Names::ANY_VERSION)])),
         "fetch_work"
     )
     .is_empty());
@@ -377,7 +378,7 @@ pub fn fetches_only_registered_names(s: &dyn Store) {
     t.tasks = vec![NewTask::new(0, A, payload("1"), RetryPolicy::default())];
     ok(s.commit_turns(OWNER, LONG, &[t]), "commit_turns");
     assert!(ok(
-        s.fetch_tasks(OWNER, LONG, 10, Names(&["other"])),
+        s.fetch_tasks(OWNER, LONG, 10, Names(&[("other", Names::ANY_VERSION)])),
         "fetch_tasks"
     )
     .is_empty());
@@ -470,6 +471,7 @@ pub fn renews_retries_and_releases_attempts(s: &dyn Store) {
     let retry = TaskOutcome::Retry {
         delay: SHORT,
         failures: 1,
+        error: ActivityFailure::Panic("first".to_owned()),
     };
     ok(
         s.finish_tasks(OWNER, &[TaskResult::new(r, "a", retry)]),
@@ -1022,7 +1024,10 @@ pub fn keeps_entities_apart_and_versions_their_turns(s: &dyn Store) {
     let status = ok(s.status("@Counter@k"), "status").expect("the entity's row exists");
     assert_eq!(status.runtime_status, RuntimeStatus::Running);
     assert_eq!((status.history_len, status.output), (0, None));
-    let work = ok(s.fetch_work(OWNER, LONG, 10, Names(&[E])), "fetch_work");
+    let work = ok(
+        s.fetch_work(OWNER, LONG, 10, Names(&[(E, Names::ANY_VERSION)])),
+        "fetch_work",
+    );
     assert_eq!(work.len(), 1, "an entity with no history is fetched");
     let w = &work[0];
     assert_eq!(
@@ -1059,13 +1064,19 @@ pub fn keeps_entities_apart_and_versions_their_turns(s: &dyn Store) {
         s.send(&[Outgoing::to_entity("@Counter@k", E, op("4"), 0)]),
         "send",
     );
-    let work = ok(s.fetch_work(OWNER, LONG, 10, Names(&[E])), "fetch_work");
+    let work = ok(
+        s.fetch_work(OWNER, LONG, 10, Names(&[(E, Names::ANY_VERSION)])),
+        "fetch_work",
+    );
     assert_eq!(
         work[0].output,
         Some(payload(r#"{"state":3}"#)),
         "the record comes with the work"
     );
-    let work = ok(s.fetch_work(OTHER, LONG, 10, Names(&[E])), "fetch_work");
+    let work = ok(
+        s.fetch_work(OTHER, LONG, 10, Names(&[(E, Names::ANY_VERSION)])),
+        "fetch_work",
+    );
     assert!(work.is_empty(), "locked to its owner while its turn runs");
     assert_eq!(
         ok(
@@ -1119,7 +1130,10 @@ pub fn keeps_entities_apart_and_versions_their_turns(s: &dyn Store) {
         s.send(&[Outgoing::to_entity("@Counter@later", E, op("1"), later)]),
         "send",
     );
-    let work = ok(s.fetch_work(OTHER, LONG, 10, Names(&[E])), "fetch_work");
+    let work = ok(
+        s.fetch_work(OTHER, LONG, 10, Names(&[(E, Names::ANY_VERSION)])),
+        "fetch_work",
+    );
     assert!(
         work.iter().all(|w| w.id != "@Counter@later"),
         "a scheduled signal is not due before its time"
@@ -1129,7 +1143,10 @@ pub fn keeps_entities_apart_and_versions_their_turns(s: &dyn Store) {
         s.send(&[Outgoing::to_entity("@Counter@idle", E, op("1"), 0)]),
         "send",
     );
-    let work = ok(s.fetch_work(OTHER, LONG, 10, Names(&[E])), "fetch_work");
+    let work = ok(
+        s.fetch_work(OTHER, LONG, 10, Names(&[(E, Names::ANY_VERSION)])),
+        "fetch_work",
+    );
     let idle = work
         .iter()
         .find(|w| w.id == "@Counter@idle")
@@ -1158,7 +1175,7 @@ pub fn looks_ahead(s: &dyn Store) {
     create(s, "a");
     assert!(look(OWNER, ORCH, ACTS).busy, "a start is due");
     assert!(
-        !look(OWNER, Names(&["other"]), ACTS).busy,
+        !look(OWNER, Names(&[("other", Names::ANY_VERSION)]), ACTS).busy,
         "not for a process that does not run it"
     );
     ok(s.fetch_work(OTHER, LONG, 10, ORCH), "fetch_work");
@@ -1174,7 +1191,7 @@ pub fn looks_ahead(s: &dyn Store) {
     ok(s.commit_turns(OTHER, LONG, &[t]), "commit_turns");
     assert!(look(OWNER, ORCH, ACTS).busy, "a call due for its worker");
     assert!(
-        !look(OWNER, ORCH, Names(&["other"])).busy,
+        !look(OWNER, ORCH, Names(&[("other", Names::ANY_VERSION)])).busy,
         "a call of an activity it does not run, and one leased elsewhere"
     );
     assert!(look(OTHER, ORCH, Names(&[])).busy, "the attempt it runs");
@@ -1189,7 +1206,7 @@ pub fn looks_ahead(s: &dyn Store) {
     let next = ahead.next.expect("the timer");
     assert!(next > Duration::from_secs(3_500) && next <= Duration::from_secs(3_600));
     assert_eq!(
-        look(OTHER, Names(&["other"]), ACTS).next,
+        look(OTHER, Names(&[("other", Names::ANY_VERSION)]), ACTS).next,
         None,
         "another process's timer"
     );
@@ -1294,7 +1311,85 @@ pub fn reads_an_instances_tasks(s: &dyn Store) {
     assert_eq!(running, vec![leased[0].seq]);
     let held = tasks.iter().find(|t| t.running).expect("one runs");
     assert_eq!((held.attempts, held.failures), (1, 0));
+    assert_eq!(held.last_error, None);
+    // A failed attempt is kept as the call's last error, the newest one.
+    for (n, error) in [(1, "a timeout"), (2, "a refusal")] {
+        let error = ActivityFailure::Error(payload(&format!("\"{error}\"")));
+        let retry = TaskOutcome::Retry {
+            delay: Duration::ZERO,
+            failures: n,
+            error: error.clone(),
+        };
+        let attempt = match n {
+            1 => leased[0].clone(),
+            _ => ok(s.fetch_tasks(OWNER, LONG, 10, ACTS), "fetch_tasks")
+                .into_iter()
+                .find(|t| t.seq == leased[0].seq)
+                .expect("the retried call is due again"),
+        };
+        let r = TaskResult::new(attempt.task_ref(), "a", retry);
+        ok(s.finish_tasks(OWNER, &[r]), "finish_tasks");
+        let tasks = ok(s.tasks_of("a"), "tasks_of");
+        let t = tasks
+            .iter()
+            .find(|t| t.seq == attempt.seq)
+            .expect("still there");
+        assert_eq!((t.failures, t.running), (n, false), "{t:?}");
+        assert_eq!(t.last_error, Some(error), "{t:?}");
+    }
     assert_eq!(ok(s.tasks_of("nobody"), "tasks_of"), vec![]);
+}
+
+/// A page of history is read from any index without the rest, in order;
+/// past the end it is empty, and an unknown instance has none.
+pub fn reads_a_page_of_history(s: &dyn Store) {
+    create(s, "a");
+    let seqs = seqs(s, OWNER, "a");
+    let mut t = TurnCommit::new("a", 0);
+    t.events = (0..7)
+        .map(|i| record(i, i / 3, event("e", &i.to_string())))
+        .collect();
+    t.consumed = seqs;
+    t.status = Some(StatusUpdate::new(RuntimeStatus::Running, 0));
+    ok(s.commit_turns(OWNER, LONG, &[t]), "commit_turns");
+    let all = ok(s.history("a"), "history").expect("a exists");
+    assert_eq!(all.len(), 7);
+    let page =
+        |from, limit| ok(s.history_range("a", from, limit), "history_range").expect("a exists");
+    assert_eq!(page(0, 100), all);
+    assert_eq!(page(2, 3), all[2..5].to_vec());
+    assert_eq!(page(5, 3), all[5..].to_vec(), "the end of history");
+    assert_eq!(page(7, 3), vec![]);
+    assert_eq!(page(0, 0), vec![]);
+    assert_eq!(ok(s.history_range("nobody", 0, 10), "history_range"), None);
+}
+
+/// An instance of a version newer than the newest a process runs is left
+/// for a newer build (a rolling deploy), by fetches and by the lookahead;
+/// one of that version or older is taken, so that a version no longer
+/// registered is parked with a diagnostic rather than never looked at.
+pub fn leaves_newer_versions_to_newer_builds(s: &dyn Store) {
+    let mut new = NewInstance::new("v3", O, payload("1"), 0);
+    new.version = 3;
+    ok(s.create_instances(&[new]), "create_instances");
+    let v1 = Names(&[(O, 1)]);
+    let v2 = Names(&[(O, 2)]);
+    assert!(ok(s.fetch_work(OWNER, LONG, 10, v2), "fetch_work").is_empty());
+    let ahead = ok(s.lookahead(OWNER, v2, ACTS), "lookahead");
+    assert!(!ahead.busy, "a newer build's start is not work here");
+    let mut old = NewInstance::new("v1", O, payload("1"), 0);
+    old.version = 1;
+    ok(s.create_instances(&[old]), "create_instances");
+    let taken = ok(s.fetch_work(OWNER, LONG, 10, v2), "fetch_work");
+    let ids: Vec<&str> = taken.iter().map(|w| w.id.as_str()).collect();
+    assert_eq!(ids, ["v1"], "an older version is taken");
+    assert!(ok(s.fetch_work(OTHER, LONG, 10, v1), "fetch_work").is_empty());
+    let taken = ok(
+        s.fetch_work(OTHER, LONG, 10, Names(&[(O, 3)])),
+        "fetch_work",
+    );
+    let ids: Vec<&str> = taken.iter().map(|w| w.id.as_str()).collect();
+    assert_eq!(ids, ["v3"], "the build that runs it takes it");
 }
 
 /// The backlog counts what is due and not taken: messages due now, and
@@ -1334,6 +1429,8 @@ macro_rules! store_conformance_tests {
             counts_instances_by_status,
             counts_the_backlog,
             reads_an_instances_tasks,
+            leaves_newer_versions_to_newer_builds,
+            reads_a_page_of_history,
             starts_still_to_come_do_not_hide_ready_work,
             enqueues_in_sequence_and_once_per_key,
             refuses_stale_turns,

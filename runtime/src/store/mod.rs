@@ -38,7 +38,9 @@ pub use error::StoreError;
 pub use postgres::{PostgresError, PostgresOptions, PostgresStore};
 pub use sqlite::{SqliteError, SqliteOptions, SqliteStore, Synchronous};
 
-use crate::history::{Event, Failure, HistoryRecord, ParentRef, Payload, RuntimeStatus};
+use crate::history::{
+    ActivityFailure, Event, Failure, HistoryRecord, ParentRef, Payload, RuntimeStatus,
+};
 use crate::retry::RetryPolicy;
 use crate::status::InstanceStatus;
 
@@ -566,6 +568,9 @@ pub enum TaskOutcome {
         delay: Duration,
         /// Failed attempts so far.
         failures: u32,
+        /// How this attempt failed: kept as the call's last error
+        /// ([`TaskState::last_error`]), for operators asking why it waits.
+        error: ActivityFailure,
     },
     /// Give the lease back without counting the attempt (shutdown).
     Release,
@@ -606,7 +611,7 @@ pub struct Due {
 }
 
 /// Where one activity call of an instance stands ([`Store::tasks_of`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TaskState {
     /// The call's sequence number.
@@ -620,6 +625,8 @@ pub struct TaskState {
     /// When it is due (microseconds since the Unix epoch): the next
     /// attempt, while it waits out a retry's backoff.
     pub visible_at: i64,
+    /// How the last failed attempt failed, once one has.
+    pub last_error: Option<ActivityFailure>,
 }
 
 /// The work due and not yet taken ([`Store::backlog`]): the queue depth
@@ -661,9 +668,24 @@ pub enum Change<'a> {
 }
 
 /// What a process can run: work for anything else stays for a process that
-/// can (a rolling deploy, two services sharing one database).
+/// can (a rolling deploy, two services sharing one database). Each name
+/// comes with the newest version of it the process runs: an instance of a
+/// newer version was started by a newer build, and is left for it during a
+/// rolling deploy (an older version no longer registered is still taken,
+/// and parked with a diagnostic). Activities and entity types have no
+/// versions: they come with [`Names::ANY_VERSION`].
 #[derive(Debug, Clone, Copy)]
-pub struct Names<'a>(pub &'a [&'a str]);
+pub struct Names<'a>(pub &'a [(&'a str, u32)]);
+
+impl Names<'_> {
+    /// The version of a name that has none: every instance of it is taken.
+    pub const ANY_VERSION: u32 = u32::MAX;
+
+    /// The names alone.
+    pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.0.iter().map(|(n, _)| *n)
+    }
+}
 
 /// A durable store for instances, histories and work queues.
 ///
@@ -733,6 +755,25 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// When the store fails or a stored event does not decode.
     fn history(&self, instance: &str) -> Result<Option<Vec<HistoryRecord>>, StoreError>;
+
+    /// Up to `limit` events of an instance's history from index `from`, in
+    /// order; `None` if there is no such instance. A page of a long
+    /// history, read without the rest (the default reads it all: a store
+    /// should do better).
+    ///
+    /// # Errors
+    /// When the store fails or a stored event does not decode.
+    fn history_range(
+        &self,
+        instance: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<HistoryRecord>>, StoreError> {
+        let from = usize::try_from(from).unwrap_or(usize::MAX);
+        Ok(self
+            .history(instance)?
+            .map(|h| h.into_iter().skip(from).take(limit).collect()))
+    }
 
     /// Commits turns in one transaction, each refused on its own (see
     /// [`TurnCommit`]). Releases `owner`'s locks on them; tasks leased with

@@ -148,6 +148,7 @@ pub(crate) fn task_state(
     failures: i64,
     running: bool,
     visible_at: i64,
+    last_error: Option<&str>,
 ) -> Result<crate::store::TaskState, StoreError> {
     let what = || format!("a task of instance `{}`", crate::ids::Escaped(instance));
     let small = |n: i64| u32::try_from(n).map_err(|e| corrupt(what(), e));
@@ -157,5 +158,43 @@ pub(crate) fn task_state(
         failures: small(failures)?,
         running,
         visible_at,
+        last_error: last_error
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| corrupt(what(), e))?,
+    })
+}
+
+/// One history row, checked: its checksum, that it is the `index` the
+/// read expects next (no gap), and that its turn does not go back from
+/// `prev_turn`.
+pub(crate) fn history_record(
+    instance: &str,
+    (index, prev_turn): (u64, u64),
+    (idx, turn, at, sum): (i64, i64, i64, i64),
+    text: &str,
+) -> Result<crate::history::HistoryRecord, StoreError> {
+    let what = || {
+        format!(
+            "history event {idx} of instance `{}`",
+            crate::ids::Escaped(instance)
+        )
+    };
+    verify_with(sum, &[idx, turn, at], &[Some(instance), Some(text)], what)?;
+    if seq_of(idx, what)? != index {
+        return Err(corrupt(what(), format!("expected index {index}")));
+    }
+    let turn = seq_of(turn, what)?;
+    if turn < prev_turn {
+        return Err(corrupt(
+            what(),
+            format!("turn {turn} after turn {prev_turn}"),
+        ));
+    }
+    Ok(crate::history::HistoryRecord {
+        index,
+        turn,
+        at,
+        event: decode_event(text, what)?,
     })
 }

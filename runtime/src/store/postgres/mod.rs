@@ -49,7 +49,7 @@ use tokio_postgres::{AsyncMessage, NoTls, Socket};
 use crate::store::StoreError;
 
 /// The schema version this release reads and writes.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// What marks a schema as durable's, in its `meta` table.
 const APPLICATION: &str = "durable";
@@ -92,7 +92,8 @@ CREATE TABLE §instances (
     custom_sum       BIGINT,
     execution        BIGINT NOT NULL DEFAULT 0,
     parent_id        TEXT COLLATE "C",
-    parent_seq       BIGINT
+    parent_seq       BIGINT,
+    version          BIGINT NOT NULL DEFAULT 1
 );
 CREATE INDEX instances_created ON §instances (created_at, id);
 CREATE INDEX instances_updated ON §instances (updated_at);
@@ -134,9 +135,30 @@ CREATE TABLE §tasks (
     lease_owner TEXT,
     sum         BIGINT NOT NULL,
     cancelled   BOOLEAN NOT NULL DEFAULT false,
+    last_error  TEXT,
     UNIQUE (instance, seq)
 );
 CREATE INDEX tasks_due ON §tasks (visible_at, id);
+"#;
+
+/// Brings a version 1 schema to version 2, in the transaction that checks
+/// it: each instance's orchestrator version gets a column (read from its
+/// `Started`, so that a build never takes an instance of a version newer
+/// than it runs), and each activity call its last error. Columns are only
+/// added, so processes of the release before, still running, read on.
+const MIGRATE_1_TO_2: &str = r#"
+ALTER TABLE §instances ADD COLUMN version BIGINT NOT NULL DEFAULT 1;
+ALTER TABLE §tasks ADD COLUMN last_error TEXT;
+UPDATE §instances i SET version = coalesce(
+    (SELECT (h.event::jsonb #>> '{Started,version}')::bigint FROM §history h
+        WHERE h.instance = i.id AND h.event LIKE '{"Started":%'
+        ORDER BY h.idx DESC LIMIT 1),
+    (SELECT (m.event::jsonb #>> '{Started,version}')::bigint FROM §messages m
+        WHERE m.instance = i.id AND m.event LIKE '{"Started":%'
+        ORDER BY m.seq LIMIT 1),
+    1)
+WHERE i.name NOT LIKE '@%';
+UPDATE §meta SET value = '2' WHERE key = 'schema_version';
 "#;
 
 /// Settings of a [`PostgresStore`].
@@ -553,13 +575,15 @@ impl PostgresStore {
     async fn create_or_check_schema(&self, schema: &str, create: bool) -> Result<(), StoreError> {
         let location = self.location.clone();
         let ddl = self.sql(SCHEMA);
+        let migrate = self.sql(MIGRATE_1_TO_2);
         self.transact(async |tx| {
+            // Also when not creating: a migration must not run twice.
+            tx.exec(
+                "SELECT pg_advisory_xact_lock(hashtext('durable schema ' || $1::text))",
+                &[&schema],
+            )
+            .await?;
             if create {
-                tx.exec(
-                    "SELECT pg_advisory_xact_lock(hashtext('durable schema ' || $1::text))",
-                    &[&schema],
-                )
-                .await?;
                 // Created only when missing: `CREATE SCHEMA IF NOT EXISTS`
                 // needs the right to create even when it exists, which a
                 // worker's role may not have.
@@ -624,6 +648,10 @@ impl PostgresStore {
             let found = mark("schema_version")
                 .and_then(|v| v.parse::<i64>().ok())
                 .unwrap_or(-1);
+            if found == 1 {
+                tx.tx.batch_execute(&migrate).await?;
+                return Ok(());
+            }
             if found != SCHEMA_VERSION {
                 return Err(TxError::Store(StoreError::SchemaVersion {
                     location: location.clone(),

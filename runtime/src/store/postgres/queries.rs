@@ -23,7 +23,24 @@ use crate::store::{
 const LIVE: &str = "('pending', 'running', 'stuck', 'suspended')";
 
 fn names_of(names: Names<'_>) -> Vec<String> {
-    names.0.iter().map(|n| (*n).to_owned()).collect()
+    names.names().map(str::to_owned).collect()
+}
+
+/// The newest version of each of `names`, in their order: with
+/// [`names_of`], the two arrays a query unnests to filter instances.
+fn newest_of(names: Names<'_>) -> Vec<i64> {
+    names.0.iter().map(|(_, v)| i64::from(*v)).collect()
+}
+
+/// The filter that takes an instance `i` only of a name and version this
+/// process runs; the names and their newest versions are parameters
+/// `$n` and `$(n+1)`.
+fn runs_here(n: usize) -> String {
+    format!(
+        "i.version <= (SELECT r.newest FROM unnest(${n}::text[], ${}::bigint[]) AS r(name, newest) \
+         WHERE r.name = i.name)",
+        n + 1
+    )
 }
 
 fn escaped(id: &str) -> crate::ids::Escaped<'_> {
@@ -308,8 +325,21 @@ impl Store for PostgresStore {
         limit: usize,
         names: Names<'_>,
     ) -> Result<Vec<InstanceWork>, StoreError> {
-        let names = names_of(names);
+        let (newest, names) = (newest_of(names), names_of(names));
         let limit = count(limit as u64);
+        let claim = format!(
+            "WITH due AS (SELECT instance, min(visible_at) AS at FROM §messages \
+                 WHERE visible_at <= $1 GROUP BY instance) \
+             SELECT i.id FROM §instances i JOIN due ON due.instance = i.id \
+             WHERE (i.lock_until IS NULL OR i.lock_until <= $1 \
+                    OR (i.lock_owner = $3 AND i.status <> 'stuck')) \
+               AND {} AND i.status <> 'suspended' \
+               AND (i.history_len > 0 OR i.name LIKE '@%' \
+                    OR (SELECT f.visible_at FROM §messages f WHERE f.instance = i.id \
+                        ORDER BY f.seq LIMIT 1) <= $1) \
+             ORDER BY due.at LIMIT $2 FOR UPDATE OF i SKIP LOCKED",
+            runs_here(4)
+        );
         self.block(|| {
             self.transact(async |tx| {
                 let now = tx.now().await?;
@@ -319,19 +349,7 @@ impl Store for PostgresStore {
                 // locked with SKIP LOCKED so claimers never wait on each
                 // other nor take the same instance.
                 let ids: Vec<String> = tx
-                    .rows(
-                        "WITH due AS (SELECT instance, min(visible_at) AS at FROM §messages \
-                             WHERE visible_at <= $1 GROUP BY instance) \
-                         SELECT i.id FROM §instances i JOIN due ON due.instance = i.id \
-                         WHERE (i.lock_until IS NULL OR i.lock_until <= $1 \
-                                OR (i.lock_owner = $3 AND i.status <> 'stuck')) \
-                           AND i.name = ANY($4) AND i.status <> 'suspended' \
-                           AND (i.history_len > 0 OR i.name LIKE '@%' \
-                                OR (SELECT f.visible_at FROM §messages f WHERE f.instance = i.id \
-                                    ORDER BY f.seq LIMIT 1) <= $1) \
-                         ORDER BY due.at LIMIT $2 FOR UPDATE OF i SKIP LOCKED",
-                        &[&now, &limit, &owner, &names],
-                    )
+                    .rows(&claim, &[&now, &limit, &owner, &names, &newest])
                     .await?
                     .iter()
                     .map(|r| r.get(0))
@@ -465,6 +483,16 @@ impl Store for PostgresStore {
     }
 
     fn history(&self, instance: &str) -> Result<Option<Vec<HistoryRecord>>, StoreError> {
+        self.history_range(instance, 0, usize::MAX)
+    }
+
+    fn history_range(
+        &self,
+        instance: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<HistoryRecord>>, StoreError> {
+        let (start, limit) = (count(from), count(limit as u64));
         self.block(|| {
             self.transact(async |tx| {
                 if tx
@@ -476,33 +504,21 @@ impl Store for PostgresStore {
                 }
                 let rows = tx
                     .rows(
-                        "SELECT idx, turn, at, event, sum FROM §history WHERE instance = $1 ORDER BY idx",
-                        &[&instance],
+                        "SELECT idx, turn, at, event, sum FROM §history \
+                         WHERE instance = $1 AND idx >= $2 ORDER BY idx LIMIT $3",
+                        &[&instance, &start, &limit],
                     )
                     .await?;
                 let mut out: Vec<HistoryRecord> = Vec::with_capacity(rows.len());
                 for r in &rows {
-                    let (idx, turn, at, sum): (i64, i64, i64, i64) =
-                        (r.get(0), r.get(1), r.get(2), r.get(4));
-                    let text: &str = r.get(3);
-                    let what =
-                        || format!("history event {idx} of instance `{}`", escaped(instance));
-                    verify_with(sum, &[idx, turn, at], &[Some(instance), Some(text)], what)?;
-                    let index = seq_of(idx, what)?;
-                    if index != out.len() as u64 {
-                        return Err(corrupt(what(), format!("expected index {}", out.len())).into());
-                    }
-                    let turn = seq_of(turn, what)?;
-                    let prev_turn = out.last().map_or(0, |r| r.turn);
-                    if turn < prev_turn {
-                        return Err(corrupt(what(), format!("turn {turn} after turn {prev_turn}")).into());
-                    }
-                    out.push(HistoryRecord {
-                        index,
-                        turn,
-                        at,
-                        event: decode_event(text, what)?,
-                    });
+                    let numbers = (r.get(0), r.get(1), r.get(2), r.get(4));
+                    let next = (from + out.len() as u64, out.last().map_or(0, |r| r.turn));
+                    out.push(crate::store::rows::history_record(
+                        instance,
+                        next,
+                        numbers,
+                        r.get(3),
+                    )?);
                 }
                 Ok(Some(out))
             })
@@ -682,11 +698,22 @@ impl Store for PostgresStore {
                                 continue;
                             }
                             match outcome {
-                                TaskOutcome::Retry { delay, failures } => {
+                                TaskOutcome::Retry {
+                                    delay,
+                                    failures,
+                                    error,
+                                } => {
                                     tx.exec(
-                                        "UPDATE §tasks SET visible_at = $4, failures = $5, lease_owner = NULL \
-                                         WHERE id = $1 AND lease_owner = $2 AND attempt = $3",
-                                        &[&id, &owner, &attempt, &micros_from_now(now, *delay), &i64::from(*failures)],
+                                        "UPDATE §tasks SET visible_at = $4, failures = $5, lease_owner = NULL, \
+                                         last_error = $6 WHERE id = $1 AND lease_owner = $2 AND attempt = $3",
+                                        &[
+                                            &id,
+                                            &owner,
+                                            &attempt,
+                                            &micros_from_now(now, *delay),
+                                            &i64::from(*failures),
+                                            &to_json(error)?,
+                                        ],
                                     )
                                     .await?;
                                 }
@@ -883,7 +910,7 @@ impl Store for PostgresStore {
             self.transact(async |tx| {
                 let rows = tx
                     .rows(
-                        "SELECT seq, attempt, failures, lease_owner IS NOT NULL, visible_at \
+                        "SELECT seq, attempt, failures, lease_owner IS NOT NULL, visible_at, last_error \
                          FROM §tasks WHERE instance = $1 AND NOT cancelled ORDER BY seq",
                         &[&instance],
                     )
@@ -897,6 +924,7 @@ impl Store for PostgresStore {
                         r.get(2),
                         r.get(3),
                         r.get(4),
+                        r.get(5),
                     )?);
                 }
                 Ok(out)
@@ -1017,30 +1045,35 @@ impl Store for PostgresStore {
         instances: Names<'_>,
         activities: Names<'_>,
     ) -> Result<Lookahead, StoreError> {
-        let (instances, activities) = (names_of(instances), names_of(activities));
+        let (newest, instances, activities) = (
+            newest_of(instances),
+            names_of(instances),
+            names_of(activities),
+        );
+        let look = format!(
+            "SELECT EXISTS (SELECT 1 FROM §messages m JOIN §instances i ON i.id = m.instance \
+                 WHERE m.visible_at <= $1 AND i.status NOT IN ('suspended', 'stuck') \
+                   AND {runs} \
+                   AND (i.lock_until IS NULL OR i.lock_until <= $1 OR i.lock_owner = $2) \
+                   AND (i.history_len > 0 OR i.name LIKE '@%' \
+                        OR (SELECT f.visible_at FROM §messages f WHERE f.instance = i.id \
+                            ORDER BY f.seq LIMIT 1) <= $1)), \
+             EXISTS (SELECT 1 FROM §tasks WHERE NOT cancelled \
+                 AND ((lease_owner = $2 AND visible_at > $1) \
+                      OR (visible_at <= $1 AND name = ANY($5)))), \
+             least((SELECT min(m.visible_at) FROM §messages m JOIN §instances i ON i.id = m.instance \
+                        WHERE m.visible_at > $1 AND {runs}), \
+                   (SELECT min(visible_at) FROM §tasks WHERE visible_at > $1 \
+                        AND lease_owner IS NULL AND NOT cancelled AND name = ANY($5)))",
+            runs = runs_here(3)
+        );
         self.block(|| {
             self.transact(async |tx| {
                 let now = tx.now().await?;
                 // See the SQLite store's: what `fetch_work` and
                 // `fetch_tasks` would take for `owner`, and what it runs.
                 let r = tx
-                    .one(
-                        "SELECT EXISTS (SELECT 1 FROM §messages m JOIN §instances i ON i.id = m.instance \
-                             WHERE m.visible_at <= $1 AND i.status NOT IN ('suspended', 'stuck') \
-                               AND i.name = ANY($3) \
-                               AND (i.lock_until IS NULL OR i.lock_until <= $1 OR i.lock_owner = $2) \
-                               AND (i.history_len > 0 OR i.name LIKE '@%' \
-                                    OR (SELECT f.visible_at FROM §messages f WHERE f.instance = i.id \
-                                        ORDER BY f.seq LIMIT 1) <= $1)), \
-                         EXISTS (SELECT 1 FROM §tasks WHERE NOT cancelled \
-                             AND ((lease_owner = $2 AND visible_at > $1) \
-                                  OR (visible_at <= $1 AND name = ANY($4)))), \
-                         least((SELECT min(m.visible_at) FROM §messages m JOIN §instances i ON i.id = m.instance \
-                                    WHERE m.visible_at > $1 AND i.name = ANY($3)), \
-                               (SELECT min(visible_at) FROM §tasks WHERE visible_at > $1 \
-                                    AND lease_owner IS NULL AND NOT cancelled AND name = ANY($4)))",
-                        &[&now, &owner, &instances, &activities],
-                    )
+                    .one(&look, &[&now, &owner, &instances, &newest, &activities])
                     .await?;
                 let (message_due, task_busy): (bool, bool) = (r.get(0), r.get(1));
                 Ok(Lookahead {
@@ -1440,8 +1473,9 @@ async fn create_instance(tx: &Tx<'_>, new: &NewInstance, now: i64) -> Result<Cre
     let n = tx
         .exec(
             "INSERT INTO §instances (id, name, status, created_at, updated_at, sum, lock_owner, \
-             lock_until, parent_id, parent_seq, execution) \
-             VALUES ($1, $2, 'pending', $3, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+             lock_until, parent_id, parent_seq, execution, version) \
+             VALUES ($1, $2, 'pending', $3, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (id) DO NOTHING",
             &[
                 &new.id,
                 &new.name,
@@ -1452,6 +1486,7 @@ async fn create_instance(tx: &Tx<'_>, new: &NewInstance, now: i64) -> Result<Cre
                 &new.parent.as_ref().map(|p| p.id.as_str()),
                 &new.parent.as_ref().map(|p| count(p.seq)),
                 &count(history::execution_of(new.seed)),
+                &i64::from(new.version),
             ],
         )
         .await?;

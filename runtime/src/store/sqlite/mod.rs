@@ -43,7 +43,7 @@ fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
 /// `PRAGMA application_id` of a durable database: "DURA".
 const APPLICATION_ID: i32 = 0x4455_5241;
 /// The schema this release reads and writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE instances (
@@ -66,7 +66,8 @@ CREATE TABLE instances (
     custom_sum       INTEGER,
     execution        INTEGER NOT NULL DEFAULT 0,
     parent_id        TEXT,
-    parent_seq       INTEGER
+    parent_seq       INTEGER,
+    version          INTEGER NOT NULL DEFAULT 1
 ) WITHOUT ROWID;
 CREATE TABLE history (
     instance TEXT NOT NULL,
@@ -108,9 +109,29 @@ CREATE TABLE tasks (
     lease_owner TEXT,
     sum         INTEGER NOT NULL,
     cancelled   INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT,
     UNIQUE (instance, seq)
 );
 CREATE INDEX tasks_due ON tasks (visible_at, id);
+";
+
+/// Brings a version 4 database to version 5, in the transaction that checks
+/// it: each instance's orchestrator version gets a column (read from its
+/// `Started`, so that a build never takes an instance of a version newer
+/// than it runs), and each activity call its last error. Columns are only
+/// added, so a process of the release before, still running, reads on.
+const MIGRATE_4_TO_5: &str = "
+ALTER TABLE instances ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE tasks ADD COLUMN last_error TEXT;
+UPDATE instances SET version = coalesce(
+    (SELECT json_extract(h.event, '$.Started.version') FROM history h
+        WHERE h.instance = instances.id AND h.event LIKE '{\"Started\":%'
+        ORDER BY h.idx DESC LIMIT 1),
+    (SELECT json_extract(m.event, '$.Started.version') FROM messages m
+        WHERE m.instance = instances.id AND m.event LIKE '{\"Started\":%'
+        ORDER BY m.seq LIMIT 1),
+    1)
+WHERE substr(name, 1, 1) <> '@';
 ";
 
 /// How hard SQLite works to make a commit survive power loss.
@@ -431,6 +452,12 @@ impl SqliteStore {
         if app_id_now == 0 && version == 0 && tables == 0 {
             tx.execute_batch(SCHEMA)?;
             tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            tx.commit()?;
+            return Ok(());
+        }
+        if app_id_now == APPLICATION_ID && version == 4 {
+            tx.execute_batch(MIGRATE_4_TO_5)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
             return Ok(());

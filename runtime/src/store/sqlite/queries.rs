@@ -32,7 +32,8 @@ pub(super) const FETCH_DUE: &str = "SELECT m.instance FROM messages m INDEXED BY
      WHERE m.visible_at <= ?1 \
        AND (i.lock_until IS NULL OR i.lock_until <= ?1 \
             OR (i.lock_owner = ?3 AND i.status <> 'stuck')) \
-       AND i.name IN (SELECT value FROM json_each(?4)) AND i.status <> 'suspended' \
+       AND i.version <= (SELECT value FROM json_each(?4) WHERE key = i.name) \
+       AND i.status <> 'suspended' \
        AND (i.history_len > 0 OR substr(i.name, 1, 1) = '@' \
             OR (SELECT f.visible_at FROM messages f WHERE f.instance = i.id \
                 ORDER BY f.seq LIMIT 1) <= ?1) \
@@ -126,9 +127,65 @@ fn leased_task(r: &Row<'_>) -> Result<LeasedTask, StoreError> {
     })
 }
 
+/// Up to `limit` (all: `None`) events of `instance`'s history from index
+/// `from`, each checked; `None` if there is no such instance.
+fn read_history(
+    conn: &Connection,
+    instance: &str,
+    from: u64,
+    limit: Option<usize>,
+) -> Result<Option<Vec<HistoryRecord>>, StoreError> {
+    let exists = conn
+        .prepare_cached("SELECT 1 FROM instances WHERE id = ?1")?
+        .exists([instance])?;
+    if !exists {
+        return Ok(None);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT idx, turn, at, event, sum FROM history WHERE instance = ?1 AND idx >= ?2 \
+         ORDER BY idx LIMIT ?3",
+    )?;
+    // SQLite reads a negative limit as none.
+    let limit = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+    let mut q = stmt.query(params![instance, count(from), limit])?;
+    let mut out: Vec<HistoryRecord> = Vec::new();
+    while let Some(r) = q.next()? {
+        let numbers = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(4)?);
+        let next = (from + out.len() as u64, out.last().map_or(0, |r| r.turn));
+        // Borrowed from SQLite's row: no copy per event.
+        let text = match r.get_ref(3)?.as_str() {
+            Ok(text) => text,
+            Err(e) => {
+                let what = format!(
+                    "history event {} of instance `{}`",
+                    numbers.0,
+                    crate::ids::Escaped(instance)
+                );
+                return Err(corrupt(what, e));
+            }
+        };
+        out.push(crate::store::rows::history_record(
+            instance, next, numbers, text,
+        )?);
+    }
+    Ok(Some(out))
+}
+
 /// The names a process runs, as a JSON array for `json_each`.
 fn names_json(names: Names<'_>) -> Result<String, StoreError> {
-    to_json(&names.0)
+    to_json(&names.names().collect::<Vec<_>>())
+}
+
+/// The names a process runs with the newest version of each, as a JSON
+/// object for `json_each` (key: the name, value: the version).
+fn versions_json(names: Names<'_>) -> Result<String, StoreError> {
+    to_json(
+        &names
+            .0
+            .iter()
+            .copied()
+            .collect::<std::collections::HashMap<_, _>>(),
+    )
 }
 
 /// What `fetch_work` reads of an instance row, decoded and checked.
@@ -317,7 +374,7 @@ impl Store for SqliteStore {
         names: Names<'_>,
     ) -> Result<Vec<InstanceWork>, StoreError> {
         let clock = self.clock.clone();
-        let names = names_json(names)?;
+        let names = versions_json(names)?;
         self.write(|tx| {
             let now = clock.now();
             let lock_until = micros_from_now(now, lock);
@@ -448,50 +505,16 @@ impl Store for SqliteStore {
     }
 
     fn history(&self, instance: &str) -> Result<Option<Vec<HistoryRecord>>, StoreError> {
-        let conn = self.read();
-        let exists = conn
-            .prepare_cached("SELECT 1 FROM instances WHERE id = ?1")?
-            .exists([instance])?;
-        if !exists {
-            return Ok(None);
-        }
-        let mut stmt = conn.prepare_cached(
-            "SELECT idx, turn, at, event, sum FROM history WHERE instance = ?1 ORDER BY idx",
-        )?;
-        let mut q = stmt.query([instance])?;
-        let mut out = Vec::new();
-        while let Some(r) = q.next()? {
-            let (idx, turn, at, sum): (i64, i64, i64, i64) =
-                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(4)?);
-            let what = || {
-                format!(
-                    "history event {idx} of instance `{}`",
-                    crate::ids::Escaped(instance)
-                )
-            };
-            // Borrowed from SQLite's row: no copy per event.
-            let text = r.get_ref(3)?.as_str().map_err(|e| corrupt(what(), e))?;
-            verify_with(sum, &[idx, turn, at], &[Some(instance), Some(text)], what)?;
-            let index = u64::try_from(idx).map_err(|e| corrupt(what(), e))?;
-            if index != out.len() as u64 {
-                return Err(corrupt(what(), format!("expected index {}", out.len())));
-            }
-            let turn = u64::try_from(turn).map_err(|e| corrupt(what(), e))?;
-            let prev_turn = out.last().map_or(0, |r: &HistoryRecord| r.turn);
-            if turn < prev_turn {
-                return Err(corrupt(
-                    what(),
-                    format!("turn {turn} after turn {prev_turn}"),
-                ));
-            }
-            out.push(HistoryRecord {
-                index,
-                turn,
-                at,
-                event: decode_event(text, what)?,
-            });
-        }
-        Ok(Some(out))
+        read_history(&self.read(), instance, 0, None)
+    }
+
+    fn history_range(
+        &self,
+        instance: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<HistoryRecord>>, StoreError> {
+        read_history(&self.read(), instance, from, Some(limit))
     }
 
     fn commit_turns(
@@ -654,12 +677,23 @@ impl Store for SqliteStore {
                         )?
                         .execute(params![id, owner, attempt])?
                         == 1 => {}
-                    TaskOutcome::Retry { delay, failures } => {
+                    TaskOutcome::Retry {
+                        delay,
+                        failures,
+                        error,
+                    } => {
                         tx.prepare_cached(
-                            "UPDATE tasks SET visible_at = ?4, failures = ?5, lease_owner = NULL \
-                             WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3",
+                            "UPDATE tasks SET visible_at = ?4, failures = ?5, lease_owner = NULL, \
+                             last_error = ?6 WHERE id = ?1 AND lease_owner = ?2 AND attempt = ?3",
                         )?
-                        .execute(params![id, owner, attempt, micros_from_now(now, *delay), failures])?;
+                        .execute(params![
+                            id,
+                            owner,
+                            attempt,
+                            micros_from_now(now, *delay),
+                            failures,
+                            to_json(error)?
+                        ])?;
                     }
                     TaskOutcome::Release => {
                         tx.prepare_cached(
@@ -742,7 +776,7 @@ impl Store for SqliteStore {
         instances: Names<'_>,
         activities: Names<'_>,
     ) -> Result<Lookahead, StoreError> {
-        let (instances, activities) = (names_json(instances)?, names_json(activities)?);
+        let (instances, activities) = (versions_json(instances)?, names_json(activities)?);
         let conn = self.read();
         let now = self.clock.now();
         // What `fetch_work` would take: a free instance (or this owner's)
@@ -752,7 +786,7 @@ impl Store for SqliteStore {
             .prepare_cached(
                 "SELECT 1 FROM messages m JOIN instances i ON i.id = m.instance \
                  WHERE m.visible_at <= ?1 AND i.status NOT IN ('suspended', 'stuck') \
-                   AND i.name IN (SELECT value FROM json_each(?3)) \
+                   AND i.version <= (SELECT value FROM json_each(?3) WHERE key = i.name) \
                    AND (i.lock_until IS NULL OR i.lock_until <= ?1 OR i.lock_owner = ?2) \
                    AND (i.history_len > 0 OR i.name LIKE '@%' \
                         OR (SELECT f.visible_at FROM messages f WHERE f.instance = i.id \
@@ -774,7 +808,8 @@ impl Store for SqliteStore {
             .prepare_cached(
                 "SELECT min(t) FROM (\
                  SELECT min(m.visible_at) AS t FROM messages m JOIN instances i ON i.id = m.instance \
-                     WHERE m.visible_at > ?1 AND i.name IN (SELECT value FROM json_each(?2)) \
+                     WHERE m.visible_at > ?1 \
+                       AND i.version <= (SELECT value FROM json_each(?2) WHERE key = i.name) \
                  UNION ALL SELECT min(visible_at) FROM tasks WHERE visible_at > ?1 \
                      AND lease_owner IS NULL AND cancelled = 0 \
                      AND name IN (SELECT value FROM json_each(?3)))",
@@ -881,8 +916,8 @@ impl Store for SqliteStore {
     fn tasks_of(&self, instance: &str) -> Result<Vec<crate::store::TaskState>, StoreError> {
         let conn = self.read();
         let mut stmt = conn.prepare_cached(
-            "SELECT seq, attempt, failures, lease_owner IS NOT NULL, visible_at FROM tasks \
-             WHERE instance = ?1 AND NOT cancelled ORDER BY seq",
+            "SELECT seq, attempt, failures, lease_owner IS NOT NULL, visible_at, last_error \
+             FROM tasks WHERE instance = ?1 AND NOT cancelled ORDER BY seq",
         )?;
         let rows = stmt.query_map(params![instance], |r| {
             Ok((
@@ -891,13 +926,20 @@ impl Store for SqliteStore {
                 r.get::<_, i64>(2)?,
                 r.get::<_, bool>(3)?,
                 r.get::<_, i64>(4)?,
+                r.get::<_, Option<String>>(5)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (seq, attempts, failures, running, visible_at) = row?;
+            let (seq, attempts, failures, running, visible_at, last_error) = row?;
             out.push(crate::store::rows::task_state(
-                instance, seq, attempts, failures, running, visible_at,
+                instance,
+                seq,
+                attempts,
+                failures,
+                running,
+                visible_at,
+                last_error.as_deref(),
             )?);
         }
         Ok(out)
@@ -1256,8 +1298,9 @@ fn create_instance(tx: &Connection, new: &NewInstance, now: i64) -> Result<Creat
     let n = tx
         .prepare_cached(
             "INSERT INTO instances (id, name, status, created_at, updated_at, sum, lock_owner, \
-             lock_until, parent_id, parent_seq, execution) \
-             VALUES (?1, ?2, 'pending', ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
+             lock_until, parent_id, parent_seq, execution, version) \
+             VALUES (?1, ?2, 'pending', ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             ON CONFLICT (id) DO NOTHING",
         )?
         .execute(params![
             new.id,
@@ -1269,6 +1312,7 @@ fn create_instance(tx: &Connection, new: &NewInstance, now: i64) -> Result<Creat
             new.parent.as_ref().map(|p| p.id.as_str()),
             new.parent.as_ref().map(|p| count(p.seq)),
             count(history::execution_of(new.seed)),
+            new.version,
         ])?;
     if n == 0 {
         return Ok(Created::Exists);
