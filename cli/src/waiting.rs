@@ -51,7 +51,22 @@ pub(crate) fn row(v: &Value) -> [String; 5] {
             }
         }
         "timer" => format!("fires {}", when(&v["fires_at"])),
-        "activity" => s("name"),
+        "activity" => {
+            let mut what = s("name");
+            if v["running"].as_bool() == Some(true) {
+                what += &format!(", attempt {} running", v["attempts"]);
+            }
+            if let Some(n) = v["failures"].as_u64().filter(|n| *n > 0) {
+                what += &format!(", {n} failed attempts");
+            }
+            if let Some(e) = v["last_error"].as_str() {
+                what += &format!(", last error: {e}");
+            }
+            if !v["next_attempt"].is_null() {
+                what += &format!(", next attempt {}", when(&v["next_attempt"]));
+            }
+            what
+        }
         "child" => format!("{} id={}", s("name"), s("id")),
         "entity" => format!("{} {}", s("entity"), s("op")),
         "lock" => list(&v["entities"]),

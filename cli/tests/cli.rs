@@ -429,6 +429,57 @@ fn list_shows_every_instance_with_filters_and_pages() {
 
 // ---- describe ---------------------------------------------------------------
 
+/// Retries an hour apart, so it stays between attempts.
+#[orchestrator]
+async fn retrying(ctx: Context, reason: String) -> Result<(), String> {
+    let policy = durable::RetryPolicy::attempts(5)
+        .backoff(Duration::from_secs(3_600))
+        .max_backoff(Duration::from_secs(3_600))
+        .jitter(0.0);
+    ctx.call_with_retry(refuse, reason, policy)
+        .await
+        .map_err(|e| format!("{e:?}"))
+}
+
+#[test]
+fn describe_shows_a_retrying_activitys_attempts_and_last_error() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let db = dir.path().join("retry.db");
+    let threads = threads();
+    threads.block_on(async {
+        let runtime = builder(&db).orchestrator(retrying).start().await.unwrap();
+        let client = runtime.client();
+        client
+            .start_with_id(retrying, "retry-1", "card declined".to_owned())
+            .await
+            .unwrap();
+        until("the first attempt to fail", || async {
+            client.waiting_on("retry-1").await.is_ok_and(|w| {
+                w.iter()
+                    .any(|b| matches!(b, durable::Blocker::Activity { failures: 1, .. }))
+            })
+        })
+        .await;
+        runtime.shutdown().await.unwrap();
+    });
+    let db = db.to_str().expect("a UTF-8 temp path");
+    let out = stdout(&code(durable(&["--db", db, "describe", "retry-1"]), 0));
+    for word in [
+        "refuse",
+        "1 failed attempts",
+        "last error: \"card declined\"",
+        "next attempt",
+    ] {
+        assert!(out.contains(word), "{word} in:\n{out}");
+    }
+    let v = json(&code(
+        durable(&["--db", db, "-o", "json", "describe", "retry-1"]),
+        0,
+    ));
+    let text = v.to_string();
+    assert!(text.contains("card declined"), "{text}");
+}
+
 #[test]
 fn describe_shows_status_input_output_and_what_it_waits_on() {
     let f = Fixture::new();
