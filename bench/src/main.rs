@@ -41,6 +41,7 @@ mod entities;
 mod patterns;
 mod postgres;
 mod scale;
+mod testkit;
 mod workloads;
 
 use std::time::Duration;
@@ -103,9 +104,9 @@ pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-const WORKLOADS: [&str; 13] = [
+const WORKLOADS: [&str; 14] = [
     "limit", "seq", "fanout", "latency", "long", "replay", "idle", "seqstart", "timers", "starts",
-    "children", "monitor", "entities",
+    "children", "monitor", "entities", "testkit",
 ];
 
 /// The number after `flag`.
@@ -198,6 +199,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "children" => rt.block_on(patterns::children(settings))?,
             "monitor" => rt.block_on(patterns::eternal(settings))?,
             "entities" => rt.block_on(entities::entities(settings))?,
+            "testkit" => rt.block_on(testkit::testkit(settings))?,
             _ => unreachable!("checked above"),
         }
     }

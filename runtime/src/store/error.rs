@@ -16,8 +16,10 @@ pub enum StoreError {
         detail: String,
     },
     /// The database was written by another version of durable's schema;
-    /// nothing is migrated or changed.
-    #[error("{location} has schema version {found}, this release reads version {supported}{hint}", hint = if *found > *supported { ": it was written by a newer release" } else { "" })]
+    /// nothing was changed. (The schema of the release just before is
+    /// brought up to date when a store opens it for writing; a read-only
+    /// open, as the database check's, refuses it with this.)
+    #[error("{location} has schema version {found}, this release reads version {supported}{hint}", hint = if *found > *supported { ": it was written by a newer release" } else { ": it was written by an older release (the release just before's schema is brought up to date by opening it for writing, as a runtime does when it starts)" })]
     SchemaVersion {
         /// The file or schema.
         location: String,

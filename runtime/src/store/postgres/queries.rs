@@ -502,13 +502,17 @@ impl Store for PostgresStore {
                 {
                     return Ok(None);
                 }
-                let rows = tx
-                    .rows(
-                        "SELECT idx, turn, at, event, sum FROM §history \
-                         WHERE instance = $1 AND idx >= $2 ORDER BY idx LIMIT $3",
-                        &[&instance, &start, &limit],
-                    )
-                    .await?;
+                // From the start, every row is read: one with a damaged
+                // (say negative) index then fails the read rather than
+                // being passed over.
+                let sql = if from == 0 {
+                    "SELECT idx, turn, at, event, sum FROM §history \
+                     WHERE instance = $1 AND $2::bigint = 0 ORDER BY idx LIMIT $3"
+                } else {
+                    "SELECT idx, turn, at, event, sum FROM §history \
+                     WHERE instance = $1 AND idx >= $2 ORDER BY idx LIMIT $3"
+                };
+                let rows = tx.rows(sql, &[&instance, &start, &limit]).await?;
                 let mut out: Vec<HistoryRecord> = Vec::with_capacity(rows.len());
                 for r in &rows {
                     let numbers = (r.get(0), r.get(1), r.get(2), r.get(4));

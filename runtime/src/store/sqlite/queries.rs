@@ -141,10 +141,15 @@ fn read_history(
     if !exists {
         return Ok(None);
     }
-    let mut stmt = conn.prepare_cached(
+    // From the start, every row is read: one with a damaged (say negative)
+    // index then fails the read rather than being passed over.
+    let mut stmt = conn.prepare_cached(if from == 0 {
+        "SELECT idx, turn, at, event, sum FROM history WHERE instance = ?1 AND ?2 = 0 \
+         ORDER BY idx LIMIT ?3"
+    } else {
         "SELECT idx, turn, at, event, sum FROM history WHERE instance = ?1 AND idx >= ?2 \
-         ORDER BY idx LIMIT ?3",
-    )?;
+         ORDER BY idx LIMIT ?3"
+    })?;
     // SQLite reads a negative limit as none.
     let limit = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
     let mut q = stmt.query(params![instance, count(from), limit])?;
