@@ -63,6 +63,7 @@ impl From<Error> for ApiError {
                 (StatusCode::NOT_FOUND, "unknown_orchestrator")
             }
             Error::UnregisteredEntity { .. } => (StatusCode::NOT_FOUND, "unknown_entity"),
+            Error::BadOperation { .. } => (StatusCode::BAD_REQUEST, "bad_operation"),
             Error::Payload { .. } => (StatusCode::BAD_REQUEST, "bad_payload"),
             Error::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Error::EntityState { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "entity_state"),

@@ -423,10 +423,19 @@ async fn history(
     }
     // The page alone is read; the total is the instance row's count, read
     // first, so a page that grew meanwhile counts itself.
-    let total = api.client.status(&id).await?.history_len;
+    let status = api.client.status(&id).await?;
+    // An entity counts its turns but keeps no history.
+    let total = if durable::history::is_entity_name(&status.name) {
+        0
+    } else {
+        status.history_len
+    };
     let from = params.from.unwrap_or(0);
     let page: Vec<HistoryRecord> = api.client.history_page(&id, from, limit).await?;
-    let total = total.max(from.saturating_add(page.len() as u64));
+    let total = match page.last() {
+        Some(last) => total.max(last.index + 1),
+        None => total,
+    };
     let end = from.saturating_add(limit as u64);
     let next = (end < total).then_some(end);
     Ok(Json(json!({
@@ -540,6 +549,8 @@ async fn resume(
 /// `DELETE /instances/{id}`: purges a finished instance.
 async fn purge(State(api): Shared, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     api.client.purge(&id).await?;
+    // The history that would record it is gone: the log keeps it.
+    tracing::info!(target: "durable_http", id = ?id, "purged through the HTTP API");
     Ok(Json(json!({ "id": id, "purged": true })))
 }
 
@@ -569,6 +580,14 @@ async fn signal(
 ) -> Result<Response, ApiError> {
     let args = json_body(&api, body).await?;
     api.client.signal_json(&entity, &key, &op, &args).await?;
+    // An entity keeps no history: the log records the signal.
+    tracing::info!(
+        target: "durable_http",
+        entity = ?entity,
+        key = ?key,
+        op = ?op,
+        "signalled through the HTTP API"
+    );
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "entity": entity, "key": key, "op": op })),

@@ -244,7 +244,7 @@ pub(crate) async fn document(
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
             "schemas": {
                 "Error": { "type": "object", "required": ["error", "message"], "properties": {
-                    "error": { "type": "string", "description": "A stable code: bad_request, bad_payload, invalid_name, invalid_token, unauthorized, instance_not_found, instance_exists, instance_finished, invalid_state, unknown_orchestrator, unknown_entity, entity_not_found, payload_too_large, store_unavailable, shutting_down, no_route, internal." },
+                    "error": { "type": "string", "description": "A stable code: bad_request, bad_payload, invalid_name, invalid_token, unauthorized, instance_not_found, instance_exists, instance_finished, invalid_state, unknown_orchestrator, unknown_entity, bad_operation, entity_not_found, payload_too_large, store_unavailable, shutting_down, no_route, internal." },
                     "message": { "type": "string", "description": "What went wrong and what to do." },
                 } },
                 "Urls": { "type": "object", "description": "Where to manage the instance.", "properties": {

@@ -441,6 +441,7 @@ async fn the_history_pages_with_from_limit_and_next() {
     assert_eq!(past.status, StatusCode::OK, "{}", past.body);
     assert_eq!(past.body["events"], json!([]));
     assert!(past.body["next"].is_null());
+    assert_eq!(past.body["total"], total, "the total, not where it asked");
 
     let most = api
         .get(&format!("/instances/{id}/history?limit=10000"))
@@ -840,6 +841,13 @@ async fn a_signal_reaches_the_entity_and_its_state_shows_it() {
     })
     .await;
 
+    // An entity keeps no history: nothing to page through.
+    let history = api.get("/instances/@Tally@visits/history?limit=1").await;
+    assert_eq!(history.status, StatusCode::OK, "{}", history.body);
+    assert_eq!(history.body["events"], json!([]));
+    assert_eq!(history.body["total"], 0);
+    assert!(history.body["next"].is_null(), "{}", history.body);
+
     // Another key is another entity.
     api.get("/entities/Tally/other")
         .await
@@ -859,6 +867,24 @@ async fn a_signal_to_an_unknown_entity_type_or_with_bad_arguments_is_refused() {
     api.post("/entities/Tally/k/add", "[1,")
         .await
         .assert_error(StatusCode::BAD_REQUEST, "bad_payload");
+    // An operation the type does not have, or arguments that do not fit
+    // it, are refused before anything is queued: the entity goes on.
+    api.post("/entities/Tally/k/nope", "[1]")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "bad_operation");
+    api.post("/entities/Tally/k/add", r#"["one"]"#)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "bad_operation");
+    api.post("/entities/Tally/k/add", "[1, 2]")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "bad_operation");
+    let reply = api.post("/entities/Tally/k/add", "[4]").await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    until("the good signal to be applied", || async {
+        let r = api.get("/entities/Tally/k").await;
+        (r.body["state"] == json!({ "count": 1, "total": 4 })).then_some(())
+    })
+    .await;
     api.stop().await;
 }
 

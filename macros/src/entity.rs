@@ -236,6 +236,16 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             }
         }
     });
+    let checks = ops.iter().map(|op| {
+        let op_name = op.name.to_string();
+        let types = op.args.iter().map(|(_, t)| t);
+        quote! {
+            #op_name => {
+                let _: (#(#types,)*) = ::durable::entity::__decode_args(__input, #stored, __op)?;
+                ::core::result::Result::Ok(())
+            }
+        }
+    });
     let reads: Vec<String> = ops
         .iter()
         .filter(|o| o.read)
@@ -287,6 +297,16 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 
             fn __is_read(__op: &str) -> bool {
                 #is_read
+            }
+
+            fn __check(
+                __op: &str,
+                __input: &::durable::history::Payload,
+            ) -> ::core::result::Result<(), ::durable::EntityError> {
+                match __op {
+                    #(#checks)*
+                    _ => ::core::result::Result::Err(::durable::entity::__unknown_op(#stored, __op)),
+                }
             }
 
             #[allow(unused_variables)]

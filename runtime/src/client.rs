@@ -363,6 +363,30 @@ impl Client {
         // A call that lost a race is in history with no result, and
         // nothing waits for it.
         blockers.retain(|b| !b.seq().is_some_and(|seq| abandoned.contains(&seq)));
+        // A newer build's instance: this build's processes leave it alone.
+        let started = history.first().map(|r| &r.event).into_iter().chain(
+            queued
+                .iter()
+                .flat_map(|(_, messages)| messages.iter().map(|(_, e)| e)),
+        );
+        let version = started
+            .filter_map(|e| match e {
+                Event::Started { name, version, .. } => Some((name, *version)),
+                _ => None,
+            })
+            .next();
+        if let Some((name, version)) = version {
+            if let Some((newest, _)) = self.registry.newest(name).filter(|(n, _)| *n < version) {
+                blockers.insert(
+                    0,
+                    crate::Blocker::NewerVersion {
+                        orchestrator: name.clone(),
+                        version,
+                        newest,
+                    },
+                );
+            }
+        }
         Ok(blockers)
     }
 

@@ -44,6 +44,15 @@ pub trait Entity: Default + Serialize + DeserializeOwned + Send + 'static {
     #[doc(hidden)]
     fn __is_read(op: &str) -> bool;
 
+    /// Whether `op` is one of the entity's operations and `input` decodes
+    /// into its arguments: a signal sent by name (a tool, the HTTP API) is
+    /// refused before it is queued, rather than failing when applied.
+    #[doc(hidden)]
+    fn __check(op: &str, input: &Payload) -> Result<(), EntityError> {
+        let _ = (op, input);
+        Ok(())
+    }
+
     /// Applies operation `op` with its encoded arguments.
     #[doc(hidden)]
     fn __apply(

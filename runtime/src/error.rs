@@ -94,6 +94,16 @@ pub enum Error {
         /// The entity type's stored name.
         name: String,
     },
+    /// A signal sent by name (`Client::signal_json`) names no operation of
+    /// the entity type, or its arguments do not decode into the
+    /// operation's: refused before anything is queued.
+    #[error("entity `{entity}`: {reason}")]
+    BadOperation {
+        /// The entity type's stored name.
+        entity: String,
+        /// What does not fit.
+        reason: String,
+    },
     /// An entity's stored state no longer decodes into its type (the code
     /// changed): it is set aside as it is, never reset.
     #[error("the state of entity `{id}` does not decode: {reason}; deploy code that reads it (the entity waits, its state and queued operations kept)")]

@@ -23,6 +23,9 @@ type StartFn =
 type RunFn = dyn Fn(&Payload, usize) -> BoxFuture<Result<Payload, ActivityFailure>> + Send + Sync;
 
 /// Loads one entity of a registered type for a turn.
+/// Checks an entity operation's name and arguments before it is queued.
+pub(crate) type CheckOpFn = fn(&str, &Payload) -> Result<(), crate::history::EntityError>;
+
 pub(crate) type LoadFn = dyn Fn(
         &str,
         Option<&Payload>,
@@ -52,6 +55,8 @@ pub(crate) struct Registry {
     overridden: std::collections::HashSet<&'static str>,
     /// Entity types, by stored name with its prefix (`@Account`).
     entities: HashMap<String, Box<LoadFn>>,
+    /// By stored type name: checks an operation and its arguments.
+    entity_checks: HashMap<String, CheckOpFn>,
     /// Names registered twice, reported when the runtime starts.
     duplicates: Vec<&'static str>,
     /// The largest payload, in bytes of JSON, anything may produce: set
@@ -66,6 +71,7 @@ impl Default for Registry {
             activities: HashMap::new(),
             overridden: std::collections::HashSet::new(),
             entities: HashMap::new(),
+            entity_checks: HashMap::new(),
             duplicates: Vec::new(),
             max_payload: DEFAULT_MAX_PAYLOAD,
         }
@@ -206,6 +212,7 @@ impl Registry {
 
     pub(crate) fn add_entity<T: crate::entity::Entity>(&mut self) {
         let name = crate::history::entity_type_name(T::NAME);
+        self.entity_checks.insert(name.clone(), T::__check);
         if self
             .entities
             .insert(name, Box::new(crate::entity::load::<T>))
@@ -218,6 +225,19 @@ impl Registry {
     /// The loader of an entity type, by stored name with its prefix.
     pub(crate) fn entity(&self, type_name: &str) -> Option<&LoadFn> {
         self.entities.get(type_name).map(AsRef::as_ref)
+    }
+
+    /// Checks operation `op` of entity type `type_name` and its arguments
+    /// (`None`: no such type registered).
+    pub(crate) fn check_entity_op(
+        &self,
+        type_name: &str,
+        op: &str,
+        input: &Payload,
+    ) -> Option<Result<(), crate::history::EntityError>> {
+        self.entity_checks
+            .get(type_name)
+            .map(|check| check(op, input))
     }
 
     pub(crate) fn has_entity(&self, type_name: &str) -> bool {

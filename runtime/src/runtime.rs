@@ -203,8 +203,11 @@ impl Builder {
                 let mut options = options.clone();
                 options.listen = false;
                 // A check only reads: a misspelled schema is an error, not
-                // a new empty one.
+                // a new empty one, and a schema of the release before is
+                // read as it is, not migrated under the workers of that
+                // release.
                 options.create_schema = false;
+                options.read_only = true;
                 Arc::new(crate::store::PostgresStore::connect_with(url, &options)?)
             }
         };

@@ -25,6 +25,18 @@ pub enum Blocker {
         /// Why, naming the recorded call site and the one the code makes.
         failure: Failure,
     },
+    /// It runs on a version of its orchestrator newer than any this
+    /// process registers: a newer build's instance (a rolling deploy, or
+    /// a rollback). Processes of this build leave it alone; one of a build
+    /// that has the version runs it. A termination still ends it.
+    NewerVersion {
+        /// The orchestrator's stored name.
+        orchestrator: String,
+        /// The version it runs on.
+        version: u32,
+        /// The newest version registered here.
+        newest: u32,
+    },
     /// An external event it waits for.
     Event {
         /// The event's name.
@@ -121,6 +133,15 @@ impl std::fmt::Display for Blocker {
             }
             Self::Suspended { reason } => write!(f, "suspended: {reason}"),
             Self::Parked { failure } => write!(f, "parked: {}", failure.message),
+            Self::NewerVersion {
+                orchestrator,
+                version,
+                newest,
+            } => write!(
+                f,
+                "runs on version {version} of `{orchestrator}`, newer than any registered here \
+                 (newest: {newest}): it waits for a process of a build that has it"
+            ),
             Self::Event { name, similar } if similar.is_empty() => {
                 write!(f, "waits for event `{name}`")
             }
@@ -209,6 +230,14 @@ impl serde::Serialize for Blocker {
             Self::NotStarted => json!({ "kind": "not_started" }),
             Self::Suspended { reason } => json!({ "kind": "suspended", "reason": reason }),
             Self::Parked { failure } => json!({ "kind": "parked", "failure": failure }),
+            Self::NewerVersion {
+                orchestrator,
+                version,
+                newest,
+            } => json!({
+                "kind": "newer_version", "orchestrator": orchestrator,
+                "version": version, "newest": newest,
+            }),
             Self::Event { name, similar } => {
                 json!({ "kind": "event", "name": name, "similar": similar })
             }

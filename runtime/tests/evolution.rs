@@ -886,14 +886,20 @@ async fn during_a_rolling_deploy_the_old_build_leaves_new_versions_alone() {
     // client writes: the instance and its `Started`), and is gone before
     // running it: only the old build's process runs for now.
     let store = common::store(&db);
-    let mut start = durable::store::NewInstance::new(
-        "v2",
-        "flow",
-        serde_json::from_str("5").unwrap(),
-        store.now().unwrap(),
-    );
-    start.version = 2;
-    store.create_instances(&[start]).unwrap();
+    let starts: Vec<_> = ["v2", "v2-dropped"]
+        .into_iter()
+        .map(|id| {
+            let mut start = durable::store::NewInstance::new(
+                id,
+                "flow",
+                serde_json::from_str("5").unwrap(),
+                store.now().unwrap(),
+            );
+            start.version = 2;
+            start
+        })
+        .collect();
+    store.create_instances(&starts).unwrap();
     let new_build = || {
         builder(&db)
             .activity(old_step)
@@ -911,6 +917,21 @@ async fn during_a_rolling_deploy_the_old_build_leaves_new_versions_alone() {
     let s = client.status("v2").await.unwrap();
     assert_eq!(s.runtime_status, RuntimeStatus::Pending, "{s:?}");
     assert!(client.history("v2").await.unwrap().is_empty());
+    // It says why it waits.
+    let waits = client.waiting_on("v2").await.unwrap();
+    assert!(
+        matches!(
+            &waits[0],
+            durable::Blocker::NewerVersion { orchestrator, version: 2, newest: 1 }
+                if orchestrator == "flow"
+        ),
+        "{waits:?}"
+    );
+    assert!(waits[0].to_string().contains("newer"), "{}", waits[0]);
+    // A termination still ends one (a rollback's way out): without code.
+    client.terminate("v2-dropped", "rolled back").await.unwrap();
+    let ended = within(client.wait("v2-dropped")).await.unwrap();
+    assert_eq!(ended.runtime_status, RuntimeStatus::Terminated, "{ended:?}");
     // The new build's process takes it.
     let rt = new_build().start().await.unwrap();
     let client = rt.client();
@@ -956,6 +977,21 @@ async fn a_database_of_the_schema_before_is_migrated_in_place() {
         common::execute(&db, "PRAGMA user_version = 4", &[]);
         "PRAGMA user_version"
     };
+    // The check before a deploy reads it as it is: nothing migrated under
+    // the workers of the release before.
+    let check = builder(&db)
+        .activity(old_step)
+        .activity(new_step)
+        .orchestrator(flow_v1)
+        .orchestrator(flow)
+        .check_database()
+        .unwrap();
+    assert!(check.is_empty(), "{check:?}");
+    assert_eq!(
+        common::number(&db, get, &[]),
+        if common::on_postgres() { 1 } else { 4 },
+        "the check changed nothing"
+    );
     let old_build = builder(&db)
         .activity(old_step)
         .orchestrator(flow_v1)

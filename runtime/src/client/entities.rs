@@ -267,11 +267,12 @@ impl Client {
     /// under `key`, with its arguments as JSON text (the operation's
     /// parameters as a tuple: `[5]` for one, `null` for none): for tools
     /// that know entity types by name. Resolves once the operation is
-    /// durably queued; arguments that do not fit the operation fail it
-    /// when applied, as any signal's.
+    /// durably queued.
     ///
     /// # Errors
     /// [`Error::UnregisteredEntity`] for a type not registered here,
+    /// [`Error::BadOperation`] for an operation the type does not have, or
+    /// arguments that do not decode into its parameters (nothing queued),
     /// [`Error::InvalidName`] for a bad key or operation name,
     /// [`Error::Payload`] for arguments that are not JSON,
     /// [`Error::PayloadTooLarge`], and store errors.
@@ -286,12 +287,29 @@ impl Client {
         check_name("entity operation", op)?;
         let input =
             self.json_payload(args, &format!("the arguments of entity operation `{op}`"))?;
+        let type_name = history::entity_type_name(entity);
+        // A bad operation would fail only when applied, and set the entity
+        // aside with its queue: refused now, nothing queued.
+        match self.registry.check_entity_op(&type_name, op, &input) {
+            None => {
+                return Err(Error::UnregisteredEntity {
+                    name: entity.to_owned(),
+                })
+            }
+            Some(Err(e)) => {
+                return Err(Error::BadOperation {
+                    entity: entity.to_owned(),
+                    reason: e.to_string(),
+                })
+            }
+            Some(Ok(())) => {}
+        }
         let signal = ClientSignal {
             client: self,
             id: check_name("entity key", key)
                 .map(|()| history::entity_id(entity, key))
                 .map_err(Error::from),
-            type_name: history::entity_type_name(entity),
+            type_name,
             at: 0,
         };
         signal.queue(op, input).await

@@ -495,6 +495,7 @@ impl<'a> Round<'a> {
         // below loses no turn's results: they are all in `to_store` or
         // `pending` by then, which the caller gets back.
         let mut over = Vec::new();
+        let mut ended = Vec::new();
         for ran in turns.run(jobs, stop).await {
             match ran {
                 Ran::Done {
@@ -503,7 +504,9 @@ impl<'a> Round<'a> {
                     turn,
                 } => {
                     if let Some(r) = ready[key].take() {
-                        self.file(r, execution, turn);
+                        if let Some(end) = self.file(r, execution, turn) {
+                            ended.push(end);
+                        }
                     }
                 }
                 Ran::OverBudget { key, ran } => {
@@ -526,6 +529,17 @@ impl<'a> Round<'a> {
             .extend(ready.into_iter().flatten().flat_map(|r| r.completions));
         if self.verify {
             self.verify_from(filed_from).await?;
+        }
+        // Parked on their first turn with a termination among the
+        // messages: the operator's way out, without the code.
+        for (r, reason) in ended {
+            let len = r.len_before;
+            let consumed = (r.consumed, r.messages);
+            let event = Event::Terminated { reason };
+            let at = (len, r.execution);
+            let commit =
+                end_without_code(self.store, &r.id, at, consumed, event, self.clock.now()).await?;
+            self.push(commit, r.id, len, None, true, Vec::new());
         }
         for (r, ran) in over {
             let len = r.len_before;
@@ -587,8 +601,25 @@ impl<'a> Round<'a> {
         Ok(())
     }
 
-    /// Files a turn that ran: to commit, or the instance parked.
-    fn file(&mut self, r: Ready, ex: Execution, turn: Result<Turn, Parked>) {
+    /// Files a turn that ran: to commit, or the instance parked. A turn
+    /// parked with a termination among its messages is handed back, with
+    /// the reason, to end without its code.
+    fn file(
+        &mut self,
+        mut r: Ready,
+        ex: Execution,
+        turn: Result<Turn, Parked>,
+    ) -> Option<(Ready, String)> {
+        if turn.is_err() {
+            let reason = r.messages.iter().find_map(|e| match e {
+                Event::Terminated { reason } => Some(reason.clone()),
+                _ => None,
+            });
+            if let Some(reason) = reason {
+                self.to_store.append(&mut r.completions);
+                return Some((r, reason));
+            }
+        }
         let Ready {
             id,
             len_before: expected_len,
@@ -635,6 +666,7 @@ impl<'a> Round<'a> {
                 self.stuck.push((id, failure));
             }
         }
+        None
     }
 
     fn push(

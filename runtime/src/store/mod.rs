@@ -672,7 +672,8 @@ pub enum Change<'a> {
 /// comes with the newest version of it the process runs: an instance of a
 /// newer version was started by a newer build, and is left for it during a
 /// rolling deploy (an older version no longer registered is still taken,
-/// and parked with a diagnostic). Activities and entity types have no
+/// and parked with a diagnostic; so is a newer one with a termination due,
+/// which ends it without its code). Activities and entity types have no
 /// versions: they come with [`Names::ANY_VERSION`].
 #[derive(Debug, Clone, Copy)]
 pub struct Names<'a>(pub &'a [(&'a str, u32)]);

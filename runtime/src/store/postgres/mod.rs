@@ -196,6 +196,9 @@ pub struct PostgresOptions {
     /// read, and for workers whose role may not create anything (the
     /// schema made beforehand by a role that may).
     pub create_schema: bool,
+    /// Only read (the database check): the schema is neither created nor
+    /// migrated, and the release before's is read as it is.
+    pub(crate) read_only: bool,
 }
 
 impl Default for PostgresOptions {
@@ -207,6 +210,7 @@ impl Default for PostgresOptions {
             connect_timeout: Duration::from_secs(10),
             stalled_transaction_timeout: Duration::from_secs(30),
             create_schema: true,
+            read_only: false,
         }
     }
 }
@@ -474,7 +478,8 @@ impl PostgresStore {
             wakes: Arc::default(),
             rt: Some(rt),
         };
-        store.block(|| store.create_or_check_schema(schema, options.create_schema))?;
+        let create = options.create_schema && !options.read_only;
+        store.block(|| store.create_or_check_schema(schema, create, options.read_only))?;
         if options.listen {
             let (channel, wakes) = (store.channel.clone(), Arc::clone(&store.wakes));
             store.runtime().spawn(listen(config, tls, channel, wakes));
@@ -572,7 +577,14 @@ impl PostgresStore {
     /// Creates the schema's tables, or checks that they are durable's, of
     /// this version; under an advisory lock, so two processes starting at
     /// once do not both create them.
-    async fn create_or_check_schema(&self, schema: &str, create: bool) -> Result<(), StoreError> {
+    /// `read_only` (the database check) leaves a schema of the release
+    /// before as it is, to read; otherwise it is migrated.
+    async fn create_or_check_schema(
+        &self,
+        schema: &str,
+        create: bool,
+        read_only: bool,
+    ) -> Result<(), StoreError> {
         let location = self.location.clone();
         let ddl = self.sql(SCHEMA);
         let migrate = self.sql(MIGRATE_1_TO_2);
@@ -648,9 +660,22 @@ impl PostgresStore {
             let found = mark("schema_version")
                 .and_then(|v| v.parse::<i64>().ok())
                 .unwrap_or(-1);
-            if found == 1 {
-                tx.tx.batch_execute(&migrate).await?;
+            if found == 1 && read_only {
                 return Ok(());
+            }
+            if found == 1 {
+                // A role that does not own the tables cannot alter them:
+                // say what to do rather than pass the server's refusal on.
+                return match tx.tx.batch_execute(&migrate).await {
+                    Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => {
+                        Err(TxError::Store(StoreError::SchemaVersion {
+                            location: location.clone(),
+                            found,
+                            supported: SCHEMA_VERSION,
+                        }))
+                    }
+                    other => Ok(other?),
+                };
             }
             if found != SCHEMA_VERSION {
                 return Err(TxError::Store(StoreError::SchemaVersion {

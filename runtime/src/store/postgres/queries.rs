@@ -333,7 +333,10 @@ impl Store for PostgresStore {
              SELECT i.id FROM §instances i JOIN due ON due.instance = i.id \
              WHERE (i.lock_until IS NULL OR i.lock_until <= $1 \
                     OR (i.lock_owner = $3 AND i.status <> 'stuck')) \
-               AND {} AND i.status <> 'suspended' \
+               AND ({} OR (i.name = ANY($4) AND EXISTS (SELECT 1 FROM §messages t \
+                    WHERE t.instance = i.id AND t.visible_at <= $1 \
+                      AND t.event LIKE '{{\"Terminated\":%'))) \
+               AND i.status <> 'suspended' \
                AND (i.history_len > 0 OR i.name LIKE '@%' \
                     OR (SELECT f.visible_at FROM §messages f WHERE f.instance = i.id \
                         ORDER BY f.seq LIMIT 1) <= $1) \

@@ -32,7 +32,10 @@ pub(super) const FETCH_DUE: &str = "SELECT m.instance FROM messages m INDEXED BY
      WHERE m.visible_at <= ?1 \
        AND (i.lock_until IS NULL OR i.lock_until <= ?1 \
             OR (i.lock_owner = ?3 AND i.status <> 'stuck')) \
-       AND i.version <= (SELECT value FROM json_each(?4) WHERE key = i.name) \
+       AND (i.version <= (SELECT value FROM json_each(?4) WHERE key = i.name) \
+            OR (i.name IN (SELECT key FROM json_each(?4)) \
+                AND EXISTS (SELECT 1 FROM messages t WHERE t.instance = i.id \
+                    AND t.visible_at <= ?1 AND t.event LIKE '{\"Terminated\":%'))) \
        AND i.status <> 'suspended' \
        AND (i.history_len > 0 OR substr(i.name, 1, 1) = '@' \
             OR (SELECT f.visible_at FROM messages f WHERE f.instance = i.id \
