@@ -297,6 +297,9 @@ fn follow_history(
     }
     ctx.out.flush().map_err(io)?;
     let mut pause = Duration::from_millis(50);
+    let mut execution = records.first().and_then(execution_of);
+    // The history length and update time last caught up with.
+    let mut seen = None;
     loop {
         let status = match ctx.backend.status(id) {
             Ok(s) => s,
@@ -306,15 +309,40 @@ fn follow_history(
             }
             Err(e) => return Err(e),
         };
-        if status.history_len < next {
-            // Continued as new: the new execution's history starts at 0.
-            next = 0;
-            if ctx.format == Format::Table {
-                ctx.line("--- continued as new ---")?;
+        let now_seen = Some((status.history_len, status.updated_at));
+        if now_seen != seen {
+            let first = ctx.backend.first_event(id)?;
+            let now = first.as_ref().and_then(execution_of);
+            if (execution.is_some() && now.is_some() && now != execution)
+                || (execution.is_none() && status.history_len < next)
+            {
+                // Continued as new: the new execution's history starts at 0.
+                next = 0;
+                if ctx.format == Format::Table {
+                    ctx.line("--- continued as new ---")?;
+                }
             }
-        }
-        if status.history_len > next {
-            let fresh = ctx.backend.history(id, next)?;
+            execution = now.or(execution);
+            let fresh = if status.history_len > next {
+                ctx.backend.history(id, next)?
+            } else {
+                Vec::new()
+            };
+            // Continued as new between the two reads: read again.
+            if !fresh.is_empty()
+                && ctx.backend.first_event(id)?.as_ref().and_then(execution_of) != now
+            {
+                continue;
+            }
+            // Caught up, or nothing more to read (an entity counts its
+            // turns but keeps no history): look again when it changes.
+            if fresh.is_empty()
+                || fresh
+                    .last()
+                    .is_some_and(|r| r.index + 1 >= status.history_len)
+            {
+                seen = now_seen;
+            }
             for r in &fresh {
                 if ctx.format == Format::Table {
                     let mut one = Table::new(HISTORY_HEADER.to_vec());
@@ -336,6 +364,15 @@ fn follow_history(
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// Which execution a history's first event starts: its `Started`'s first
+/// sequence number (a continue-as-new starts another).
+fn execution_of(first: &HistoryRecord) -> Option<u64> {
+    match &first.event {
+        durable::history::Event::Started { first_seq, .. } => Some(*first_seq),
+        _ => None,
     }
 }
 

@@ -678,6 +678,75 @@ fn history_follow_prints_new_events_until_the_instance_finishes() {
     );
 }
 
+/// Waits for `go`, then continues as new into a longer execution.
+#[orchestrator]
+async fn grows(ctx: Context, round: u64) -> u64 {
+    if round == 0 {
+        let _: () = ctx.wait_event("go").await;
+        return ctx.continue_as_new(1).await;
+    }
+    let mut sum = 0;
+    for i in 0..3 {
+        sum += ctx.call(double, i).await.unwrap_or(0);
+    }
+    sum
+}
+
+#[test]
+fn history_follow_starts_again_when_the_instance_continues_as_new() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let db = dir.path().join("grow.db");
+    let threads = threads();
+    let runtime = threads.block_on(async {
+        let runtime = builder(&db).orchestrator(grows).start().await.unwrap();
+        let client = runtime.client();
+        client.start_with_id(grows, "grow-1", 0).await.unwrap();
+        until("grow-1 to run its first turn", || async {
+            history_has(&client, "grow-1", |e| matches!(e, Event::Started { .. })).await
+        })
+        .await;
+        runtime
+    });
+    let mut follow = std::process::Command::new(env!("CARGO_BIN_EXE_durable"))
+        .args([
+            "--db",
+            db.to_str().unwrap(),
+            "history",
+            "grow-1",
+            "--follow",
+            "-o",
+            "jsonl",
+        ])
+        .env_remove("DURABLE_URL")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stdout = follow.stdout.take().unwrap();
+    let mut reader = std::io::BufReader::new(stdout);
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut first).unwrap();
+    assert!(first.contains("Started"), "{first}");
+    threads
+        .block_on(runtime.client().raise_event("grow-1", "go", ()))
+        .unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    assert!(follow.wait().unwrap().success());
+    // The new execution from its start: its `Started` (round 1) first.
+    let lines: Vec<Value> = rest
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let started = lines
+        .iter()
+        .position(|l| l["event"]["Started"]["input"] == 1)
+        .unwrap_or_else(|| panic!("the second execution's Started in:\n{rest}"));
+    assert_eq!(lines[started]["index"], 0, "{rest}");
+    let last = lines.last().unwrap();
+    assert_eq!(last["event"]["Completed"]["output"], 6, "{rest}");
+    threads.block_on(runtime.shutdown()).unwrap();
+}
+
 // ---- raise and wait ----------------------------------------------------------
 
 #[test]

@@ -152,7 +152,8 @@ async function follow(path, onEvent, signal) {
     if (last !== null) h2['Last-Event-ID'] = last;
     let ended = false;
     try {
-      const res = await fetch(base + path, { headers: h2, signal });
+      // A function gives the path as it is now, for each reconnect.
+      const res = await fetch(base + (typeof path === 'function' ? path() : path), { headers: h2, signal });
       if (!res.ok) throw new Error(`stream: ${res.status}`);
       setLive(true);
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -407,16 +408,31 @@ async function instancePage(id) {
   // The rows scrolled to before the background reached them, one request
   // at a time (a newer scroll asks again once it is back).
   let near = null;
+  let failedAt = null;
   function fetchNear(from) {
-    if (near !== null || stop.signal.aborted) return;
+    if (near !== null || failedAt === from || stop.signal.aborted) return;
     near = from;
     api(`${path}/history?from=${from}&limit=${NEAR}`, { signal: stop.signal })
-      .then((page) => { if (near === from) keep(page); })
-      .catch((e) => { if (!stop.signal.aborted) note.replaceChildren(failure(e)); })
+      .then((page) => {
+        if (near !== from) return;
+        keep(page);
+        // Fewer events there than believed (a purge, a restart): the rows
+        // that are not there are dropped, not asked for again.
+        const end = from + page.events.length;
+        if (page.events.length < NEAR && end < events.length) {
+          events.length = Math.max(end, page.total);
+          prefix = Math.min(prefix, events.length);
+        }
+      })
+      .catch((e) => {
+        if (stop.signal.aborted) return;
+        note.replaceChildren(failure(e));
+        failedAt = from; // not asked again in a loop; a scroll elsewhere asks anew
+      })
       .finally(() => {
         if (near !== from || stop.signal.aborted) return;
         near = null;
-        if (tab === 'history') requestAnimationFrame(renderRows);
+        if (tab === 'history' && failedAt !== from) requestAnimationFrame(renderRows);
       });
   }
 
@@ -562,9 +578,15 @@ async function instancePage(id) {
       if (tab !== 'history') renderTab(); else renderRows();
     }, 150);
   };
-  follow(`${path}/stream?from=${events.length}`, (ev) => {
+  // The execution followed (its `Started`'s first sequence number): a
+  // reconnect names it, so a continue-as-new meanwhile is told.
+  const executionOf = (rec) => (rec && rec.event && rec.event.Started ? rec.event.Started.first_seq || 0 : null);
+  let execution = executionOf(events[0]);
+  const streamPath = () => `${path}/stream?from=${events.length}${execution === null ? '' : `&execution=${execution}`}`;
+  follow(streamPath, (ev) => {
     if (ev.event === 'history') {
       const rec = JSON.parse(ev.data);
+      if (rec.index === 0 && executionOf(rec) !== null) execution = executionOf(rec);
       if (rec.index === events.length) { events.push(rec); known += 1; if (prefix === rec.index) prefix += 1; }
       changed();
     } else if (ev.event === 'restarted') {

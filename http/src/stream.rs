@@ -27,6 +27,10 @@ const STREAM_PAGE: usize = 1_000;
 #[derive(Debug, Deserialize)]
 pub(crate) struct StreamParams {
     from: Option<u64>,
+    /// The execution the client followed (the `first_seq` of the `Started`
+    /// it saw): with `from` or `Last-Event-ID`, a continue-as-new since is
+    /// seen, and the stream starts again at the new execution's start.
+    execution: Option<u64>,
 }
 
 struct Follow {
@@ -71,7 +75,7 @@ pub(crate) async fn stream(
         pending: VecDeque::new(),
         done: false,
         delay: MIN_DELAY,
-        execution: None,
+        execution: params.execution,
         seen: None,
     };
     let events = futures_util::stream::unfold(follow, |mut f| async move {
@@ -141,8 +145,14 @@ impl Follow {
     /// it) and read again.
     async fn read(&mut self, len: u64) -> Result<bool, durable::Error> {
         let execution = self.execution().await?;
-        let restarted =
-            (self.execution.is_some() && execution != self.execution) || len < self.next;
+        // Without the execution the client followed, only a history now
+        // shorter than where it resumes tells a restart, and only when the
+        // instance has continued as new at all (its execution is not the
+        // first, numbered 0).
+        let restarted = match self.execution {
+            Some(followed) => execution.is_some_and(|now| now != followed),
+            None => len < self.next && execution != Some(0),
+        };
         if restarted {
             // Continued as new: the new execution's history starts again
             // at index 0.

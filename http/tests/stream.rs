@@ -340,3 +340,60 @@ async fn a_continue_as_new_restarts_the_stream_at_the_new_executions_first_event
     );
     api.stop().await;
 }
+
+/// A reconnection that names the execution it followed learns of a
+/// continue-as-new since, even when the new execution is already longer
+/// than where it resumes; without it, a resume past the end of an instance
+/// that never continued as new is no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_naming_its_execution_sees_a_continue_as_new_in_between() {
+    let api = common::api_with(
+        |b| b.orchestrator(hops),
+        durable_http::ApiOptions::default(),
+    )
+    .await;
+    let id = api.start("hops", "?id=hops-2", "1").await;
+    api.event_of(&id, "Started").await;
+    let first = history(&api, &id).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    let reply = api
+        .post(&format!("/instances/{id}/events/go"), "null")
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    api.finished(&id).await;
+    let now = history(&api, &id).await;
+    let execution = now[0]["event"]["Started"]["first_seq"]
+        .as_u64()
+        .expect("a later execution's first sequence number");
+    assert!(now.len() >= 2, "{now:?}");
+    // Seen: event 0 of execution 0. The new execution is longer.
+    let mut events = open(
+        &api,
+        &format!("/instances/{id}/stream?execution=0"),
+        &[("last-event-id", "0")],
+    )
+    .await;
+    let all = events.until_end().await;
+    assert_eq!(all[0].event.as_deref(), Some("restarted"), "{all:?}");
+    assert_eq!(records(&all[1..]), now);
+    // Following the execution it is in: a plain resume.
+    let mut events = open(
+        &api,
+        &format!("/instances/{id}/stream?execution={execution}"),
+        &[("last-event-id", "0")],
+    )
+    .await;
+    assert_eq!(records(&events.until_end().await), now[1..]);
+
+    // An instance that never continued as new, resumed past its end: no
+    // restart, only its end.
+    let done = api
+        .start("price_order", "", r#"{"customer": "Ada", "quantity": 1}"#)
+        .await;
+    api.finished(&done).await;
+    let mut events = open(&api, &format!("/instances/{done}/stream?from=100"), &[]).await;
+    let rest = events.until_end().await;
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    assert_eq!(rest[0].event.as_deref(), Some("end"));
+    api.stop().await;
+}

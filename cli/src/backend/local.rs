@@ -147,9 +147,14 @@ impl Backend for Local {
     }
 
     fn history(&mut self, id: &str, from: u64) -> Result<Vec<HistoryRecord>, CliError> {
-        let mut events = self.threads.block_on(self.client.history(id))?;
-        events.retain(|r| r.index >= from);
-        Ok(events)
+        Ok(self
+            .threads
+            .block_on(self.client.history_page(id, from, usize::MAX))?)
+    }
+
+    fn first_event(&mut self, id: &str) -> Result<Option<HistoryRecord>, CliError> {
+        let first = self.threads.block_on(self.client.history_page(id, 0, 1))?;
+        Ok(first.into_iter().next())
     }
 
     fn waiting_on(&mut self, id: &str) -> Result<Vec<serde_json::Value>, CliError> {

@@ -116,6 +116,10 @@ pub(crate) trait Backend {
     /// Its history from event `from` on.
     fn history(&mut self, id: &str, from: u64) -> Result<Vec<HistoryRecord>, CliError>;
 
+    /// Its history's first event alone (its `Started`): which execution
+    /// runs, to see a continue-as-new between two reads.
+    fn first_event(&mut self, id: &str) -> Result<Option<HistoryRecord>, CliError>;
+
     /// What it waits on, in the HTTP API's shape (see `waiting`).
     fn waiting_on(&mut self, id: &str) -> Result<Vec<Value>, CliError>;
 

@@ -328,6 +328,13 @@ impl Backend for Remote {
         status.into_instance()
     }
 
+    fn first_event(&mut self, id: &str) -> Result<Option<HistoryRecord>, CliError> {
+        let url = format!("{}/history", self.instance_url(id));
+        let page: HistoryJson =
+            self.get(&url, &[("from", "0".to_owned()), ("limit", "1".to_owned())])?;
+        Ok(page.events.into_iter().next())
+    }
+
     fn history(&mut self, id: &str, from: u64) -> Result<Vec<HistoryRecord>, CliError> {
         let url = format!("{}/history", self.instance_url(id));
         let mut events = Vec::new();
