@@ -127,7 +127,8 @@ pub(crate) fn list(ctx: &mut Ctx<'_>, args: &ListArgs) -> Result<(), CliError> {
 /// `describe`.
 pub(crate) fn describe(ctx: &mut Ctx<'_>, id: &str) -> Result<(), CliError> {
     let status = ctx.backend.status(id)?;
-    let history = ctx.backend.history(id, 0)?;
+    // The input is in the first event: the rest is not read.
+    let history: Vec<HistoryRecord> = ctx.backend.first_event(id)?.into_iter().collect();
     let waiting = if status.status.is_finished() {
         Vec::new()
     } else {
