@@ -416,13 +416,9 @@ async function instancePage(id) {
       .then((page) => {
         if (near !== from) return;
         keep(page);
-        // Fewer events there than believed (a purge, a restart): the rows
-        // that are not there are dropped, not asked for again.
-        const end = from + page.events.length;
-        if (page.events.length < NEAR && end < events.length) {
-          events.length = Math.max(end, page.total);
-          prefix = Math.min(prefix, events.length);
-        }
+        // Nothing there (the history is shorter than believed: a purge, a
+        // restart on its way): not asked for again in a loop.
+        if (page.events.length === 0) failedAt = from;
       })
       .catch((e) => {
         if (stop.signal.aborted) return;

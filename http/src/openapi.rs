@@ -159,7 +159,7 @@ pub(crate) async fn document(
                 "summary": "Why it is not moving: what it waits on (events, with similarly named ones that arrived; timers; activities; children; entity calls; locks; a suspension; a park with both call sites), each with its source line",
                 "parameters": [id],
                 "responses": {
-                    "200": { "description": "`waiting_on`: a list of objects, each with a `kind` (not_started, suspended, parked, event, timer, activity, child, entity, lock), its fields and a sentence (`text`); empty once finished.",
+                    "200": { "description": "`waiting_on`: a list of objects, each with a `kind` (not_started, suspended, parked, newer_version, event, timer, activity, child, entity, lock), its fields and a sentence (`text`); empty once finished.",
                              "content": { "application/json": { "schema": { "type": "object" } } } },
                     "401": unauthorized,
                     "404": not_found,

@@ -878,6 +878,11 @@ async fn a_signal_to_an_unknown_entity_type_or_with_bad_arguments_is_refused() {
     api.post("/entities/Tally/k/add", "[1, 2]")
         .await
         .assert_error(StatusCode::BAD_REQUEST, "bad_operation");
+    // No arguments: an empty body, `null` or `[]`.
+    for none in ["", "null", "[]"] {
+        let reply = api.post("/entities/Tally/k/reset", none).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{none}: {}", reply.body);
+    }
     let reply = api.post("/entities/Tally/k/add", "[4]").await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
     until("the good signal to be applied", || async {

@@ -441,11 +441,18 @@ pub fn __decode_args<T: DeserializeOwned>(
     entity: &str,
     op: &str,
 ) -> Result<T, EntityError> {
-    input
-        .decode(&format!(
-            "the arguments of operation `{op}` of entity `{entity}`"
-        ))
-        .map_err(|e| EntityError::BadInput(e.to_string()))
+    let what = format!("the arguments of operation `{op}` of entity `{entity}`");
+    match input.decode(&what) {
+        Ok(args) => Ok(args),
+        // An operation without arguments takes an empty array too (what a
+        // tool sending arguments as an array sends for none).
+        Err(e) => match serde_json::from_str::<[(); 0]>(input.json()) {
+            Ok([]) => {
+                serde_json::from_str("null").map_err(|_| EntityError::BadInput(e.to_string()))
+            }
+            Err(_) => Err(EntityError::BadInput(e.to_string())),
+        },
+    }
 }
 
 /// Encodes an operation's result (generated code calls this).

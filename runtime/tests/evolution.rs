@@ -1024,3 +1024,45 @@ async fn a_database_of_the_schema_before_is_migrated_in_place() {
     assert_eq!(within(v2.result()).await.unwrap(), "v2:102");
     rt.shutdown().await.unwrap();
 }
+
+/// A child of a version this build does not have, terminated before it
+/// ever ran, still tells its parent how it ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_terminated_before_its_first_turn_tells_its_parent() {
+    let db = db();
+    let store = common::store(&db);
+    let now = store.now().unwrap();
+    // The parent runs elsewhere (a name this build does not have), so
+    // what is sent to it stays queued for the test to read.
+    let parent = durable::store::NewInstance::new(
+        "parent",
+        "elsewhere",
+        serde_json::from_str("0").unwrap(),
+        now,
+    );
+    let mut child =
+        durable::store::NewInstance::new("child", "flow", serde_json::from_str("1").unwrap(), now);
+    child.version = 2;
+    child.parent = Some(durable::history::ParentRef {
+        id: "parent".to_owned(),
+        seq: 0,
+    });
+    store.create_instances(&[parent, child]).unwrap();
+    let rt = builder(&db)
+        .activity(old_step)
+        .orchestrator(flow_v1)
+        .start()
+        .await
+        .unwrap();
+    let client = rt.client();
+    client.terminate("child", "rolled back").await.unwrap();
+    let ended = within(client.wait("child")).await.unwrap();
+    assert_eq!(ended.runtime_status, RuntimeStatus::Terminated, "{ended:?}");
+    let queued = store.queued(&["parent".to_owned()]).unwrap();
+    let told = queued
+        .iter()
+        .flat_map(|(_, m)| m.iter())
+        .any(|(_, e)| matches!(e, Event::ChildFailed { seq: 0, .. }));
+    assert!(told, "the parent was told: {queued:?}");
+    rt.shutdown().await.unwrap();
+}

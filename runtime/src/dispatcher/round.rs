@@ -740,10 +740,16 @@ async fn end_without_code(
         _ => None,
     };
     if let Some(outcome) = outcome {
-        let parent = history.iter().find_map(|r| match &r.event {
-            Event::Started { parent, .. } => parent.clone(),
-            _ => None,
-        });
+        // A first turn's `Started` is among the delivered messages, not
+        // yet in history.
+        let parent = history
+            .iter()
+            .map(|r| &r.event)
+            .chain(&delivered)
+            .find_map(|e| match e {
+                Event::Started { parent, .. } => parent.clone(),
+                _ => None,
+            });
         commit.sends = ending_messages(parent.as_ref(), &outcome);
         commit
             .sends
